@@ -1,0 +1,92 @@
+//! The error type of kiln-compiler: every way building, differentiating or evaluating a graph
+//! can fail because of what the caller asked for.
+
+use std::fmt;
+use std::panic::Location as CallerLocation;
+
+/// Where in the user's source a graph operation was requested (`file:line`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Location {
+    /// Source file of the call.
+    pub file: &'static str,
+    /// Line of the call.
+    pub line: u32,
+}
+
+impl Location {
+    /// The location of the caller of the `#[track_caller]` function this is called from.
+    #[track_caller]
+    pub fn caller() -> Location {
+        let caller = CallerLocation::caller();
+        Location { file: caller.file(), line: caller.line() }
+    }
+}
+
+impl fmt::Display for Location {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:{}", self.file, self.line)
+    }
+}
+
+/// Everything that can go wrong when building, differentiating or evaluating a graph.
+///
+/// Errors raised while building a node carry the op's name and the caller's [`Location`]; they
+/// are the user's fault (shapes or dtypes that do not fit). `Bug` marks a broken internal
+/// invariant: it is kiln's fault, and its message says so.
+#[derive(Clone, Debug, PartialEq, thiserror::Error)]
+pub enum Error {
+    /// The operands' shapes do not fit the op (broadcasting, matmul inner dims, concat, ...).
+    #[error("shape mismatch in `{op}` at {location}: {detail}")]
+    Shape { op: &'static str, detail: String, location: Location },
+
+    /// The operands' dtypes do not fit the op (mixed dtypes, float op on integers, ...).
+    #[error("dtype mismatch in `{op}` at {location}: {detail}")]
+    DType { op: &'static str, detail: String, location: Location },
+
+    /// An axis (or permutation) names a dim the operand does not have.
+    #[error("axis out of range in `{op}` at {location}: {detail}")]
+    Axis { op: &'static str, detail: String, location: Location },
+
+    /// A reshape whose target does not hold the same number of elements as its operand.
+    #[error("reshape size mismatch at {location}: cannot reshape {from} into {to}")]
+    ReshapeSize { from: String, to: String, location: Location },
+
+    /// An argument that is not a shape or dtype problem (a zero depth, a bad slice range, ...).
+    #[error("invalid argument to `{op}` at {location}: {detail}")]
+    Argument { op: &'static str, detail: String, location: Location },
+
+    /// Two leaves share a name, or a name was looked up that the graph does not have.
+    #[error("name error at {location}: {detail}")]
+    Name { detail: String, location: Location },
+
+    /// Tensors from two different graphs were combined.
+    #[error("`{op}` at {location} combines tensors from different graphs")]
+    ForeignTensor { op: &'static str, location: Location },
+
+    /// `grad` was asked for something it cannot differentiate.
+    #[error("cannot differentiate at {location}: {detail}")]
+    Grad { detail: String, location: Location },
+
+    /// A graph input was not fed when the graph was run.
+    #[error("input `{name}` was not fed")]
+    MissingInput { name: String },
+
+    /// A param had no value when the graph was run.
+    #[error("param `{name}` has no value")]
+    MissingParam { name: String },
+
+    /// A fed input or param value does not match its declaration.
+    #[error("bad value for {what} `{name}`: expected {expected}, got {got}")]
+    BadFeed { what: &'static str, name: String, expected: String, got: String },
+
+    /// Running the graph failed at a node (an index out of range, a symbol bound twice, ...).
+    #[error("evaluation failed at node %{node} (`{op}`): {detail}")]
+    Eval { node: usize, op: &'static str, detail: String },
+
+    /// A broken internal invariant: a bug in kiln, never the caller's fault.
+    #[error("bug in kiln: {0}")]
+    Bug(String),
+}
+
+/// The result type of kiln-compiler.
+pub type Result<T, E = Error> = std::result::Result<T, E>;

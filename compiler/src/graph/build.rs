@@ -1,0 +1,535 @@
+//! The primitive ops as methods of [`Tensor`]: each checks its operands' shapes and dtypes,
+//! then appends one node. Every method is `#[track_caller]`, so an error names the line of
+//! the user's code that asked for the op.
+
+use super::{Binary, Compare, DType, Dim, Distribution, Graph, NodeId, Op, Shape, Tensor, Unary};
+use super::{broadcast_shapes, broadcasts_to};
+use crate::error::{Error, Location, Result};
+
+/// Something that can stand as the second operand of a binary op: a tensor of the same graph,
+/// or a number (which becomes a scalar constant of the first operand's dtype).
+pub trait Operand<'g> {
+    /// The operand as a tensor of `like`'s graph.
+    fn into_tensor(self, like: Tensor<'g>) -> Tensor<'g>;
+}
+
+impl<'g> Operand<'g> for Tensor<'g> {
+    fn into_tensor(self, _like: Tensor<'g>) -> Tensor<'g> {
+        self
+    }
+}
+
+impl<'g> Operand<'g> for f64 {
+    fn into_tensor(self, like: Tensor<'g>) -> Tensor<'g> {
+        like.graph.typed_scalar(self, like.dtype())
+    }
+}
+
+impl<'g> Operand<'g> for f32 {
+    fn into_tensor(self, like: Tensor<'g>) -> Tensor<'g> {
+        like.graph.typed_scalar(f64::from(self), like.dtype())
+    }
+}
+
+impl<'g> Operand<'g> for i32 {
+    fn into_tensor(self, like: Tensor<'g>) -> Tensor<'g> {
+        like.graph.typed_scalar(f64::from(self), like.dtype())
+    }
+}
+
+/// Generates the `#[track_caller]` method of each elementwise unary op.
+macro_rules! unary_methods {
+    ($($(#[$doc:meta])* $method:ident => $op:ident,)*) => {
+        impl<'g> Tensor<'g> {
+            $(
+                $(#[$doc])*
+                #[track_caller]
+                pub fn $method(self) -> Result<Tensor<'g>> {
+                    self.unary(Unary::$op, Location::caller())
+                }
+            )*
+        }
+    };
+}
+
+unary_methods! {
+    /// Elementwise `e^x`.
+    exp => Exp,
+    /// Elementwise natural logarithm.
+    log => Log,
+    /// Elementwise square root.
+    sqrt => Sqrt,
+    /// Elementwise sine.
+    sin => Sin,
+    /// Elementwise cosine.
+    cos => Cos,
+    /// Elementwise hyperbolic tangent.
+    tanh => Tanh,
+    /// Elementwise `|x|`.
+    abs => Abs,
+    /// Elementwise `1 / x`.
+    recip => Recip,
+}
+
+/// Generates the `#[track_caller]` method of each binary op and comparison.
+macro_rules! binary_methods {
+    ($($(#[$doc:meta])* $method:ident => $kind:ident :: $op:ident,)*) => {
+        // `add`, `sub`, ... are the fallible forms of the operators, which Tensor implements too.
+        #[allow(clippy::should_implement_trait)]
+        impl<'g> Tensor<'g> {
+            $(
+                $(#[$doc])*
+                #[track_caller]
+                pub fn $method(self, other: impl Operand<'g>) -> Result<Tensor<'g>> {
+                    let other = other.into_tensor(self);
+                    self.binary_like(Op::$kind($kind::$op), other, Location::caller())
+                }
+            )*
+        }
+    };
+}
+
+binary_methods! {
+    /// `self + other`, broadcast.
+    add => Binary::Add,
+    /// `self - other`, broadcast.
+    sub => Binary::Sub,
+    /// `self * other`, broadcast.
+    mul => Binary::Mul,
+    /// `self / other`, broadcast.
+    div => Binary::Div,
+    /// Elementwise maximum, broadcast.
+    maximum => Binary::Max,
+    /// Elementwise minimum, broadcast.
+    minimum => Binary::Min,
+    /// Mask of `self < other`.
+    lt => Compare::Lt,
+    /// Mask of `self <= other`.
+    le => Compare::Le,
+    /// Mask of `self > other`.
+    gt => Compare::Gt,
+    /// Mask of `self >= other`.
+    ge => Compare::Ge,
+    /// Mask of `self == other`.
+    eq => Compare::Eq,
+}
+
+impl<'g> Tensor<'g> {
+    /// The node id, shape and dtype, or the error that made this tensor fail.
+    fn parts(&self) -> Result<(NodeId, Shape, DType)> {
+        let id = self.id()?;
+        let state = self.graph.state.borrow();
+        let node = &state.nodes[id.0];
+        Ok((id, node.shape.clone(), node.dtype))
+    }
+
+    fn check_same_graph(&self, other: &Tensor<'g>, op: &'static str, location: Location) -> Result<()> {
+        if std::ptr::eq(self.graph, other.graph) { Ok(()) } else { Err(Error::ForeignTensor { op, location }) }
+    }
+
+    fn push(&self, op: Op, inputs: Vec<NodeId>, shape: Shape, dtype: DType) -> Tensor<'g> {
+        self.graph.push(op, inputs, shape, dtype)
+    }
+
+    /// Elementwise negation (the fallible form of `-x`).
+    #[track_caller]
+    #[allow(clippy::should_implement_trait)]
+    pub fn neg(self) -> Result<Tensor<'g>> {
+        self.unary(Unary::Neg, Location::caller())
+    }
+
+    pub(crate) fn unary(self, unary: Unary, location: Location) -> Result<Tensor<'g>> {
+        let (id, shape, dtype) = self.parts()?;
+        let op = Op::Unary(unary);
+        let accepts_ints = matches!(unary, Unary::Neg | Unary::Abs);
+        if !(dtype.is_float() || accepts_ints && dtype.is_int()) {
+            let detail = format!("`{}` needs a float operand, got {dtype}", op.name());
+            return Err(Error::DType { op: op.name(), detail, location });
+        }
+        Ok(self.push(op, vec![id], shape, dtype))
+    }
+
+    /// Elementwise `x^exponent` for a constant exponent.
+    #[track_caller]
+    pub fn powf(self, exponent: f64) -> Result<Tensor<'g>> {
+        let (id, shape, dtype) = self.parts()?;
+        if !dtype.is_float() {
+            let detail = format!("`pow` needs a float operand, got {dtype}");
+            return Err(Error::DType { op: "pow", detail, location: Location::caller() });
+        }
+        Ok(self.push(Op::PowScalar(exponent), vec![id], shape, dtype))
+    }
+
+    /// Elementwise `x * x`.
+    #[track_caller]
+    pub fn square(self) -> Result<Tensor<'g>> {
+        self.mul(self)
+    }
+
+    pub(crate) fn binary_like(self, op: Op, other: Tensor<'g>, location: Location) -> Result<Tensor<'g>> {
+        let name = op.name();
+        self.check_same_graph(&other, name, location)?;
+        let (a, a_shape, a_dtype) = self.parts()?;
+        let (b, b_shape, b_dtype) = other.parts()?;
+        if a_dtype != b_dtype {
+            let detail = format!("operands have dtypes {a_dtype} and {b_dtype}; cast one first");
+            return Err(Error::DType { op: name, detail, location });
+        }
+        let is_compare = matches!(op, Op::Compare(_));
+        if a_dtype == DType::Bool && !matches!(op, Op::Compare(Compare::Eq)) {
+            let detail = "masks (bool) only support `eq`; cast them to a number first".to_string();
+            return Err(Error::DType { op: name, detail, location });
+        }
+        let Some(shape) = broadcast_shapes(&a_shape, &b_shape) else {
+            let detail = format!("cannot broadcast {a_shape} with {b_shape}");
+            return Err(Error::Shape { op: name, detail, location });
+        };
+        let dtype = if is_compare { DType::Bool } else { a_dtype };
+        Ok(self.push(op, vec![a, b], shape, dtype))
+    }
+
+    /// `self ? on_true : on_false` elementwise, where `self` is a bool mask; all three
+    /// broadcast. `on_false` may be a number, which takes `on_true`'s dtype.
+    #[track_caller]
+    pub fn select(self, on_true: Tensor<'g>, on_false: impl Operand<'g>) -> Result<Tensor<'g>> {
+        let location = Location::caller();
+        let (mask, mask_shape, mask_dtype) = self.parts()?;
+        let on_false = on_false.into_tensor(on_true);
+        self.check_same_graph(&on_true, "select", location)?;
+        self.check_same_graph(&on_false, "select", location)?;
+        let (a, a_shape, a_dtype) = on_true.parts()?;
+        let (b, b_shape, b_dtype) = on_false.parts()?;
+        if mask_dtype != DType::Bool {
+            let detail = format!("the mask must be bool, got {mask_dtype}");
+            return Err(Error::DType { op: "select", detail, location });
+        }
+        if a_dtype != b_dtype {
+            let detail = format!("the branches have dtypes {a_dtype} and {b_dtype}");
+            return Err(Error::DType { op: "select", detail, location });
+        }
+        let shape = broadcast_shapes(&mask_shape, &a_shape).and_then(|s| broadcast_shapes(&s, &b_shape));
+        let Some(shape) = shape else {
+            let detail = format!("cannot broadcast mask {mask_shape} with {a_shape} and {b_shape}");
+            return Err(Error::Shape { op: "select", detail, location });
+        };
+        Ok(self.push(Op::Select, vec![mask, a, b], shape, a_dtype))
+    }
+
+    /// Converts the elements to `dtype` (floats to integers truncate toward zero; masks
+    /// become 0 or 1).
+    #[track_caller]
+    pub fn cast(self, dtype: DType) -> Result<Tensor<'g>> {
+        let (id, shape, from) = self.parts()?;
+        if from == dtype {
+            return Ok(self);
+        }
+        Ok(self.push(Op::Cast(dtype), vec![id], shape, dtype))
+    }
+
+    /// The same elements under a new shape holding as many elements. Symbolic dims must
+    /// appear in both shapes (`[B, 4, 5]` to `[B, 20]` is fine, `[B, 4]` to `[4, B]` is too).
+    #[track_caller]
+    pub fn reshape(self, shape: impl Into<Shape>) -> Result<Tensor<'g>> {
+        let (id, from, dtype) = self.parts()?;
+        let to = shape.into();
+        if from.size_signature() != to.size_signature() {
+            let location = Location::caller();
+            return Err(Error::ReshapeSize { from: from.to_string(), to: to.to_string(), location });
+        }
+        if from == to {
+            return Ok(self);
+        }
+        Ok(self.push(Op::Reshape, vec![id], to, dtype))
+    }
+
+    /// Reorders the dims: output dim `i` is input dim `perm[i]`.
+    #[track_caller]
+    pub fn permute(self, perm: &[usize]) -> Result<Tensor<'g>> {
+        let (id, shape, dtype) = self.parts()?;
+        let mut seen = vec![false; shape.rank()];
+        let valid = perm.len() == shape.rank()
+            && perm.iter().all(|&p| p < seen.len() && !std::mem::replace(&mut seen[p], true));
+        if !valid {
+            let detail = format!("{perm:?} is not a permutation of the dims of {shape}");
+            return Err(Error::Axis { op: "permute", detail, location: Location::caller() });
+        }
+        let out = Shape(perm.iter().map(|&p| shape.0[p].clone()).collect());
+        Ok(self.push(Op::Permute(perm.to_vec()), vec![id], out, dtype))
+    }
+
+    /// Swaps the last two dims (a matrix transpose, batched over leading dims).
+    #[track_caller]
+    pub fn transpose(self) -> Result<Tensor<'g>> {
+        let rank = self.parts()?.1.rank();
+        if rank < 2 {
+            let detail = format!("transpose needs at least 2 dims, got {}", self.shape());
+            return Err(Error::Axis { op: "transpose", detail, location: Location::caller() });
+        }
+        let mut perm: Vec<usize> = (0..rank).collect();
+        perm.swap(rank - 2, rank - 1);
+        self.permute(&perm)
+    }
+
+    /// Short for [`Tensor::transpose`].
+    #[track_caller]
+    pub fn t(self) -> Result<Tensor<'g>> {
+        self.transpose()
+    }
+
+    /// Broadcasts to `shape` by numpy rules.
+    #[track_caller]
+    pub fn broadcast_to(self, shape: impl Into<Shape>) -> Result<Tensor<'g>> {
+        let (id, from, dtype) = self.parts()?;
+        let to = shape.into();
+        if !broadcasts_to(&from, &to) {
+            let detail = format!("cannot broadcast {from} to {to}");
+            return Err(Error::Shape { op: "broadcast_to", detail, location: Location::caller() });
+        }
+        if from == to {
+            return Ok(self);
+        }
+        Ok(self.push(Op::BroadcastTo, vec![id], to, dtype))
+    }
+
+    /// Elements `start..end` along `axis` (which must have a static size).
+    #[track_caller]
+    pub fn slice(self, axis: usize, start: usize, end: usize) -> Result<Tensor<'g>> {
+        let location = Location::caller();
+        let (id, shape, dtype) = self.parts()?;
+        let axis_dim = check_axis("slice", &shape, axis, location)?;
+        let Some(size) = axis_dim.as_static() else {
+            let detail = format!("axis {axis} of {shape} is symbolic; only static axes can be sliced");
+            return Err(Error::Argument { op: "slice", detail, location });
+        };
+        if start > end || end > size {
+            let detail = format!("range {start}..{end} does not fit axis {axis} of {shape}");
+            return Err(Error::Argument { op: "slice", detail, location });
+        }
+        let mut out = shape.clone();
+        out.0[axis] = Dim::Static(end - start);
+        Ok(self.push(Op::Slice { axis, start, end }, vec![id], out, dtype))
+    }
+
+    /// Joins tensors along `axis`. All must agree on every other dim and on dtype, and the
+    /// joined axis must be static in each.
+    #[track_caller]
+    pub fn concat(parts: &[Tensor<'g>], axis: usize) -> Result<Tensor<'g>> {
+        let location = Location::caller();
+        let Some(first) = parts.first() else {
+            let detail = "needs at least one tensor".to_string();
+            return Err(Error::Argument { op: "concat", detail, location });
+        };
+        let (_, first_shape, dtype) = first.parts()?;
+        check_axis("concat", &first_shape, axis, location)?;
+        let mut ids = Vec::with_capacity(parts.len());
+        let mut total = 0;
+        for part in parts {
+            first.check_same_graph(part, "concat", location)?;
+            let (id, shape, part_dtype) = part.parts()?;
+            if part_dtype != dtype {
+                let detail = format!("parts have dtypes {dtype} and {part_dtype}");
+                return Err(Error::DType { op: "concat", detail, location });
+            }
+            let others_match = shape.rank() == first_shape.rank()
+                && (0..shape.rank()).all(|i| i == axis || shape.0[i] == first_shape.0[i]);
+            let Some(size) = shape.0.get(axis).and_then(Dim::as_static).filter(|_| others_match) else {
+                let detail = format!("cannot join {first_shape} and {shape} along axis {axis}");
+                return Err(Error::Shape { op: "concat", detail, location });
+            };
+            total += size;
+            ids.push(id);
+        }
+        let mut out = first_shape;
+        out.0[axis] = Dim::Static(total);
+        Ok(first.push(Op::Concat { axis }, ids, out, dtype))
+    }
+
+    /// Sums over `axes`, keeping them as size-1 dims if `keepdims`.
+    #[track_caller]
+    pub fn sum(self, axes: &[usize], keepdims: bool) -> Result<Tensor<'g>> {
+        self.reduce(axes, keepdims, false, Location::caller())
+    }
+
+    /// Sums every element into a scalar.
+    #[track_caller]
+    pub fn sum_all(self) -> Result<Tensor<'g>> {
+        let axes: Vec<usize> = (0..self.rank()).collect();
+        self.reduce(&axes, false, false, Location::caller())
+    }
+
+    /// Maximum over `axes`, keeping them as size-1 dims if `keepdims`.
+    #[track_caller]
+    pub fn max(self, axes: &[usize], keepdims: bool) -> Result<Tensor<'g>> {
+        self.reduce(axes, keepdims, true, Location::caller())
+    }
+
+    fn reduce(self, axes: &[usize], keepdims: bool, is_max: bool, location: Location) -> Result<Tensor<'g>> {
+        let op_name = if is_max { "reduce_max" } else { "sum" };
+        let (id, shape, dtype) = self.parts()?;
+        if dtype == DType::Bool {
+            let detail = "cannot reduce a mask; cast it to a number first".to_string();
+            return Err(Error::DType { op: op_name, detail, location });
+        }
+        let mut axes = axes.to_vec();
+        axes.sort_unstable();
+        axes.dedup();
+        for &axis in &axes {
+            let dim = check_axis(op_name, &shape, axis, location)?;
+            if is_max && dim.as_static() == Some(0) {
+                let detail = format!("axis {axis} of {shape} is empty; its maximum is undefined");
+                return Err(Error::Argument { op: op_name, detail, location });
+            }
+        }
+        if axes.is_empty() {
+            return Ok(self);
+        }
+        let out = reduced_shape(&shape, &axes, keepdims);
+        let op = if is_max { Op::ReduceMax { axes, keepdims } } else { Op::Sum { axes, keepdims } };
+        Ok(self.push(op, vec![id], out, dtype))
+    }
+
+    /// Matrix product `[..., m, k] x [..., k, n] -> [..., m, n]`; leading (batch) dims broadcast.
+    #[track_caller]
+    pub fn matmul(self, other: Tensor<'g>) -> Result<Tensor<'g>> {
+        let location = Location::caller();
+        self.check_same_graph(&other, "matmul", location)?;
+        let (a, a_shape, a_dtype) = self.parts()?;
+        let (b, b_shape, b_dtype) = other.parts()?;
+        if a_dtype != b_dtype || !a_dtype.is_float() {
+            let detail = format!("operands must share a float dtype, got {a_dtype} and {b_dtype}");
+            return Err(Error::DType { op: "matmul", detail, location });
+        }
+        let out = matmul_shape(&a_shape, &b_shape).ok_or_else(|| {
+            let detail = format!("cannot multiply {a_shape} by {b_shape}");
+            Error::Shape { op: "matmul", detail, location }
+        })?;
+        Ok(self.push(Op::MatMul, vec![a, b], out, a_dtype))
+    }
+
+    /// Rows of this table (`[N, D...]`) picked by integer `indices` (`[I...]`), giving
+    /// `[I..., D...]`: an embedding lookup.
+    #[track_caller]
+    pub fn gather(self, indices: Tensor<'g>) -> Result<Tensor<'g>> {
+        let location = Location::caller();
+        self.check_same_graph(&indices, "gather", location)?;
+        let (table, table_shape, dtype) = self.parts()?;
+        let (idx, idx_shape, idx_dtype) = indices.parts()?;
+        if !idx_dtype.is_int() {
+            let detail = format!("indices must be i32 or i64, got {idx_dtype}");
+            return Err(Error::DType { op: "gather", detail, location });
+        }
+        if table_shape.rank() == 0 {
+            let detail = "the table must have at least one dim, got a scalar".to_string();
+            return Err(Error::Shape { op: "gather", detail, location });
+        }
+        let out = Shape(idx_shape.0.iter().chain(&table_shape.0[1..]).cloned().collect());
+        Ok(self.push(Op::Gather, vec![table, idx], out, dtype))
+    }
+
+    /// The adjoint of [`Tensor::gather`]: rows of `updates` (`[I..., D...]`) added into a
+    /// zero table of `rows` rows at these integer indices (`[I...]`), giving `[rows, D...]`.
+    #[track_caller]
+    pub fn scatter_add(self, updates: Tensor<'g>, rows: impl Into<Dim>) -> Result<Tensor<'g>> {
+        let location = Location::caller();
+        self.check_same_graph(&updates, "scatter_add", location)?;
+        let (idx, idx_shape, idx_dtype) = self.parts()?;
+        let (upd, upd_shape, dtype) = updates.parts()?;
+        if !idx_dtype.is_int() {
+            let detail = format!("indices must be i32 or i64, got {idx_dtype}");
+            return Err(Error::DType { op: "scatter_add", detail, location });
+        }
+        let prefix_ok = upd_shape.rank() >= idx_shape.rank() && upd_shape.0[..idx_shape.rank()] == idx_shape.0[..];
+        if !prefix_ok {
+            let detail = format!("updates {upd_shape} must start with the indices' shape {idx_shape}");
+            return Err(Error::Shape { op: "scatter_add", detail, location });
+        }
+        let row_dims = upd_shape.0[idx_shape.rank()..].iter().cloned();
+        let out = Shape(std::iter::once(rows.into()).chain(row_dims).collect());
+        Ok(self.push(Op::ScatterAdd, vec![idx, upd], out, dtype))
+    }
+
+    /// `f32` one-hot rows: `[I...]` integer indices to `[I..., depth]`.
+    #[track_caller]
+    pub fn one_hot(self, depth: usize) -> Result<Tensor<'g>> {
+        let location = Location::caller();
+        let (id, shape, dtype) = self.parts()?;
+        if !dtype.is_int() {
+            let detail = format!("indices must be i32 or i64, got {dtype}");
+            return Err(Error::DType { op: "one_hot", detail, location });
+        }
+        if depth == 0 {
+            let detail = "depth must be at least 1".to_string();
+            return Err(Error::Argument { op: "one_hot", detail, location });
+        }
+        let mut out = shape;
+        out.0.push(Dim::Static(depth));
+        Ok(self.push(Op::OneHot { depth }, vec![id], out, DType::F32))
+    }
+}
+
+impl Graph {
+    /// `f32` numbers uniform on `[0, 1)`: element `i` is a pure function of `(seed, counter, i)`,
+    /// so a step counter fed each run gives fresh, reproducible draws.
+    #[track_caller]
+    pub fn random_uniform<'g>(&'g self, shape: impl Into<Shape>, seed: u64, counter: Tensor<'g>) -> Result<Tensor<'g>> {
+        self.random(shape.into(), seed, counter, Distribution::Uniform, Location::caller())
+    }
+
+    /// `f32` standard normal numbers, counter-based like [`Graph::random_uniform`].
+    #[track_caller]
+    pub fn random_normal<'g>(&'g self, shape: impl Into<Shape>, seed: u64, counter: Tensor<'g>) -> Result<Tensor<'g>> {
+        self.random(shape.into(), seed, counter, Distribution::Normal, Location::caller())
+    }
+
+    fn random<'g>(
+        &'g self,
+        shape: Shape,
+        seed: u64,
+        counter: Tensor<'g>,
+        distribution: Distribution,
+        location: Location,
+    ) -> Result<Tensor<'g>> {
+        let op = Op::Random { seed, distribution };
+        let name = op.name();
+        if !std::ptr::eq(self, counter.graph) {
+            return Err(Error::ForeignTensor { op: name, location });
+        }
+        let (id, counter_shape, dtype) = counter.parts()?;
+        if !dtype.is_int() || counter_shape.rank() != 0 {
+            let detail = format!("the counter must be an integer scalar, got {dtype}{counter_shape}");
+            return Err(Error::Argument { op: name, detail, location });
+        }
+        Ok(self.push(op, vec![id], shape, DType::F32))
+    }
+}
+
+/// The dim at `axis`, or an axis error naming the op and the shape.
+fn check_axis<'s>(op: &'static str, shape: &'s Shape, axis: usize, location: Location) -> Result<&'s Dim> {
+    shape.0.get(axis).ok_or_else(|| {
+        let detail = format!("axis {axis} does not exist in {shape} (rank {})", shape.rank());
+        Error::Axis { op, detail, location }
+    })
+}
+
+/// The shape after reducing `axes` (sorted).
+pub(crate) fn reduced_shape(shape: &Shape, axes: &[usize], keepdims: bool) -> Shape {
+    let dims = shape.0.iter().enumerate().filter_map(|(i, dim)| match axes.contains(&i) {
+        true if keepdims => Some(Dim::Static(1)),
+        true => None,
+        false => Some(dim.clone()),
+    });
+    Shape(dims.collect())
+}
+
+/// The shape of `a @ b`, or `None` if they do not fit.
+pub(crate) fn matmul_shape(a: &Shape, b: &Shape) -> Option<Shape> {
+    let (ra, rb) = (a.rank(), b.rank());
+    if ra < 2 || rb < 2 || a.0[ra - 1] != b.0[rb - 2] {
+        return None;
+    }
+    let batch = broadcast_shapes(&Shape(a.0[..ra - 2].to_vec()), &Shape(b.0[..rb - 2].to_vec()))?;
+    let mut dims = batch.0;
+    dims.push(a.0[ra - 2].clone());
+    dims.push(b.0[rb - 1].clone());
+    Some(Shape(dims))
+}

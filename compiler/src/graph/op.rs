@@ -1,0 +1,346 @@
+//! The primitive ops: the closed set every later stage (autodiff, interpreter, passes,
+//! codegen) must handle. Composites (softmax, cross-entropy, layers) live in `layers` and are
+//! built from these, so nothing below the graph ever needs to know them.
+
+use std::fmt;
+
+use crate::graph::DType;
+use crate::value::Value;
+
+/// Elementwise ops of one operand.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Unary {
+    /// `-x` (any numeric dtype).
+    Neg,
+    /// `e^x`.
+    Exp,
+    /// Natural logarithm.
+    Log,
+    /// Square root.
+    Sqrt,
+    /// Sine.
+    Sin,
+    /// Cosine.
+    Cos,
+    /// Hyperbolic tangent.
+    Tanh,
+    /// `|x|` (any numeric dtype).
+    Abs,
+    /// `1 / x`.
+    Recip,
+}
+
+/// Elementwise ops of two operands, with numpy broadcasting.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Binary {
+    /// `a + b`.
+    Add,
+    /// `a - b`.
+    Sub,
+    /// `a * b`.
+    Mul,
+    /// `a / b` (integer division truncates toward zero).
+    Div,
+    /// The larger of `a` and `b`.
+    Max,
+    /// The smaller of `a` and `b`.
+    Min,
+}
+
+/// Elementwise comparisons, producing a `bool` mask.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Compare {
+    /// `a < b`.
+    Lt,
+    /// `a <= b`.
+    Le,
+    /// `a > b`.
+    Gt,
+    /// `a >= b`.
+    Ge,
+    /// `a == b`.
+    Eq,
+}
+
+/// The distribution a [`Op::Random`] node draws from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Distribution {
+    /// Uniform on `[0, 1)`.
+    Uniform,
+    /// Standard normal (Box–Muller over two uniforms).
+    Normal,
+}
+
+/// How a param gets its first value. Fans follow PyTorch: for a weight of shape
+/// `[out, in, k...]`, `fan_in = in·Πk` and `fan_out = out·Πk`; a 1-D param has
+/// `fan_in = fan_out = len`.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Init {
+    /// All elements equal to the value.
+    Constant(f64),
+    /// Uniform on `[low, high)`.
+    Uniform { low: f64, high: f64 },
+    /// Normal with the given mean and standard deviation.
+    Normal { mean: f64, std: f64 },
+    /// Uniform on `±sqrt(6 / fan_in)` (He et al., for ReLU nets).
+    KaimingUniform,
+    /// Normal with `std = sqrt(2 / fan_in)` (He et al., for ReLU nets).
+    KaimingNormal,
+    /// Uniform on `±sqrt(6 / (fan_in + fan_out))` (Glorot and Bengio).
+    XavierUniform,
+    /// Normal with `std = sqrt(2 / (fan_in + fan_out))` (Glorot and Bengio).
+    XavierNormal,
+    /// Evenly spaced from `start` to `end` (inclusive) in row-major order, as the reference
+    /// notebook's deliberately poor initialization does.
+    Linspace { start: f64, end: f64 },
+    /// Exactly these values (pre-trained weights).
+    Values(Value),
+}
+
+impl Init {
+    /// All zeros.
+    pub const ZEROS: Init = Init::Constant(0.0);
+    /// All ones.
+    pub const ONES: Init = Init::Constant(1.0);
+}
+
+impl fmt::Display for Init {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Init::Constant(v) => write!(f, "constant({})", short(*v)),
+            Init::Uniform { low, high } => write!(f, "uniform({}, {})", short(*low), short(*high)),
+            Init::Normal { mean, std } => write!(f, "normal({}, {})", short(*mean), short(*std)),
+            Init::KaimingUniform => f.write_str("kaiming_uniform"),
+            Init::KaimingNormal => f.write_str("kaiming_normal"),
+            Init::XavierUniform => f.write_str("xavier_uniform"),
+            Init::XavierNormal => f.write_str("xavier_normal"),
+            Init::Linspace { start, end } => write!(f, "linspace({}, {})", short(*start), short(*end)),
+            Init::Values(v) => write!(f, "values{:?}", v.shape()),
+        }
+    }
+}
+
+/// A number rounded to 6 significant digits for listings (`0.707107`, not `0.7071067811865475`).
+fn short(value: f64) -> String {
+    if value == 0.0 || !value.is_finite() {
+        return format!("{value}");
+    }
+    let digits = 5 - value.abs().log10().floor() as i32;
+    let scale = 10f64.powi(digits.max(0));
+    format!("{}", (value * scale).round() / scale)
+}
+
+/// A node's operation. The node's shape and dtype (stored beside the op) complete its meaning:
+/// `Reshape`, `BroadcastTo`, `Fill`, `Random` and `ScatterAdd` take their output shape from it.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Op {
+    /// A value fed by name each time the graph runs.
+    Input { name: String },
+    /// A named, learnable (or frozen) tensor that persists across runs.
+    Param { name: String, init: Init, trainable: bool },
+    /// A tensor known when the graph is built.
+    Constant(Value),
+    /// Every element equal to the value (`zeros`, `ones`, of possibly symbolic shape).
+    Fill(f64),
+    /// A scalar: the product of the runtime sizes of these dims (e.g. the batch size `B`).
+    DimSize(Vec<crate::graph::Dim>),
+    /// Counter-based random numbers: element `i` is a pure function of `(seed, counter, i)`.
+    /// Input: the counter, an integer scalar.
+    Random { seed: u64, distribution: Distribution },
+    /// Elementwise, one operand.
+    Unary(Unary),
+    /// `x^exponent` with a constant exponent.
+    PowScalar(f64),
+    /// Elementwise, two broadcast operands.
+    Binary(Binary),
+    /// Elementwise comparison of two broadcast operands.
+    Compare(Compare),
+    /// `mask ? a : b`, all three broadcast.
+    Select,
+    /// Element type conversion.
+    Cast(DType),
+    /// Same elements, the node's shape.
+    Reshape,
+    /// Dims reordered: output dim `i` is input dim `perm[i]`.
+    Permute(Vec<usize>),
+    /// Broadcast to the node's shape.
+    BroadcastTo,
+    /// Elements `start..end` of one axis.
+    Slice { axis: usize, start: usize, end: usize },
+    /// Operands joined along one axis.
+    Concat { axis: usize },
+    /// Sum over the listed axes (sorted, unique).
+    Sum { axes: Vec<usize>, keepdims: bool },
+    /// Maximum over the listed axes (sorted, unique).
+    ReduceMax { axes: Vec<usize>, keepdims: bool },
+    /// `[..., m, k] x [..., k, n] -> [..., m, n]`, batch dims broadcast.
+    MatMul,
+    /// Rows of a table: `table[N, D...]`, `indices[I...]` -> `[I..., D...]`.
+    Gather,
+    /// The adjoint of `Gather`: `indices[I...]`, `updates[I..., D...]` -> `[N, D...]`, rows
+    /// summed where indices repeat.
+    ScatterAdd,
+    /// `indices[I...]` -> `[I..., depth]`, 1 where the index matches, else 0.
+    OneHot { depth: usize },
+}
+
+impl Op {
+    /// The primitive kind, without attributes.
+    pub fn kind(&self) -> OpKind {
+        match self {
+            Op::Input { .. } => OpKind::Input,
+            Op::Param { .. } => OpKind::Param,
+            Op::Constant(_) => OpKind::Constant,
+            Op::Fill(_) => OpKind::Fill,
+            Op::DimSize(_) => OpKind::DimSize,
+            Op::Random { distribution: Distribution::Uniform, .. } => OpKind::RandomUniform,
+            Op::Random { distribution: Distribution::Normal, .. } => OpKind::RandomNormal,
+            Op::Unary(u) => match u {
+                Unary::Neg => OpKind::Neg,
+                Unary::Exp => OpKind::Exp,
+                Unary::Log => OpKind::Log,
+                Unary::Sqrt => OpKind::Sqrt,
+                Unary::Sin => OpKind::Sin,
+                Unary::Cos => OpKind::Cos,
+                Unary::Tanh => OpKind::Tanh,
+                Unary::Abs => OpKind::Abs,
+                Unary::Recip => OpKind::Recip,
+            },
+            Op::PowScalar(_) => OpKind::Pow,
+            Op::Binary(b) => match b {
+                Binary::Add => OpKind::Add,
+                Binary::Sub => OpKind::Sub,
+                Binary::Mul => OpKind::Mul,
+                Binary::Div => OpKind::Div,
+                Binary::Max => OpKind::Max,
+                Binary::Min => OpKind::Min,
+            },
+            Op::Compare(c) => match c {
+                Compare::Lt => OpKind::Lt,
+                Compare::Le => OpKind::Le,
+                Compare::Gt => OpKind::Gt,
+                Compare::Ge => OpKind::Ge,
+                Compare::Eq => OpKind::Eq,
+            },
+            Op::Select => OpKind::Select,
+            Op::Cast(_) => OpKind::Cast,
+            Op::Reshape => OpKind::Reshape,
+            Op::Permute(_) => OpKind::Permute,
+            Op::BroadcastTo => OpKind::BroadcastTo,
+            Op::Slice { .. } => OpKind::Slice,
+            Op::Concat { .. } => OpKind::Concat,
+            Op::Sum { .. } => OpKind::Sum,
+            Op::ReduceMax { .. } => OpKind::ReduceMax,
+            Op::MatMul => OpKind::MatMul,
+            Op::Gather => OpKind::Gather,
+            Op::ScatterAdd => OpKind::ScatterAdd,
+            Op::OneHot { .. } => OpKind::OneHot,
+        }
+    }
+
+    /// The op's name in listings and error messages (`add`, `matmul`, ...).
+    pub fn name(&self) -> &'static str {
+        self.kind().name()
+    }
+
+    /// The attributes shown after the inputs in a listing (`axes=[1] keepdims`), if any.
+    pub fn attributes(&self) -> String {
+        match self {
+            Op::Input { name } | Op::Param { name, .. } => format!("{name:?}"),
+            Op::Constant(value) if value.numel() == 1 => format!("{}", value.to_f64_vec()[0]),
+            Op::Constant(value) => format!("{:?}", value.shape()),
+            Op::Fill(v) => format!("{v}"),
+            Op::DimSize(dims) => {
+                let names: Vec<String> = dims.iter().map(ToString::to_string).collect();
+                names.join("*")
+            }
+            Op::Random { seed, .. } => format!("seed={seed}"),
+            Op::PowScalar(p) => format!("exponent={p}"),
+            Op::Cast(dtype) => format!("to={dtype}"),
+            Op::Permute(perm) => format!("perm={perm:?}"),
+            Op::Slice { axis, start, end } => format!("axis={axis} range={start}..{end}"),
+            Op::Concat { axis } => format!("axis={axis}"),
+            Op::Sum { axes, keepdims } | Op::ReduceMax { axes, keepdims } => {
+                format!("axes={axes:?}{}", if *keepdims { " keepdims" } else { "" })
+            }
+            Op::OneHot { depth } => format!("depth={depth}"),
+            _ => String::new(),
+        }
+    }
+}
+
+macro_rules! op_kinds {
+    ($($kind:ident => $name:literal,)*) => {
+        /// Every primitive op, without attributes. `OpKind::ALL` lists them all, which is how
+        /// the gradient-check table proves it has a case for each.
+        #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+        pub enum OpKind {
+            $(
+                #[doc = concat!("`", $name, "`")]
+                $kind,
+            )*
+        }
+
+        impl OpKind {
+            /// Every kind, in declaration order.
+            pub const ALL: &'static [OpKind] = &[$(OpKind::$kind),*];
+
+            /// The name in listings and error messages.
+            pub fn name(self) -> &'static str {
+                match self {
+                    $(OpKind::$kind => $name,)*
+                }
+            }
+        }
+    };
+}
+
+op_kinds! {
+    Input => "input",
+    Param => "param",
+    Constant => "constant",
+    Fill => "fill",
+    DimSize => "dim_size",
+    RandomUniform => "random_uniform",
+    RandomNormal => "random_normal",
+    Neg => "neg",
+    Exp => "exp",
+    Log => "log",
+    Sqrt => "sqrt",
+    Sin => "sin",
+    Cos => "cos",
+    Tanh => "tanh",
+    Abs => "abs",
+    Recip => "recip",
+    Pow => "pow",
+    Add => "add",
+    Sub => "sub",
+    Mul => "mul",
+    Div => "div",
+    Max => "max",
+    Min => "min",
+    Lt => "lt",
+    Le => "le",
+    Gt => "gt",
+    Ge => "ge",
+    Eq => "eq",
+    Select => "select",
+    Cast => "cast",
+    Reshape => "reshape",
+    Permute => "permute",
+    BroadcastTo => "broadcast_to",
+    Slice => "slice",
+    Concat => "concat",
+    Sum => "sum",
+    ReduceMax => "reduce_max",
+    MatMul => "matmul",
+    Gather => "gather",
+    ScatterAdd => "scatter_add",
+    OneHot => "one_hot",
+}
+
+impl fmt::Display for OpKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}

@@ -1,0 +1,297 @@
+//! The reference interpreter: evaluates any graph directly, op by op.
+//!
+//! In: a graph, values for its inputs ([`Feeds`]) and params ([`ParamStore`]), and the nodes
+//! wanted. Out: their [`Value`]s.
+//!
+//! It is the oracle every compiled kernel is checked against, so it favours plain, obviously
+//! right code over speed. Its meaning of every op: compute the exact result (floats in `f64`,
+//! integers in `i64` with wrapping), then round or wrap it to the node's dtype. Reductions and
+//! matmuls accumulate in `f64` in row-major order. With [`Precision::F64`] every `f32` node is
+//! computed and kept in `f64` instead, which is what gradient checks use.
+
+mod eval;
+mod init;
+
+use std::collections::{BTreeMap, HashMap};
+
+use crate::error::{Error, Result};
+use crate::graph::{DType, Dim, Graph, NodeId, Op, Shape, Tensor};
+use crate::value::Value;
+
+/// The float precision the interpreter computes `f32` nodes in.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Precision {
+    /// Every node in its declared dtype.
+    #[default]
+    Declared,
+    /// `f32` nodes computed and returned in `f64` (for gradient checks).
+    F64,
+}
+
+/// Values for a graph's inputs, by input name.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Feeds(BTreeMap<String, Value>);
+
+impl Feeds {
+    /// No feeds.
+    pub fn new() -> Feeds {
+        Feeds::default()
+    }
+
+    /// Sets the value of the input `name`.
+    pub fn insert(&mut self, name: &str, value: Value) {
+        self.0.insert(name.to_string(), value);
+    }
+
+    /// These feeds plus `name = value`.
+    pub fn with(mut self, name: &str, value: Value) -> Feeds {
+        self.insert(name, value);
+        self
+    }
+
+    /// The value fed for `name`.
+    pub fn get(&self, name: &str) -> Option<&Value> {
+        self.0.get(name)
+    }
+}
+
+impl<const N: usize> From<[(&str, Value); N]> for Feeds {
+    fn from(pairs: [(&str, Value); N]) -> Feeds {
+        Feeds(pairs.into_iter().map(|(name, value)| (name.to_string(), value)).collect())
+    }
+}
+
+/// The values of a graph's params, by param name (dotted paths like `layer1.weight`).
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct ParamStore(BTreeMap<String, Value>);
+
+impl ParamStore {
+    /// An empty store.
+    pub fn new() -> ParamStore {
+        ParamStore::default()
+    }
+
+    /// The value of param `name`.
+    pub fn get(&self, name: &str) -> Option<&Value> {
+        self.0.get(name)
+    }
+
+    /// Sets the value of param `name`.
+    pub fn set(&mut self, name: &str, value: Value) {
+        self.0.insert(name.to_string(), value);
+    }
+
+    /// Every `(name, value)`, sorted by name.
+    pub fn iter(&self) -> impl Iterator<Item = (&str, &Value)> {
+        self.0.iter().map(|(name, value)| (name.as_str(), value))
+    }
+
+    /// Number of params held.
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    /// True if no param is held.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+/// Evaluates nodes of a graph. Cheap to create; holds no values between runs.
+///
+/// ```
+/// use kiln_compiler::prelude::*;
+/// let g = Graph::new();
+/// let x = g.input("x", [Dim::sym("B")])?;
+/// let y = (x * 2.0 + 1.0).sum_all()?;
+/// let feeds = Feeds::from([("x", Value::f32([3], vec![1.0, 2.0, 3.0]))]);
+/// let out = Interpreter::new(&g).run(&feeds, &ParamStore::new(), &[y])?;
+/// assert_eq!(out[0].item(), Some(15.0));
+/// # Ok::<(), kiln_compiler::Error>(())
+/// ```
+#[derive(Clone, Copy, Debug)]
+pub struct Interpreter<'g> {
+    graph: &'g Graph,
+    precision: Precision,
+}
+
+impl<'g> Interpreter<'g> {
+    /// An interpreter of `graph` computing in the declared dtypes.
+    pub fn new(graph: &'g Graph) -> Interpreter<'g> {
+        Interpreter { graph, precision: Precision::Declared }
+    }
+
+    /// The same interpreter computing in `precision`.
+    pub fn precision(self, precision: Precision) -> Interpreter<'g> {
+        Interpreter { precision, ..self }
+    }
+
+    /// Evaluates `outputs`, computing only the nodes they need.
+    pub fn run(&self, feeds: &Feeds, params: &ParamStore, outputs: &[Tensor<'g>]) -> Result<Vec<Value>> {
+        self.graph.check()?;
+        let ids = outputs.iter().map(|t| self.output_id(t)).collect::<Result<Vec<_>>>()?;
+        let nodes = self.graph.nodes();
+        let needed = needed_nodes(&nodes, &ids);
+        let last_use = last_uses(&nodes, &needed, &ids);
+        let mut symbols = HashMap::new();
+        let mut values: Vec<Option<Value>> = vec![None; nodes.len()];
+        // Leaves first, so every symbol is bound before any op needs it. Inputs that are fed
+        // but not needed are still checked: they may bind a symbol, and a bad feed is an error.
+        for (index, node) in nodes.iter().enumerate() {
+            let fed = match &node.op {
+                Op::Input { name } if needed[index] || feeds.get(name).is_some() => {
+                    self.fed_value(name, feeds.get(name), node, &mut symbols, "input")?
+                }
+                Op::Param { name, .. } if needed[index] => {
+                    self.fed_value(name, params.get(name), node, &mut symbols, "param")?
+                }
+                _ => continue,
+            };
+            values[index] = needed[index].then_some(fed);
+        }
+        for (index, node) in nodes.iter().enumerate() {
+            if !needed[index] || values[index].is_some() {
+                continue;
+            }
+            let op = &node.op;
+            let inputs: Vec<&Value> = node
+                .inputs
+                .iter()
+                .map(|id| values[id.0].as_ref().expect("bug in kiln: operand not evaluated"))
+                .collect();
+            let shape = resolve_shape(&node.shape, &symbols).map_err(|detail| eval_error(index, op, detail))?;
+            let context = eval::Context { symbols: &symbols, dtype: self.effective(node.dtype), shape };
+            let value = eval::evaluate(op, &inputs, &context).map_err(|detail| eval_error(index, op, detail))?;
+            values[index] = Some(value);
+            for input in &node.inputs {
+                if last_use[input.0] == index {
+                    values[input.0] = None;
+                }
+            }
+        }
+        Ok(ids.iter().map(|id| values[id.0].clone().expect("bug in kiln: output not evaluated")).collect())
+    }
+
+    fn output_id(&self, tensor: &Tensor<'g>) -> Result<NodeId> {
+        if !std::ptr::eq(self.graph, tensor.graph()) {
+            return Err(Error::Bug("the interpreter was asked for a tensor of another graph".to_string()));
+        }
+        tensor.id()
+    }
+
+    fn effective(&self, dtype: DType) -> DType {
+        match (self.precision, dtype) {
+            (Precision::F64, DType::F32) => DType::F64,
+            _ => dtype,
+        }
+    }
+
+    /// Checks a fed input or param value against its node, binding the symbols of its shape.
+    fn fed_value(
+        &self,
+        name: &str,
+        value: Option<&Value>,
+        node: &crate::graph::Node,
+        symbols: &mut HashMap<String, usize>,
+        what: &'static str,
+    ) -> Result<Value> {
+        let Some(value) = value else {
+            return Err(match what {
+                "input" => Error::MissingInput { name: name.to_string() },
+                _ => Error::MissingParam { name: name.to_string() },
+            });
+        };
+        let bad = |expected: String, got: String| Error::BadFeed { what, name: name.to_string(), expected, got };
+        let dtype_ok = value.dtype() == node.dtype
+            || (self.precision == Precision::F64 && node.dtype == DType::F32 && value.dtype() == DType::F64);
+        if !dtype_ok {
+            return Err(bad(format!("dtype {}", node.dtype), format!("dtype {}", value.dtype())));
+        }
+        let expected_shape = || format!("shape {}", node.shape);
+        if value.shape().len() != node.shape.rank() {
+            return Err(bad(expected_shape(), format!("shape {:?}", value.shape())));
+        }
+        for (dim, &size) in node.shape.dims().iter().zip(value.shape()) {
+            match dim {
+                Dim::Static(n) if *n != size => {
+                    return Err(bad(expected_shape(), format!("shape {:?}", value.shape())));
+                }
+                Dim::Static(_) => {}
+                Dim::Sym(symbol) => match symbols.get(symbol) {
+                    Some(&bound) if bound != size => {
+                        let expected = format!("{symbol} = {bound} (bound by an earlier input)");
+                        return Err(bad(expected, format!("{symbol} = {size} in shape {:?}", value.shape())));
+                    }
+                    Some(_) => {}
+                    None => {
+                        symbols.insert(symbol.clone(), size);
+                    }
+                },
+            }
+        }
+        Ok(value.cast(self.effective(node.dtype)))
+    }
+}
+
+impl ParamStore {
+    /// Values for every param of `graph`, drawn from each param's initializer. Each param's
+    /// stream depends only on `seed` and its name, so adding a param changes no other.
+    pub fn init(graph: &Graph, seed: u64) -> ParamStore {
+        let mut store = ParamStore::new();
+        for node in graph.nodes().iter() {
+            if let Op::Param { name, init, .. } = &node.op {
+                let shape = node.shape.as_static().expect("bug in kiln: params have static shapes");
+                store.set(name, init::initial_value(init, &shape, seed, name));
+            }
+        }
+        store
+    }
+}
+
+/// Marks the nodes the outputs depend on.
+fn needed_nodes(nodes: &[crate::graph::Node], outputs: &[NodeId]) -> Vec<bool> {
+    let mut needed = vec![false; nodes.len()];
+    for id in outputs {
+        needed[id.0] = true;
+    }
+    for index in (0..nodes.len()).rev() {
+        if needed[index] {
+            for input in &nodes[index].inputs {
+                needed[input.0] = true;
+            }
+        }
+    }
+    needed
+}
+
+/// For each node, the index of the last needed node that reads it (outputs are never freed).
+fn last_uses(nodes: &[crate::graph::Node], needed: &[bool], outputs: &[NodeId]) -> Vec<usize> {
+    let mut last = vec![0; nodes.len()];
+    for (index, node) in nodes.iter().enumerate().filter(|(i, _)| needed[*i]) {
+        for input in &node.inputs {
+            last[input.0] = index;
+        }
+    }
+    for id in outputs {
+        last[id.0] = usize::MAX;
+    }
+    last
+}
+
+/// The concrete sizes of a shape under the bound symbols.
+pub(crate) fn resolve_shape(shape: &Shape, symbols: &HashMap<String, usize>) -> Result<Vec<usize>, String> {
+    shape
+        .dims()
+        .iter()
+        .map(|dim| match dim {
+            Dim::Static(n) => Ok(*n),
+            Dim::Sym(symbol) => {
+                symbols.get(symbol).copied().ok_or_else(|| format!("symbol `{symbol}` is not bound by any fed input"))
+            }
+        })
+        .collect()
+}
+
+fn eval_error(node: usize, op: &Op, detail: String) -> Error {
+    Error::Eval { node, op: op.name(), detail }
+}

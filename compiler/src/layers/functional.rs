@@ -1,0 +1,126 @@
+//! Composite functions: activations, reductions, losses and normalisation.
+
+use crate::error::{Error, Location, Result};
+use crate::graph::{Dim, Tensor};
+
+/// `max(x, 0)`, with gradient 0 at 0 (as PyTorch and JAX).
+#[track_caller]
+pub fn relu(x: Tensor<'_>) -> Result<Tensor<'_>> {
+    x.gt(0.0)?.select(x, 0.0)
+}
+
+/// `1 / (1 + e^-x)`, computed from `e^-|x|` so that no exponential overflows.
+#[track_caller]
+pub fn sigmoid(x: Tensor<'_>) -> Result<Tensor<'_>> {
+    let e = x.abs()?.neg()?.exp()?;
+    let denominator = e.add(1.0)?;
+    x.ge(0.0)?.select(denominator.recip()?, e.div(denominator)?)
+}
+
+/// `log(1 + e^x)`, as `max(x, 0) + log(1 + e^-|x|)`.
+#[track_caller]
+pub fn softplus(x: Tensor<'_>) -> Result<Tensor<'_>> {
+    relu(x)?.add(x.abs()?.neg()?.exp()?.add(1.0)?.log()?)
+}
+
+/// The number of elements of `x` along `axes` (possibly symbolic), as a scalar of `x`'s dtype.
+fn count<'g>(x: Tensor<'g>, axes: &[usize]) -> Result<Tensor<'g>> {
+    let shape = x.shape();
+    let dims: Vec<Dim> = axes.iter().filter_map(|&a| shape.dims().get(a).cloned()).collect();
+    match Dim::static_product(&dims) {
+        Some(n) => Ok(x.graph().typed_scalar(n as f64, x.dtype())),
+        None => x.graph().dim_size(&dims, x.dtype()),
+    }
+}
+
+/// Mean over `axes`. Works over symbolic dims: the count is taken when the graph runs.
+#[track_caller]
+pub fn mean<'g>(x: Tensor<'g>, axes: &[usize], keepdims: bool) -> Result<Tensor<'g>> {
+    let sum = x.sum(axes, keepdims)?;
+    sum.div(count(x, axes)?)
+}
+
+/// Mean of every element.
+#[track_caller]
+pub fn mean_all(x: Tensor<'_>) -> Result<Tensor<'_>> {
+    let axes: Vec<usize> = (0..x.rank()).collect();
+    mean(x, &axes, false)
+}
+
+/// Biased variance over `axes` (divides by the count, as numpy and JAX do by default).
+#[track_caller]
+pub fn var<'g>(x: Tensor<'g>, axes: &[usize], keepdims: bool) -> Result<Tensor<'g>> {
+    let centered = x.sub(mean(x, axes, true)?)?;
+    mean(centered.square()?, axes, keepdims)
+}
+
+/// `log(softmax(x))` along `axis`, as `x - max - log Σ e^(x - max)`.
+#[track_caller]
+pub fn log_softmax(x: Tensor<'_>, axis: usize) -> Result<Tensor<'_>> {
+    let shifted = x.sub(x.max(&[axis], true)?)?;
+    shifted.sub(shifted.exp()?.sum(&[axis], true)?.log()?)
+}
+
+/// `e^x / Σ e^x` along `axis`, shifted by the max so no exponential overflows.
+#[track_caller]
+pub fn softmax(x: Tensor<'_>, axis: usize) -> Result<Tensor<'_>> {
+    let exp = x.sub(x.max(&[axis], true)?)?.exp()?;
+    exp.div(exp.sum(&[axis], true)?)
+}
+
+/// Mean cross-entropy of `logits` (`[..., C]`) against integer class `labels` (`[...]`),
+/// like PyTorch's `cross_entropy` with mean reduction.
+#[track_caller]
+pub fn cross_entropy<'g>(logits: Tensor<'g>, labels: Tensor<'g>) -> Result<Tensor<'g>> {
+    let location = Location::caller();
+    let (logits_shape, labels_shape) = (logits.shape(), labels.shape());
+    let rank = logits_shape.rank();
+    let classes = logits_shape.dims().last().and_then(Dim::as_static);
+    let fits = rank >= 1 && labels_shape.dims() == &logits_shape.dims()[..rank - 1];
+    let (Some(classes), true) = (classes, fits) else {
+        let detail = format!(
+            "logits {logits_shape} need a static class dim last and labels of the leading dims, got labels {labels_shape}"
+        );
+        return Err(Error::Shape { op: "cross_entropy", detail, location });
+    };
+    let picked = labels.one_hot(classes)?.cast(logits.dtype())?.mul(log_softmax(logits, rank - 1)?)?;
+    mean_all(picked.sum(&[rank - 1], false)?)?.neg()
+}
+
+/// Mean logistic loss of `logits` against float `targets` in `[0, 1]`, as
+/// `max(x, 0) - x·t + log(1 + e^-|x|)` (PyTorch's `binary_cross_entropy_with_logits`).
+#[track_caller]
+pub fn binary_cross_entropy_with_logits<'g>(logits: Tensor<'g>, targets: Tensor<'g>) -> Result<Tensor<'g>> {
+    let loss = softplus(logits)?.sub(logits.mul(targets)?)?;
+    mean_all(loss)
+}
+
+/// Mean squared error.
+#[track_caller]
+pub fn mse<'g>(prediction: Tensor<'g>, target: Tensor<'g>) -> Result<Tensor<'g>> {
+    mean_all(prediction.sub(target)?.square()?)
+}
+
+/// Normalises over the last axis, then scales by `gamma` and shifts by `beta` (each of the
+/// last axis' size), as PyTorch's `layer_norm`.
+#[track_caller]
+pub fn layer_norm<'g>(x: Tensor<'g>, gamma: Tensor<'g>, beta: Tensor<'g>, eps: f64) -> Result<Tensor<'g>> {
+    let last = x.rank().checked_sub(1).ok_or_else(|| Error::Shape {
+        op: "layer_norm",
+        detail: "needs at least one dim, got a scalar".to_string(),
+        location: Location::caller(),
+    })?;
+    let centered = x.sub(mean(x, &[last], true)?)?;
+    let inv_std = var(x, &[last], true)?.add(eps)?.sqrt()?.recip()?;
+    centered.mul(inv_std)?.mul(gamma)?.add(beta)
+}
+
+/// `x · weightᵀ + bias` with PyTorch's `[out, in]` weight layout.
+#[track_caller]
+pub fn linear<'g>(x: Tensor<'g>, weight: Tensor<'g>, bias: Option<Tensor<'g>>) -> Result<Tensor<'g>> {
+    let product = x.matmul(weight.t()?)?;
+    match bias {
+        Some(bias) => product.add(bias),
+        None => Ok(product),
+    }
+}

@@ -1,0 +1,37 @@
+//! kiln: a static model compiler for Rust.
+//!
+//! Declare a model once as a symbolic [`Graph`]; kiln derives its gradients symbolically
+//! ([`Graph::grad`]), evaluates it with a reference [`Interpreter`], and (in later stages)
+//! compiles and trains it and ships its forward half as a standalone artifact.
+//!
+//! ```
+//! use kiln::prelude::*;
+//!
+//! let g = Graph::new();
+//! let x = g.input("x", [Dim::sym("B"), 2.into()])?;
+//! let labels = g.typed_input("labels", [Dim::sym("B")], DType::I64)?;
+//! let layer = layers::Linear::new(&g, "layer1", 2, 2)?;
+//! let loss = layers::cross_entropy(layer.forward(x)?, labels)?;
+//! let grads = g.grad(loss, &[layer.weight, layer.bias])?;
+//!
+//! let params = ParamStore::init(&g, 0);
+//! let feeds = Feeds::from([
+//!     ("x", Value::f32([3, 2], vec![0.5, -1.0, 2.0, 0.0, -0.3, 0.8])),
+//!     ("labels", Value::i64([3], vec![0, 1, 1])),
+//! ]);
+//! let out = Interpreter::new(&g).run(&feeds, &params, &[loss, grads[0]])?;
+//! assert_eq!(out[1].shape(), &[2, 2]);
+//! # Ok::<(), kiln::Error>(())
+//! ```
+
+pub use kiln_compiler as compiler;
+pub use kiln_compiler::interp::Feeds;
+pub use kiln_compiler::{
+    DType, Data, Dim, Error, GradientCheck, Graph, Init, Interpreter, Node, NodeId, Op, OpKind, ParamStore, Precision,
+    Result, Shape, Tensor, Value, check_gradients, layers,
+};
+
+/// Everything a model author needs, in one import: `use kiln::prelude::*;`.
+pub mod prelude {
+    pub use kiln_compiler::prelude::*;
+}
