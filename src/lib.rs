@@ -24,6 +24,8 @@
 //! # Ok::<(), kiln::Error>(())
 //! ```
 
+#![warn(missing_docs)]
+
 pub use kiln_compiler as compiler;
 pub use kiln_compiler::interp::Feeds;
 pub use kiln_compiler::{

@@ -37,51 +37,123 @@ impl fmt::Display for Location {
 pub enum Error {
     /// The operands' shapes do not fit the op (broadcasting, matmul inner dims, concat, ...).
     #[error("shape mismatch in `{op}` at {location}: {detail}")]
-    Shape { op: &'static str, detail: String, location: Location },
+    Shape {
+        /// The op that was being built.
+        op: &'static str,
+        /// What was wrong, with the shapes or dtypes involved.
+        detail: String,
+        /// The caller's source location.
+        location: Location,
+    },
 
     /// The operands' dtypes do not fit the op (mixed dtypes, float op on integers, ...).
     #[error("dtype mismatch in `{op}` at {location}: {detail}")]
-    DType { op: &'static str, detail: String, location: Location },
+    DType {
+        /// The op that was being built.
+        op: &'static str,
+        /// What was wrong, with the shapes or dtypes involved.
+        detail: String,
+        /// The caller's source location.
+        location: Location,
+    },
 
     /// An axis (or permutation) names a dim the operand does not have.
     #[error("axis out of range in `{op}` at {location}: {detail}")]
-    Axis { op: &'static str, detail: String, location: Location },
+    Axis {
+        /// The op that was being built.
+        op: &'static str,
+        /// What was wrong, with the shapes or dtypes involved.
+        detail: String,
+        /// The caller's source location.
+        location: Location,
+    },
 
     /// A reshape whose target does not hold the same number of elements as its operand.
     #[error("reshape size mismatch at {location}: cannot reshape {from} into {to}")]
-    ReshapeSize { from: String, to: String, location: Location },
+    ReshapeSize {
+        /// The operand's shape.
+        from: String,
+        /// The requested shape.
+        to: String,
+        /// The caller's source location.
+        location: Location,
+    },
 
     /// An argument that is not a shape or dtype problem (a zero depth, a bad slice range, ...).
     #[error("invalid argument to `{op}` at {location}: {detail}")]
-    Argument { op: &'static str, detail: String, location: Location },
+    Argument {
+        /// The op that was being built.
+        op: &'static str,
+        /// What was wrong, with the shapes or dtypes involved.
+        detail: String,
+        /// The caller's source location.
+        location: Location,
+    },
 
     /// Two leaves share a name, or a name was looked up that the graph does not have.
     #[error("name error at {location}: {detail}")]
-    Name { detail: String, location: Location },
+    Name {
+        /// What was wrong, with the shapes or dtypes involved.
+        detail: String,
+        /// The caller's source location.
+        location: Location,
+    },
 
     /// Tensors from two different graphs were combined.
     #[error("`{op}` at {location} combines tensors from different graphs")]
-    ForeignTensor { op: &'static str, location: Location },
+    ForeignTensor {
+        /// The op that was being built.
+        op: &'static str,
+        /// The caller's source location.
+        location: Location,
+    },
 
     /// `grad` was asked for something it cannot differentiate.
     #[error("cannot differentiate at {location}: {detail}")]
-    Grad { detail: String, location: Location },
+    Grad {
+        /// What was wrong, with the shapes or dtypes involved.
+        detail: String,
+        /// The caller's source location.
+        location: Location,
+    },
 
     /// A graph input was not fed when the graph was run.
     #[error("input `{name}` was not fed")]
-    MissingInput { name: String },
+    MissingInput {
+        /// The input or param name.
+        name: String,
+    },
 
     /// A param had no value when the graph was run.
     #[error("param `{name}` has no value")]
-    MissingParam { name: String },
+    MissingParam {
+        /// The input or param name.
+        name: String,
+    },
 
     /// A fed input or param value does not match its declaration.
     #[error("bad value for {what} `{name}`: expected {expected}, got {got}")]
-    BadFeed { what: &'static str, name: String, expected: String, got: String },
+    BadFeed {
+        /// `input` or `param`.
+        what: &'static str,
+        /// The input or param name.
+        name: String,
+        /// What the graph declares.
+        expected: String,
+        /// What was given.
+        got: String,
+    },
 
     /// Running the graph failed at a node (an index out of range, a symbol bound twice, ...).
     #[error("evaluation failed at node %{node} (`{op}`): {detail}")]
-    Eval { node: usize, op: &'static str, detail: String },
+    Eval {
+        /// The node's index in the graph.
+        node: usize,
+        /// The op that was being built.
+        op: &'static str,
+        /// What was wrong, with the shapes or dtypes involved.
+        detail: String,
+    },
 
     /// A broken internal invariant: a bug in kiln, never the caller's fault.
     #[error("bug in kiln: {0}")]

@@ -5,6 +5,8 @@
 //! in [`layers`]), append gradients with [`Graph::grad`], and evaluate any of its nodes with
 //! the [`Interpreter`], the oracle every compiled kernel is checked against.
 
+#![warn(missing_docs)]
+
 pub mod autodiff;
 pub mod error;
 pub mod graph;

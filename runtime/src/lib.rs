@@ -4,4 +4,6 @@
 //! re-exports the parameter store that holds a model's values between runs; execution of
 //! compiled programs, the `Trainer` and optimizers arrive with the compiler's code generator.
 
+#![warn(missing_docs)]
+
 pub use kiln_compiler::ParamStore;

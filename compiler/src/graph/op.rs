@@ -79,9 +79,19 @@ pub enum Init {
     /// All elements equal to the value.
     Constant(f64),
     /// Uniform on `[low, high)`.
-    Uniform { low: f64, high: f64 },
+    Uniform {
+        /// Lower bound.
+        low: f64,
+        /// Upper bound (excluded).
+        high: f64,
+    },
     /// Normal with the given mean and standard deviation.
-    Normal { mean: f64, std: f64 },
+    Normal {
+        /// Mean.
+        mean: f64,
+        /// Standard deviation.
+        std: f64,
+    },
     /// Uniform on `±sqrt(6 / fan_in)` (He et al., for ReLU nets).
     KaimingUniform,
     /// Normal with `std = sqrt(2 / fan_in)` (He et al., for ReLU nets).
@@ -92,7 +102,12 @@ pub enum Init {
     XavierNormal,
     /// Evenly spaced from `start` to `end` (inclusive) in row-major order, as the reference
     /// notebook's deliberately poor initialization does.
-    Linspace { start: f64, end: f64 },
+    Linspace {
+        /// First element kept.
+        start: f64,
+        /// One past the last element kept.
+        end: f64,
+    },
     /// Exactly these values (pre-trained weights).
     Values(Value),
 }
@@ -135,9 +150,19 @@ fn short(value: f64) -> String {
 #[derive(Clone, Debug, PartialEq)]
 pub enum Op {
     /// A value fed by name each time the graph runs.
-    Input { name: String },
+    Input {
+        /// The leaf's name.
+        name: String,
+    },
     /// A named, learnable (or frozen) tensor that persists across runs.
-    Param { name: String, init: Init, trainable: bool },
+    Param {
+        /// The leaf's name.
+        name: String,
+        /// How the first value is drawn.
+        init: Init,
+        /// False for frozen params, which get no gradient.
+        trainable: bool,
+    },
     /// A tensor known when the graph is built.
     Constant(Value),
     /// Every element equal to the value (`zeros`, `ones`, of possibly symbolic shape).
@@ -146,7 +171,12 @@ pub enum Op {
     DimSize(Vec<crate::graph::Dim>),
     /// Counter-based random numbers: element `i` is a pure function of `(seed, counter, i)`.
     /// Input: the counter, an integer scalar.
-    Random { seed: u64, distribution: Distribution },
+    Random {
+        /// The stream's seed.
+        seed: u64,
+        /// Uniform or normal.
+        distribution: Distribution,
+    },
     /// Elementwise, one operand.
     Unary(Unary),
     /// `x^exponent` with a constant exponent.
@@ -166,13 +196,33 @@ pub enum Op {
     /// Broadcast to the node's shape.
     BroadcastTo,
     /// Elements `start..end` of one axis.
-    Slice { axis: usize, start: usize, end: usize },
+    Slice {
+        /// The axis.
+        axis: usize,
+        /// First element kept.
+        start: usize,
+        /// One past the last element kept.
+        end: usize,
+    },
     /// Operands joined along one axis.
-    Concat { axis: usize },
+    Concat {
+        /// The axis.
+        axis: usize,
+    },
     /// Sum over the listed axes (sorted, unique).
-    Sum { axes: Vec<usize>, keepdims: bool },
+    Sum {
+        /// The reduced axes.
+        axes: Vec<usize>,
+        /// Whether reduced axes stay as size-1 dims.
+        keepdims: bool,
+    },
     /// Maximum over the listed axes (sorted, unique).
-    ReduceMax { axes: Vec<usize>, keepdims: bool },
+    ReduceMax {
+        /// The reduced axes.
+        axes: Vec<usize>,
+        /// Whether reduced axes stay as size-1 dims.
+        keepdims: bool,
+    },
     /// `[..., m, k] x [..., k, n] -> [..., m, n]`, batch dims broadcast.
     MatMul,
     /// Rows of a table: `table[N, D...]`, `indices[I...]` -> `[I..., D...]`.
@@ -181,7 +231,10 @@ pub enum Op {
     /// summed where indices repeat.
     ScatterAdd,
     /// `indices[I...]` -> `[I..., depth]`, 1 where the index matches, else 0.
-    OneHot { depth: usize },
+    OneHot {
+        /// Number of classes.
+        depth: usize,
+    },
 }
 
 impl Op {
