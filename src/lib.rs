@@ -37,3 +37,8 @@ pub use kiln_compiler::{
 pub mod prelude {
     pub use kiln_compiler::prelude::*;
 }
+
+/// The README's code, compiled and run as a doctest so the tour cannot drift from the API.
+#[doc = include_str!("../README.md")]
+#[cfg(doctest)]
+pub struct ReadmeDoctests;

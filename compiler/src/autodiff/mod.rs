@@ -90,8 +90,8 @@ impl Graph {
             if node.inputs.iter().all(|input| !on_path[input.0]) {
                 continue;
             }
-            let inputs: Vec<Tensor<'g>> = node.inputs.iter().map(|&id| self.tensor(id)).collect();
-            let contributions = rules::vjp(self, &node, self.tensor(NodeId(index)), adjoint, &inputs)?;
+            let inputs: Vec<Tensor<'g>> = node.inputs.iter().map(|&id| self.handle(id)).collect();
+            let contributions = rules::vjp(self, &node, self.handle(NodeId(index)), adjoint, &inputs)?;
             for (input, contribution) in node.inputs.iter().zip(contributions) {
                 let Some(contribution) = contribution else { continue };
                 if !on_path[input.0] {

@@ -131,9 +131,14 @@ impl Graph {
         self.state.borrow().nodes[id.0].clone()
     }
 
-    /// The handle of an existing node.
-    pub fn tensor(&self, id: NodeId) -> Tensor<'_> {
-        assert!(id.0 < self.len(), "bug in kiln: node {id} is not in this graph");
+    /// The handle of node `id`, or `None` if the graph has no such node.
+    pub fn tensor(&self, id: NodeId) -> Option<Tensor<'_>> {
+        (id.0 < self.len()).then_some(Tensor { graph: self, slot: Slot::Node(id) })
+    }
+
+    /// The handle of a node known to exist.
+    pub(crate) fn handle(&self, id: NodeId) -> Tensor<'_> {
+        debug_assert!(id.0 < self.len(), "bug in kiln: node {id} is not in this graph");
         Tensor { graph: self, slot: Slot::Node(id) }
     }
 

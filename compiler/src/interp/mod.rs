@@ -14,7 +14,7 @@ mod init;
 
 use std::collections::{BTreeMap, HashMap};
 
-use crate::error::{Error, Result};
+use crate::error::{Error, Location, Result};
 use crate::graph::{DType, Dim, Graph, NodeId, Op, Shape, Tensor};
 use crate::value::Value;
 
@@ -127,9 +127,11 @@ impl<'g> Interpreter<'g> {
     }
 
     /// Evaluates `outputs`, computing only the nodes they need.
+    #[track_caller]
     pub fn run(&self, feeds: &Feeds, params: &ParamStore, outputs: &[Tensor<'g>]) -> Result<Vec<Value>> {
+        let location = Location::caller();
         self.graph.check()?;
-        let ids = outputs.iter().map(|t| self.output_id(t)).collect::<Result<Vec<_>>>()?;
+        let ids = outputs.iter().map(|t| self.output_id(t, location)).collect::<Result<Vec<_>>>()?;
         let nodes = self.graph.nodes();
         let needed = needed_nodes(&nodes, &ids);
         let last_use = last_uses(&nodes, &needed, &ids);
@@ -172,9 +174,9 @@ impl<'g> Interpreter<'g> {
         Ok(ids.iter().map(|id| values[id.0].clone().expect("bug in kiln: output not evaluated")).collect())
     }
 
-    fn output_id(&self, tensor: &Tensor<'g>) -> Result<NodeId> {
+    fn output_id(&self, tensor: &Tensor<'g>, location: Location) -> Result<NodeId> {
         if !std::ptr::eq(self.graph, tensor.graph()) {
-            return Err(Error::Bug("the interpreter was asked for a tensor of another graph".to_string()));
+            return Err(Error::ForeignTensor { op: "run", location });
         }
         tensor.id()
     }

@@ -1,0 +1,88 @@
+//! Integration tests of the `kiln` facade: what a user sees through `kiln::prelude`.
+
+use kiln::prelude::*;
+
+/// The reference notebook's MLP and its loss, over a symbolic batch.
+fn notebook_mlp(g: &Graph) -> Result<Tensor<'_>> {
+    let x = g.input("x", [Dim::sym("B"), 2.into()])?;
+    let labels = g.typed_input("labels", [Dim::sym("B")], DType::I64)?;
+    let layer1 = layers::Linear::new(g, "layer1", 2, 20)?;
+    let layer2 = layers::Linear::new(g, "layer2", 20, 20)?;
+    let layer3 = layers::Linear::new(g, "layer3", 20, 2)?;
+    let h = layers::relu(layer1.forward(x)?)?;
+    let h = layers::relu(layer2.forward(h)?)?;
+    layers::cross_entropy(layer3.forward(h)?, labels)
+}
+
+fn batch(points: usize, seed: u64) -> Feeds {
+    let key = kiln::compiler::random::draw_key(seed, 0);
+    let xs: Vec<f32> = (0..2 * points as u64).map(|i| kiln::compiler::random::normal(key, i) as f32).collect();
+    let labels: Vec<i64> = xs.chunks(2).map(|p| i64::from(p[1] > (3.0 * p[0]).sin())).collect();
+    Feeds::from([("x", Value::f32([points, 2], xs)), ("labels", Value::i64([points], labels))])
+}
+
+#[test]
+fn sgd_steps_built_from_symbolic_gradients_lower_the_loss() -> Result<()> {
+    let g = Graph::new();
+    let loss = notebook_mlp(&g)?;
+    let params = g.params();
+    let handles: Vec<Tensor> = params.iter().map(|(t, _, _)| *t).collect();
+    let grads = g.grad(loss, &handles)?;
+    let updates = params
+        .iter()
+        .zip(&grads)
+        .map(|((param, name, _), grad)| Ok((name.clone(), param.sub(grad.mul(0.5)?)?)))
+        .collect::<Result<Vec<_>>>()?;
+
+    let interpreter = Interpreter::new(&g);
+    let feeds = batch(512, 3);
+    let mut values = ParamStore::init(&g, 7);
+    let mut wanted = vec![loss];
+    wanted.extend(updates.iter().map(|(_, t)| *t));
+    let mut losses = Vec::new();
+    for _ in 0..20 {
+        let out = interpreter.run(&feeds, &values, &wanted)?;
+        losses.push(out[0].item().expect("scalar loss"));
+        for ((name, _), value) in updates.iter().zip(out.into_iter().skip(1)) {
+            values.set(name, value);
+        }
+    }
+    assert!(losses[19] < 0.9 * losses[0], "losses did not fall: {losses:?}");
+    Ok(())
+}
+
+#[test]
+fn the_notebook_mlp_passes_the_gradient_check() -> Result<()> {
+    let g = Graph::new();
+    let loss = notebook_mlp(&g)?;
+    let handles: Vec<Tensor> = g.params().iter().map(|(t, _, _)| *t).collect();
+    let check = check_gradients(&g, loss, &handles, &batch(32, 5), &ParamStore::init(&g, 1), 1e-6)?;
+    assert_eq!(check.elements, 20 * 2 + 20 + 20 * 20 + 20 + 2 * 20 + 2);
+    assert!(check.max_error < 1e-6, "{check:?}");
+    Ok(())
+}
+
+#[test]
+fn one_graph_serves_every_batch_size() -> Result<()> {
+    let g = Graph::new();
+    let loss = notebook_mlp(&g)?;
+    let values = ParamStore::init(&g, 0);
+    for points in [1, 7, 1000] {
+        let out = Interpreter::new(&g).run(&batch(points, 11), &values, &[loss])?;
+        let loss = out[0].item().expect("scalar loss");
+        assert!(loss.is_finite() && loss > 0.0, "batch {points}: loss {loss}");
+    }
+    Ok(())
+}
+
+#[test]
+fn the_listing_shows_names_shapes_and_symbolic_dims() -> Result<()> {
+    let g = Graph::new();
+    notebook_mlp(&g)?;
+    let listing = g.listing();
+    assert!(listing.starts_with("%0 = input \"x\" : [B, 2] f32\n%1 = input \"labels\" : [B] i64\n"), "{listing}");
+    assert!(listing.contains("param \"layer2.weight\" : [20, 20] f32 init=uniform(-0.223607, 0.223607)"), "{listing}");
+    assert!(listing.contains("matmul(%0, %"), "{listing}");
+    assert!(g.to_dot().starts_with("digraph kiln {"));
+    Ok(())
+}
