@@ -12,6 +12,7 @@ pub mod error;
 pub mod graph;
 pub mod interp;
 pub mod layers;
+pub mod passes;
 pub mod random;
 pub mod value;
 

@@ -326,7 +326,7 @@ impl Graph {
         tensor
     }
 
-    fn set_name(&self, id: NodeId, name: &str) {
+    pub(crate) fn set_name(&self, id: NodeId, name: &str) {
         self.state.borrow_mut().nodes[id.0].name = Some(name.to_string());
     }
 

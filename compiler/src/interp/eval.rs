@@ -12,14 +12,17 @@ use crate::random;
 use crate::value::{Data, Value};
 
 /// What an op needs beyond its operands: the output's concrete shape and effective dtype.
-pub(super) struct Context<'a> {
+pub(crate) struct Context<'a> {
+    /// Sizes of the symbolic dims.
     pub symbols: &'a HashMap<String, usize>,
+    /// The output's dtype, as computed (`f64` for `f32` nodes under `Precision::F64`).
     pub dtype: DType,
+    /// The output's concrete shape.
     pub shape: Vec<usize>,
 }
 
 /// Evaluates one non-leaf op. Errors are plain descriptions; the caller adds the node.
-pub(super) fn evaluate(op: &Op, inputs: &[&Value], cx: &Context<'_>) -> Result<Value, String> {
+pub(crate) fn evaluate(op: &Op, inputs: &[&Value], cx: &Context<'_>) -> Result<Value, String> {
     let n: usize = cx.shape.iter().product();
     let data = match op {
         Op::Input { .. } | Op::Param { .. } => unreachable!("bug in kiln: leaves are fed, not evaluated"),

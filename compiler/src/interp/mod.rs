@@ -9,7 +9,7 @@
 //! matmuls accumulate in `f64` in row-major order. With [`Precision::F64`] every `f32` node is
 //! computed and kept in `f64` instead, which is what gradient checks use.
 
-mod eval;
+pub(crate) mod eval;
 mod init;
 
 use std::collections::{BTreeMap, HashMap};

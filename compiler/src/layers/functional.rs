@@ -105,11 +105,11 @@ pub fn mse<'g>(prediction: Tensor<'g>, target: Tensor<'g>) -> Result<Tensor<'g>>
 /// last axis' size), as PyTorch's `layer_norm`.
 #[track_caller]
 pub fn layer_norm<'g>(x: Tensor<'g>, gamma: Tensor<'g>, beta: Tensor<'g>, eps: f64) -> Result<Tensor<'g>> {
-    let last = x.rank().checked_sub(1).ok_or_else(|| Error::Shape {
-        op: "layer_norm",
-        detail: "needs at least one dim, got a scalar".to_string(),
-        location: Location::caller(),
-    })?;
+    let location = Location::caller();
+    let Some(last) = x.rank().checked_sub(1) else {
+        let detail = "needs at least one dim, got a scalar".to_string();
+        return Err(Error::Shape { op: "layer_norm", detail, location });
+    };
     let centered = x.sub(mean(x, &[last], true)?)?;
     let inv_std = var(x, &[last], true)?.add(eps)?.sqrt()?.recip()?;
     centered.mul(inv_std)?.mul(gamma)?.add(beta)
