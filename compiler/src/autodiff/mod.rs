@@ -55,14 +55,20 @@ impl Graph {
                 return Err(Error::Grad { detail, location });
             }
             if !node.dtype.is_float() {
-                let detail = format!("{id} has dtype {}; only float nodes have gradients", node.dtype);
+                let subject = match (&node.op, &node.name) {
+                    (Op::Input { name }, _) => format!("input `{name}` ({id})"),
+                    (Op::Param { name, .. }, _) => format!("param `{name}` ({id})"),
+                    (_, Some(name)) => format!("node `{name}` ({id})"),
+                    (_, None) => id.to_string(),
+                };
+                let detail = format!("{subject} has dtype {}; only float nodes have gradients", node.dtype);
                 return Err(Error::Grad { detail, location });
             }
             targets.push(id);
         }
 
         let adjoints = self.backpropagate(loss_id, &targets)?;
-        let grads = targets.iter().map(|&id| match adjoints[id.0] {
+        let grads = targets.iter().map(|&id| match adjoints.get(id.0).copied().flatten() {
             Some(adjoint) => adjoint,
             None => {
                 let node = self.node(id);
@@ -91,7 +97,8 @@ impl Graph {
                 continue;
             }
             let inputs: Vec<Tensor<'g>> = node.inputs.iter().map(|&id| self.handle(id)).collect();
-            let contributions = rules::vjp(self, &node, self.handle(NodeId(index)), adjoint, &inputs)?;
+            let needed: Vec<bool> = node.inputs.iter().map(|input| on_path[input.0]).collect();
+            let contributions = rules::vjp(self, &node, self.handle(NodeId(index)), adjoint, &inputs, &needed)?;
             for (input, contribution) in node.inputs.iter().zip(contributions) {
                 let Some(contribution) = contribution else { continue };
                 if !on_path[input.0] {

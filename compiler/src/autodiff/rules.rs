@@ -1,8 +1,9 @@
 //! One vector-Jacobian rule per primitive op.
 //!
-//! Each rule receives the node, its output handle, the adjoint of that output and the input
-//! handles, and returns one optional contribution per input (`None` where the input has no
-//! gradient: indices, masks, random counters). Rules are built from primitive ops only, so the
+//! Each rule receives the node, its output handle, the adjoint of that output, the input
+//! handles and which inputs need a contribution, and returns one optional contribution per
+//! input (`None` where the input has no gradient, such as indices, masks and random counters,
+//! or where none was asked for: a rule builds no node that nobody reads). Rules are built from primitive ops only, so the
 //! gradients they build can be differentiated again. Broadcasting is undone by summing.
 
 use crate::error::Result;
@@ -15,7 +16,10 @@ pub(super) fn vjp<'g>(
     out: Tensor<'g>,
     grad: Tensor<'g>,
     inputs: &[Tensor<'g>],
+    needed: &[bool],
 ) -> Result<Vec<Option<Tensor<'g>>>> {
+    // Builds input `i`'s contribution only if it is needed.
+    let only_if = |i: usize, build: &dyn Fn() -> Result<Tensor<'g>>| needed[i].then(build).transpose();
     let contributions = match &node.op {
         Op::Input { .. }
         | Op::Param { .. }
@@ -31,14 +35,14 @@ pub(super) fn vjp<'g>(
             let slope = x.powf(exponent - 1.0)?.mul(*exponent)?;
             vec![Some(grad.mul(slope)?)]
         }
-        Op::Binary(binary) => binary_vjp(*binary, inputs[0], inputs[1], out, grad)?,
+        Op::Binary(binary) => binary_vjp(*binary, inputs[0], inputs[1], out, grad, needed)?,
         Op::Select => {
             let (mask, a, b) = (inputs[0], inputs[1], inputs[2]);
             let zero = graph.typed_scalar(0.0, grad.dtype());
             vec![
                 None,
-                Some(unbroadcast(mask.select(grad, zero)?, &a.shape())?),
-                Some(unbroadcast(mask.select(zero, grad)?, &b.shape())?),
+                only_if(1, &|| unbroadcast(mask.select(grad, zero)?, &a.shape()))?,
+                only_if(2, &|| unbroadcast(mask.select(zero, grad)?, &b.shape()))?,
             ]
         }
         Op::Cast(_) => {
@@ -58,9 +62,9 @@ pub(super) fn vjp<'g>(
         Op::Concat { axis } => {
             let mut offset = 0;
             let mut parts = Vec::with_capacity(inputs.len());
-            for input in inputs {
+            for (i, input) in inputs.iter().enumerate() {
                 let size = input.shape().0[*axis].as_static().expect("bug in kiln: concat of a symbolic axis");
-                parts.push(Some(grad.slice(*axis, offset, offset + size)?));
+                parts.push(only_if(i, &|| grad.slice(*axis, offset, offset + size))?);
                 offset += size;
             }
             parts
@@ -82,16 +86,17 @@ pub(super) fn vjp<'g>(
         }
         Op::MatMul => {
             let (a, b) = (inputs[0], inputs[1]);
-            let grad_a = grad.matmul(b.transpose()?)?;
-            let grad_b = a.transpose()?.matmul(grad)?;
-            vec![Some(unbroadcast(grad_a, &a.shape())?), Some(unbroadcast(grad_b, &b.shape())?)]
+            vec![
+                only_if(0, &|| unbroadcast(grad.matmul(b.transpose()?)?, &a.shape()))?,
+                only_if(1, &|| unbroadcast(a.transpose()?.matmul(grad)?, &b.shape()))?,
+            ]
         }
         Op::Gather => {
             let (table, indices) = (inputs[0], inputs[1]);
             let rows = table.shape().0[0].clone();
-            vec![Some(indices.scatter_add(grad, rows)?), None]
+            vec![only_if(0, &|| indices.scatter_add(grad, rows.clone()))?, None]
         }
-        Op::ScatterAdd => vec![None, Some(grad.gather(inputs[0])?)],
+        Op::ScatterAdd => vec![None, only_if(1, &|| grad.gather(inputs[0]))?],
     };
     Ok(contributions)
 }
@@ -121,20 +126,28 @@ fn binary_vjp<'g>(
     b: Tensor<'g>,
     out: Tensor<'g>,
     grad: Tensor<'g>,
+    needed: &[bool],
 ) -> Result<Vec<Option<Tensor<'g>>>> {
-    let (grad_a, grad_b) = match binary {
-        Binary::Add => (grad, grad),
-        Binary::Sub => (grad, grad.neg()?),
-        Binary::Mul => (grad.mul(b)?, grad.mul(a)?),
-        Binary::Div => (grad.div(b)?, grad.mul(out)?.div(b)?.neg()?),
-        Binary::Max | Binary::Min => {
-            // Ties send the whole gradient to `a`.
-            let a_wins = if binary == Binary::Max { a.ge(b)? } else { a.le(b)? };
-            let zero = a.graph().typed_scalar(0.0, grad.dtype());
-            (a_wins.select(grad, zero)?, a_wins.select(zero, grad)?)
-        }
+    let zero = || a.graph().typed_scalar(0.0, grad.dtype());
+    // Ties of max and min send the whole gradient to `a`.
+    let a_wins = || if binary == Binary::Max { a.ge(b) } else { a.le(b) };
+    let grad_a = || match binary {
+        Binary::Add | Binary::Sub => Ok(grad),
+        Binary::Mul => grad.mul(b),
+        Binary::Div => grad.div(b),
+        Binary::Max | Binary::Min => a_wins()?.select(grad, zero()),
     };
-    Ok(vec![Some(unbroadcast(grad_a, &a.shape())?), Some(unbroadcast(grad_b, &b.shape())?)])
+    let grad_b = || match binary {
+        Binary::Add => Ok(grad),
+        Binary::Sub => grad.neg(),
+        Binary::Mul => grad.mul(a),
+        Binary::Div => grad.mul(out)?.div(b)?.neg(),
+        Binary::Max | Binary::Min => a_wins()?.select(zero(), grad),
+    };
+    Ok(vec![
+        needed[0].then(|| unbroadcast(grad_a()?, &a.shape())).transpose()?,
+        needed[1].then(|| unbroadcast(grad_b()?, &b.shape())).transpose()?,
+    ])
 }
 
 /// Sums `grad` down to `shape`, undoing a numpy broadcast of a `shape` operand.

@@ -20,21 +20,35 @@ impl<'g> Operand<'g> for Tensor<'g> {
 }
 
 impl<'g> Operand<'g> for f64 {
+    #[track_caller]
     fn into_tensor(self, like: Tensor<'g>) -> Tensor<'g> {
-        like.graph.typed_scalar(self, like.dtype())
+        number_like(self, like, Location::caller())
     }
 }
 
 impl<'g> Operand<'g> for f32 {
+    #[track_caller]
     fn into_tensor(self, like: Tensor<'g>) -> Tensor<'g> {
-        like.graph.typed_scalar(f64::from(self), like.dtype())
+        number_like(f64::from(self), like, Location::caller())
     }
 }
 
 impl<'g> Operand<'g> for i32 {
+    #[track_caller]
     fn into_tensor(self, like: Tensor<'g>) -> Tensor<'g> {
-        like.graph.typed_scalar(f64::from(self), like.dtype())
+        number_like(f64::from(self), like, Location::caller())
     }
+}
+
+/// A scalar constant of `like`'s dtype holding `value`; a failed tensor if `value` would be
+/// truncated (a fraction combined with an integer tensor).
+pub(crate) fn number_like<'g>(value: f64, like: Tensor<'g>, location: Location) -> Tensor<'g> {
+    let dtype = like.dtype();
+    if dtype.is_int() && value.fract() != 0.0 {
+        let detail = format!("the number {value} is not an integer, but the tensor is {dtype}; cast the tensor first");
+        return like.graph.fail(Error::DType { op: "number", detail, location });
+    }
+    like.graph.typed_scalar(value, dtype)
 }
 
 /// Generates the `#[track_caller]` method of each elementwise unary op.

@@ -331,7 +331,7 @@ impl Graph {
     }
 
     /// Records an operator's error and returns the failed handle that stands for it.
-    fn fail(&self, error: Error) -> Tensor<'_> {
+    pub(crate) fn fail(&self, error: Error) -> Tensor<'_> {
         let mut state = self.state.borrow_mut();
         state.errors.push(error);
         Tensor { graph: self, slot: Slot::Failed(state.errors.len() - 1) }

@@ -103,9 +103,9 @@ pub enum Init {
     /// Evenly spaced from `start` to `end` (inclusive) in row-major order, as the reference
     /// notebook's deliberately poor initialization does.
     Linspace {
-        /// First element kept.
+        /// The first element's value.
         start: f64,
-        /// One past the last element kept.
+        /// The last element's value.
         end: f64,
     },
     /// Exactly these values (pre-trained weights).

@@ -6,6 +6,7 @@
 
 use std::ops::{Add, Div, Mul, Neg, Sub};
 
+use super::build::number_like;
 use super::{Binary, Op, Tensor, Unary};
 use crate::error::{Location, Result};
 
@@ -31,7 +32,7 @@ macro_rules! binary_operator {
             type Output = Tensor<'g>;
             #[track_caller]
             fn $method(self, rhs: f64) -> Tensor<'g> {
-                let rhs = self.graph.typed_scalar(rhs, self.dtype());
+                let rhs = number_like(rhs, self, Location::caller());
                 let result = self.binary_like(Op::Binary(Binary::$binary), rhs, Location::caller());
                 self.settle(result)
             }
@@ -41,7 +42,7 @@ macro_rules! binary_operator {
             type Output = Tensor<'g>;
             #[track_caller]
             fn $method(self, rhs: Tensor<'g>) -> Tensor<'g> {
-                let lhs = rhs.graph.typed_scalar(self, rhs.dtype());
+                let lhs = number_like(self, rhs, Location::caller());
                 let result = lhs.binary_like(Op::Binary(Binary::$binary), rhs, Location::caller());
                 rhs.settle(result)
             }

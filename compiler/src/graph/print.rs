@@ -43,9 +43,9 @@ impl Graph {
             if !attributes.is_empty() {
                 let _ = write!(label, " {attributes}");
             }
-            let _ = write!(label, "\\n{} {}", node.shape, node.dtype);
+            let _ = write!(label, "\n{} {}", node.shape, node.dtype);
             if let (Some(name), false) = (&node.name, is_leaf(node)) {
-                let _ = write!(label, "\\n{name}");
+                let _ = write!(label, "\n{name}");
             }
             let _ = writeln!(out, "  n{i} [label=\"{}\", {style}];", escape(&label));
             for input in &node.inputs {
@@ -82,6 +82,8 @@ fn describe(node: &Node) -> String {
     line
 }
 
+/// A DOT string body: backslashes and quotes escaped, then `\n` line breaks.
 fn escape(label: &str) -> String {
-    label.replace('"', "\\\"")
+    let lines: Vec<String> = label.split('\n').map(|line| line.replace('\\', "\\\\").replace('"', "\\\"")).collect();
+    lines.join("\\n")
 }

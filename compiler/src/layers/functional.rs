@@ -12,15 +12,27 @@ pub fn relu(x: Tensor<'_>) -> Result<Tensor<'_>> {
 /// `1 / (1 + e^-x)`, computed from `e^-|x|` so that no exponential overflows.
 #[track_caller]
 pub fn sigmoid(x: Tensor<'_>) -> Result<Tensor<'_>> {
-    let e = x.abs()?.neg()?.exp()?;
+    let (nonnegative, e) = split_at_zero(x)?;
     let denominator = e.add(1.0)?;
-    x.ge(0.0)?.select(denominator.recip()?, e.div(denominator)?)
+    nonnegative.select(denominator.recip()?, e.div(denominator)?)
 }
 
 /// `log(1 + e^x)`, as `max(x, 0) + log(1 + e^-|x|)`.
 #[track_caller]
 pub fn softplus(x: Tensor<'_>) -> Result<Tensor<'_>> {
-    relu(x)?.add(x.abs()?.neg()?.exp()?.add(1.0)?.log()?)
+    let (nonnegative, e) = split_at_zero(x)?;
+    nonnegative.select(x, 0.0)?.add(e.add(1.0)?.log()?)
+}
+
+/// The mask `x >= 0` and `e^-|x|`, with `-|x|` taken as `-x` exactly where the mask holds.
+///
+/// Sigmoid and softplus are smooth at 0, but built from `|x|` and `max(x, 0)` their gradient
+/// there would depend on the subgradients those kinks pick. Deciding both pieces with one mask
+/// makes every element follow one smooth branch, so the gradient at 0 is the true one.
+fn split_at_zero(x: Tensor<'_>) -> Result<(Tensor<'_>, Tensor<'_>)> {
+    let nonnegative = x.ge(0.0)?;
+    let minus_abs = nonnegative.select(x.neg()?, x)?;
+    Ok((nonnegative, minus_abs.exp()?))
 }
 
 /// The number of elements of `x` along `axes` (possibly symbolic), as a scalar of `x`'s dtype.
