@@ -5,8 +5,8 @@
 //! the i-th param) and train with plain SGD (lr 0.01) on fresh batches of 10000 normal points.
 //!
 //! The whole step is one graph: the batch is drawn inside it from a counter-based generator
-//! (the step number is the counter), and the SGD updates are graph nodes too. Until the
-//! compiler lands, the reference interpreter runs it.
+//! (the step number is the counter), and the SGD updates are graph nodes too. kiln compiles
+//! it once to native code and calls it 1024 times.
 //!
 //! At iterations 0, 1, 3, 7, ... it prints the loss, the accuracy and a log10 histogram of
 //! |gradient| over all params; at the end, pictures of the target and of what the network
@@ -145,28 +145,31 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let steps = steps_from_args()?;
     let g = Graph::new();
     let train = build_train_step(&g)?;
-    println!("training step graph: {} nodes (batch drawn in-graph, SGD updates as nodes)", g.len());
+    let step_input = g.leaf("step")?;
+    let mut outputs = vec![train.loss, train.accuracy];
+    outputs.extend(&train.grads);
+    let updates: Vec<(Tensor, Tensor)> =
+        train.updated.iter().map(|(name, value)| Ok((g.leaf(name)?, *value))).collect::<Result<_>>()?;
+    let mut step = function(&g, &[step_input], &outputs, &updates)?;
+    println!(
+        "training step: {} graph nodes, compiled to {} kernels in {:.1} ms ({} threads)",
+        g.len(),
+        step.kernel_count(),
+        step.compile_time().as_secs_f64() * 1e3,
+        step.threads()
+    );
 
-    let interpreter = Interpreter::new(&g);
-    let mut params = ParamStore::init(&g, 0);
-    let mut wanted = vec![train.loss, train.accuracy];
-    wanted.extend(train.updated.iter().map(|(_, t)| *t));
     let started = std::time::Instant::now();
     for iteration in 0..steps {
-        let feeds = Feeds::from([("step", Value::i64([], vec![iteration as i64]))]);
-        let out = interpreter.run(&feeds, &params, &wanted)?;
+        let out = step.call(&[Value::i64([], vec![iteration as i64])])?;
         if occasional(iteration) || iteration + 1 == steps {
-            let grads = interpreter.run(&feeds, &params, &train.grads)?;
             let (loss, accuracy) = (out[0].item().unwrap_or(f64::NAN), out[1].item().unwrap_or(f64::NAN));
             println!("Iteration {iteration} loss {loss:.4} accuracy: {accuracy:.4}");
-            print!("  log10 |gradient| over all params:\n{}", gradient_histogram(&grads));
-        }
-        for ((name, _), value) in train.updated.iter().zip(out.into_iter().skip(2)) {
-            params.set(name, value);
+            print!("  log10 |gradient| over all params:\n{}", gradient_histogram(&out[2..]));
         }
     }
     let seconds = started.elapsed().as_secs_f64();
-    println!("{steps} steps in {seconds:.1} s ({:.0} steps/s, reference interpreter)", steps as f64 / seconds);
-    show_what_was_learned(&params)?;
+    println!("{steps} steps in {seconds:.2} s ({:.0} steps/s)", steps as f64 / seconds);
+    show_what_was_learned(&step.params())?;
     Ok(())
 }

@@ -33,9 +33,12 @@ pub use kiln_compiler::{
     Result, Shape, Tensor, Value, check_gradients, layers,
 };
 
+pub use kiln_runtime::{Function, function};
+
 /// Everything a model author needs, in one import: `use kiln::prelude::*;`.
 pub mod prelude {
     pub use kiln_compiler::prelude::*;
+    pub use kiln_runtime::{Function, function};
 }
 
 /// The README's code, compiled and run as a doctest so the tour cannot drift from the API.

@@ -8,9 +8,12 @@
 #![warn(missing_docs)]
 
 pub mod autodiff;
+pub mod codegen;
+pub mod compile;
 pub mod error;
 pub mod graph;
 pub mod interp;
+pub mod kernel;
 pub mod layers;
 pub mod passes;
 pub mod random;

@@ -1,9 +1,14 @@
-//! kiln-runtime: runs compiled programs, trains models and packages artifacts.
+//! kiln-runtime: runs compiled programs.
 //!
-//! The runtime builds on the compiler's graphs and never inspects op semantics. For now it
-//! re-exports the parameter store that holds a model's values between runs; execution of
-//! compiled programs, the `Trainer` and optimizers arrive with the compiler's code generator.
+//! [`function`] compiles a graph (through kiln-compiler's passes, lowering and Cranelift code
+//! generation) into a [`Function`] that owns its buffers and params and runs its kernels on a
+//! small thread pool. The runtime never inspects op semantics: it sizes buffers, checks what
+//! callers feed, splits kernel ranges across threads and reports kernel statuses.
 
 #![warn(missing_docs)]
 
+mod function;
+mod pool;
+
+pub use function::{Function, function};
 pub use kiln_compiler::ParamStore;

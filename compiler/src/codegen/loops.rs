@@ -1,0 +1,770 @@
+//! Loop kernels to Cranelift IR: the loop nest, the body in scalar and 4-lane vector form,
+//! stores and reductions.
+//!
+//! The innermost loop runs 4 elements at a time (`f32x4`, the widest vector Cranelift lowers on
+//! x86-64) when every value of the body is an `f32` or a mask and every load and store moves by
+//! 0 or 1 element along it; a scalar loop finishes the remainder. Reductions keep a vector and a
+//! scalar accumulator and combine them in a fixed order, so results do not depend on how the
+//! outer loop is split across threads.
+
+use std::collections::HashMap;
+
+use cranelift_codegen::ir::condcodes::{FloatCC, IntCC};
+use cranelift_codegen::ir::{Block, InstBuilder, MemFlagsData, Type, Value, types};
+use cranelift_frontend::{FunctionBuilder, Variable};
+
+use super::{STATUS_DIVISION_BY_ZERO, STATUS_INDEX_OUT_OF_RANGE, Target, math};
+use crate::graph::{Binary, Compare, DType, Distribution, Unary};
+use crate::kernel::{Expr, Index, LoopKernel, Program, Reduce, Size};
+
+/// Vector width in `f32` lanes.
+const LANES: i64 = 4;
+
+/// Builds the function of a loop kernel; returns the extent of its splittable range.
+pub(super) fn build(
+    builder: &mut FunctionBuilder,
+    kernel: &LoopKernel,
+    program: &Program,
+    target: Target,
+) -> (Size, bool) {
+    let params = super::entry(builder);
+    let mut emitter = Emitter::new(builder, params.sizes, params.buffers, program, target);
+    emitter.prepare(kernel);
+    let vector = vectorizable(kernel, program);
+    let extents: Vec<Value> = kernel.loops.iter().map(|s| emitter.size(s)).collect();
+    let mut nest = Nest { kernel, extents, vector, indices: vec![], accumulators: None };
+    nest.level(&mut emitter, 0, params.start, params.end);
+    emitter.status.store(emitter.builder, params.status);
+    emitter.builder.ins().return_(&[]);
+    let splittable = kernel.reduce.is_none_or(|(_, from)| from > 0);
+    (kernel.loops[0].clone(), splittable)
+}
+
+/// True if the innermost loop can run 4 lanes at a time.
+fn vectorizable(kernel: &LoopKernel, program: &Program) -> bool {
+    let innermost = kernel.loops.len() - 1;
+    let moves_by_0_or_1 =
+        |index: &Index| index.strides.get(innermost).is_none_or(|s| matches!(s.as_fixed(), Some(0) | Some(1)));
+    let body_ok = kernel.body.iter().all(|(expr, dtype)| {
+        let type_ok = matches!(dtype, DType::F32 | DType::Bool);
+        let expr_ok = match expr {
+            Expr::Load { buffer, index } => program.buffers[*buffer].dtype == DType::F32 && moves_by_0_or_1(index),
+            Expr::Const(_) | Expr::Size(_) => true,
+            Expr::Unary(..) | Expr::Pow(..) | Expr::Binary(..) | Expr::Select(..) => true,
+            Expr::Compare(_, a, _) => kernel.body[*a].1 == DType::F32,
+            Expr::Cast(x) => matches!(kernel.body[*x].1, DType::F32 | DType::Bool) && *dtype == DType::F32,
+            Expr::LoopIndex(_) | Expr::Random { .. } | Expr::Gather { .. } => false,
+        };
+        type_ok && expr_ok
+    });
+    let stores_ok = kernel.stores.iter().all(|(value, buffer, index)| {
+        let dtype_ok = program.buffers[*buffer].dtype == DType::F32 && kernel.body[*value].1 == DType::F32;
+        let in_reduction = kernel.reduce.is_some();
+        let unit = index.strides.get(innermost).and_then(Size::as_fixed) == Some(1);
+        dtype_ok && (in_reduction || unit)
+    });
+    body_ok && stores_ok
+}
+
+/// Status slots kept in variables and written once at the end.
+struct Status {
+    code: Variable,
+    value: Variable,
+}
+
+impl Status {
+    fn new(builder: &mut FunctionBuilder) -> Status {
+        let code = builder.declare_var(types::I64);
+        let value = builder.declare_var(types::I64);
+        let zero = builder.ins().iconst(types::I64, 0);
+        builder.def_var(code, zero);
+        builder.def_var(value, zero);
+        Status { code, value }
+    }
+
+    /// Records `code` and `value` where `failed` (an `i8` 0/1) is set.
+    fn report(&self, builder: &mut FunctionBuilder, failed: Value, code: i64, value: Value) {
+        let (old_code, old_value) = (builder.use_var(self.code), builder.use_var(self.value));
+        let code = builder.ins().iconst(types::I64, code);
+        let new_code = builder.ins().select(failed, code, old_code);
+        let new_value = builder.ins().select(failed, value, old_value);
+        builder.def_var(self.code, new_code);
+        builder.def_var(self.value, new_value);
+    }
+
+    fn store(&self, builder: &mut FunctionBuilder, status: Value) {
+        let (code, value) = (builder.use_var(self.code), builder.use_var(self.value));
+        builder.ins().store(super::trusted(), code, status, 0);
+        builder.ins().store(super::trusted(), value, status, 8);
+    }
+}
+
+/// The state shared by everything emitted into one function.
+pub(super) struct Emitter<'a, 'b> {
+    pub builder: &'a mut FunctionBuilder<'b>,
+    sizes: Value,
+    buffers: Value,
+    program: &'a Program,
+    target: Target,
+    status: Status,
+    size_cache: HashMap<Size, Value>,
+    address_cache: HashMap<usize, Value>,
+}
+
+impl<'a, 'b> Emitter<'a, 'b> {
+    fn new(
+        builder: &'a mut FunctionBuilder<'b>,
+        sizes: Value,
+        buffers: Value,
+        program: &'a Program,
+        target: Target,
+    ) -> Emitter<'a, 'b> {
+        let status = Status::new(builder);
+        Emitter {
+            builder,
+            sizes,
+            buffers,
+            program,
+            target,
+            status,
+            size_cache: HashMap::new(),
+            address_cache: HashMap::new(),
+        }
+    }
+
+    /// Computes every size and buffer address the kernel uses, in the entry block, so that
+    /// every loop sees them (a value first computed inside one loop would not dominate the next).
+    fn prepare(&mut self, kernel: &LoopKernel) {
+        let mut sizes: Vec<&Size> = kernel.loops.iter().collect();
+        let mut buffers: Vec<usize> = Vec::new();
+        let indices = kernel.body.iter().filter_map(|(expr, _)| match expr {
+            Expr::Load { index, .. } | Expr::Random { index, .. } | Expr::Gather { index, .. } => Some(index),
+            _ => None,
+        });
+        let all_indices: Vec<&Index> = indices.chain(kernel.stores.iter().map(|(_, _, index)| index)).collect();
+        for index in all_indices {
+            sizes.extend(index.base.iter());
+            sizes.extend(index.strides.iter());
+        }
+        for (expr, _) in &kernel.body {
+            match expr {
+                Expr::Load { buffer, .. } => buffers.push(*buffer),
+                Expr::Size(size) => sizes.push(size),
+                Expr::Gather { buffer, rows, row_stride, .. } => {
+                    buffers.push(*buffer);
+                    sizes.push(rows);
+                    sizes.push(row_stride);
+                }
+                _ => {}
+            }
+        }
+        buffers.extend(kernel.stores.iter().map(|(_, buffer, _)| *buffer));
+        for size in sizes {
+            if !self.size_cache.contains_key(size) {
+                let value = super::size_value(self.builder, self.sizes, size);
+                self.size_cache.insert(size.clone(), value);
+            }
+        }
+        for buffer in buffers {
+            if let std::collections::hash_map::Entry::Vacant(slot) = self.address_cache.entry(buffer) {
+                slot.insert(super::buffer_address(self.builder, self.buffers, buffer));
+            }
+        }
+    }
+
+    /// The value of a size (computed by `prepare`).
+    fn size(&mut self, size: &Size) -> Value {
+        self.size_cache[size]
+    }
+
+    fn address(&mut self, buffer: usize) -> Value {
+        self.address_cache[&buffer]
+    }
+
+    fn iconst(&mut self, value: i64) -> Value {
+        self.builder.ins().iconst(types::I64, value)
+    }
+
+    /// The element offset of `index` at loop indices `indices`.
+    fn offset(&mut self, index: &Index, indices: &[Value]) -> Value {
+        let mut offset = self.iconst(0);
+        for base in &index.base {
+            let base = self.size(base);
+            offset = self.builder.ins().iadd(offset, base);
+        }
+        for (level, stride) in index.strides.iter().enumerate() {
+            match stride.as_fixed() {
+                Some(0) => {}
+                Some(1) => offset = self.builder.ins().iadd(offset, indices[level]),
+                _ => {
+                    let stride = self.size(stride);
+                    let term = self.builder.ins().imul(indices[level], stride);
+                    offset = self.builder.ins().iadd(offset, term);
+                }
+            }
+        }
+        offset
+    }
+
+    /// The address of element `offset` of `buffer`.
+    fn element_address(&mut self, buffer: usize, offset: Value) -> Value {
+        let base = self.address(buffer);
+        let bytes = byte_size(self.program.buffers[buffer].dtype);
+        let byte_offset = self.builder.ins().imul_imm_s(offset, bytes);
+        self.builder.ins().iadd(base, byte_offset)
+    }
+}
+
+/// Bytes per element.
+fn byte_size(dtype: DType) -> i64 {
+    match dtype {
+        DType::F32 | DType::I32 => 4,
+        DType::F64 | DType::I64 => 8,
+        DType::Bool => 1,
+    }
+}
+
+/// The Cranelift type of a scalar of `dtype` (masks are `i8` 0/1).
+fn scalar_type(dtype: DType) -> Type {
+    match dtype {
+        DType::F32 => types::F32,
+        DType::F64 => types::F64,
+        DType::I32 => types::I32,
+        DType::I64 => types::I64,
+        DType::Bool => types::I8,
+    }
+}
+
+/// The loop nest of one kernel.
+struct Nest<'k> {
+    kernel: &'k LoopKernel,
+    extents: Vec<Value>,
+    vector: bool,
+    indices: Vec<Value>,
+    /// The scalar and (if vectorised) vector accumulators of a reduction.
+    accumulators: Option<(Variable, Option<Variable>)>,
+}
+
+impl Nest<'_> {
+    /// Emits loop `level` over `from..to` and everything inside it.
+    fn level(&mut self, emitter: &mut Emitter, level: usize, from: Value, to: Value) {
+        let innermost = level + 1 == self.kernel.loops.len();
+        let reduce = self.kernel.reduce.filter(|&(_, first)| first == level);
+        if let Some((op, _)) = reduce {
+            self.start_reduction(emitter, op);
+        }
+        let counter = emitter.builder.declare_var(types::I64);
+        emitter.builder.def_var(counter, from);
+        if innermost && self.vector {
+            let (i, frame) = loop_begin(emitter.builder, counter, to, LANES);
+            self.indices.push(i);
+            self.body(emitter, true);
+            self.indices.pop();
+            loop_end(emitter.builder, counter, frame);
+        }
+        let (i, frame) = loop_begin(emitter.builder, counter, to, 1);
+        self.indices.push(i);
+        if innermost {
+            self.body(emitter, false);
+        } else {
+            let zero = emitter.iconst(0);
+            let extent = self.extents[level + 1];
+            self.level(emitter, level + 1, zero, extent);
+        }
+        self.indices.pop();
+        loop_end(emitter.builder, counter, frame);
+        if let Some((op, _)) = reduce {
+            self.finish_reduction(emitter, op);
+        }
+    }
+
+    fn start_reduction(&mut self, emitter: &mut Emitter, op: Reduce) {
+        let dtype = self.kernel.body[self.kernel.stores[0].0].1;
+        let ty = scalar_type(dtype);
+        let identity = match op {
+            Reduce::Sum => 0.0,
+            Reduce::Max => f64::NEG_INFINITY,
+        };
+        let scalar = emitter.builder.declare_var(ty);
+        let initial = constant(
+            emitter.builder,
+            dtype,
+            identity,
+            match op {
+                Reduce::Sum => 0,
+                Reduce::Max => i64::MIN,
+            },
+        );
+        emitter.builder.def_var(scalar, initial);
+        let vector = self.vector.then(|| {
+            let var = emitter.builder.declare_var(types::F32X4);
+            let splat = emitter.builder.ins().splat(types::F32X4, initial);
+            emitter.builder.def_var(var, splat);
+            var
+        });
+        self.accumulators = Some((scalar, vector));
+    }
+
+    fn finish_reduction(&mut self, emitter: &mut Emitter, op: Reduce) {
+        let (scalar, vector) = self.accumulators.take().expect("bug in kiln: reduction without accumulators");
+        let mut total = emitter.builder.use_var(scalar);
+        let dtype = self.kernel.body[self.kernel.stores[0].0].1;
+        if let Some(vector) = vector {
+            let lanes = emitter.builder.use_var(vector);
+            let lane = |b: &mut FunctionBuilder, i: u8| b.ins().extractlane(lanes, i);
+            let (l0, l1, l2, l3) = (
+                lane(emitter.builder, 0),
+                lane(emitter.builder, 1),
+                lane(emitter.builder, 2),
+                lane(emitter.builder, 3),
+            );
+            let low = combine(emitter.builder, op, dtype, l0, l1);
+            let high = combine(emitter.builder, op, dtype, l2, l3);
+            let lanes_total = combine(emitter.builder, op, dtype, low, high);
+            total = combine(emitter.builder, op, dtype, lanes_total, total);
+        }
+        let (_, buffer, index) = &self.kernel.stores[0];
+        let offset = emitter.offset(index, &self.indices);
+        let address = emitter.element_address(*buffer, offset);
+        emitter.builder.ins().store(super::trusted(), total, address, 0);
+    }
+
+    /// The innermost body at the current indices, in vector (4 lanes) or scalar form.
+    fn body(&mut self, emitter: &mut Emitter, vector: bool) {
+        let values = Body { kernel: self.kernel, indices: &self.indices, vector }.emit(emitter);
+        if let Some((scalar, vector_acc)) = self.accumulators {
+            let (op, _) = self.kernel.reduce.expect("bug in kiln: accumulators without a reduction");
+            let value = values[self.kernel.stores[0].0];
+            let dtype = self.kernel.body[self.kernel.stores[0].0].1;
+            let var = if vector {
+                vector_acc.expect("bug in kiln: vector body without a vector accumulator")
+            } else {
+                scalar
+            };
+            let acc = emitter.builder.use_var(var);
+            let next = combine(emitter.builder, op, dtype, acc, value);
+            emitter.builder.def_var(var, next);
+            return;
+        }
+        for (value, buffer, index) in &self.kernel.stores {
+            let offset = emitter.offset(index, &self.indices);
+            let address = emitter.element_address(*buffer, offset);
+            emitter.builder.ins().store(super::trusted(), values[*value], address, 0);
+        }
+    }
+}
+
+/// Sum or max of two values of `dtype` (scalars or `f32x4`).
+fn combine(builder: &mut FunctionBuilder, op: Reduce, dtype: DType, a: Value, b: Value) -> Value {
+    match (op, dtype.is_float()) {
+        (Reduce::Sum, true) => builder.ins().fadd(a, b),
+        (Reduce::Max, true) => builder.ins().fmax(a, b),
+        (Reduce::Sum, false) => builder.ins().iadd(a, b),
+        (Reduce::Max, false) => builder.ins().smax(a, b),
+    }
+}
+
+/// A scalar constant of `dtype`: `float` for floats, `int` for integers, nonzero for masks.
+fn constant(builder: &mut FunctionBuilder, dtype: DType, float: f64, int: i64) -> Value {
+    match dtype {
+        DType::F32 => builder.ins().f32const(float as f32),
+        DType::F64 => builder.ins().f64const(float),
+        DType::I32 => builder.ins().iconst(types::I32, int as i32 as i64),
+        DType::I64 => builder.ins().iconst(types::I64, int),
+        DType::Bool => builder.ins().iconst(types::I8, i64::from(float != 0.0)),
+    }
+}
+
+/// The blocks of a loop opened by [`loop_begin`].
+pub(super) struct LoopFrame {
+    header: Block,
+    exit: Block,
+    next: Value,
+}
+
+/// Opens `while counter + step <= to { ... }`: returns the counter's value for the body, which
+/// the caller emits before closing the loop with [`loop_end`]. `counter` keeps its final value
+/// after the loop, so a second loop can finish the rest.
+pub(super) fn loop_begin(builder: &mut FunctionBuilder, counter: Variable, to: Value, step: i64) -> (Value, LoopFrame) {
+    let header = builder.create_block();
+    let inside = builder.create_block();
+    let exit = builder.create_block();
+    builder.ins().jump(header, &[]);
+    builder.switch_to_block(header);
+    let i = builder.use_var(counter);
+    let next = builder.ins().iadd_imm_s(i, step);
+    let more = builder.ins().icmp(IntCC::SignedLessThanOrEqual, next, to);
+    builder.ins().brif(more, inside, &[], exit, &[]);
+    builder.switch_to_block(inside);
+    (i, LoopFrame { header, exit, next })
+}
+
+/// Closes a loop opened by [`loop_begin`]: steps the counter and continues after the loop.
+pub(super) fn loop_end(builder: &mut FunctionBuilder, counter: Variable, frame: LoopFrame) {
+    builder.def_var(counter, frame.next);
+    builder.ins().jump(frame.header, &[]);
+    builder.switch_to_block(frame.exit);
+}
+
+/// Emits a kernel body's expressions at the current loop indices.
+struct Body<'k> {
+    kernel: &'k LoopKernel,
+    indices: &'k [Value],
+    vector: bool,
+}
+
+impl Body<'_> {
+    fn emit(&self, emitter: &mut Emitter) -> Vec<Value> {
+        let mut values: Vec<Value> = Vec::with_capacity(self.kernel.body.len());
+        for (expr, dtype) in &self.kernel.body {
+            let value = self.expr(emitter, expr, *dtype, &values);
+            values.push(value);
+        }
+        values
+    }
+
+    fn splat_if_vector(&self, builder: &mut FunctionBuilder, value: Value) -> Value {
+        if self.vector { builder.ins().splat(types::F32X4, value) } else { value }
+    }
+
+    fn expr(&self, emitter: &mut Emitter, expr: &Expr, dtype: DType, values: &[Value]) -> Value {
+        let target = emitter.target;
+        match expr {
+            Expr::Load { buffer, index } => {
+                let offset = emitter.offset(index, self.indices);
+                let address = emitter.element_address(*buffer, offset);
+                let innermost = self.kernel.loops.len() - 1;
+                let contiguous = index.strides.get(innermost).and_then(Size::as_fixed) == Some(1);
+                if self.vector && contiguous {
+                    return emitter.builder.ins().load(types::F32X4, super::trusted(), address, 0);
+                }
+                let value = if dtype == DType::Bool {
+                    let byte = emitter.builder.ins().load(types::I8, super::trusted(), address, 0);
+                    emitter.builder.ins().icmp_imm_s(IntCC::NotEqual, byte, 0)
+                } else {
+                    emitter.builder.ins().load(scalar_type(dtype), super::trusted(), address, 0)
+                };
+                self.splat_if_vector(emitter.builder, value)
+            }
+            Expr::Const(v) => {
+                let value = constant(emitter.builder, dtype, *v, *v as i64);
+                self.splat_if_vector(emitter.builder, value)
+            }
+            Expr::Size(size) => {
+                let value = emitter.size(size);
+                let value = convert_int(emitter.builder, value, DType::I64, dtype);
+                self.splat_if_vector(emitter.builder, value)
+            }
+            Expr::LoopIndex(level) => self.indices[*level],
+            Expr::Unary(op, x) => unary(emitter.builder, target, *op, dtype, values[*x], self.vector),
+            Expr::Pow(p, x) => pow(emitter.builder, target, *p, values[*x]),
+            Expr::Binary(op, a, b) => binary(emitter, *op, dtype, values[*a], values[*b]),
+            Expr::Compare(op, a, b) => {
+                let operand = self.kernel.body[*a].1;
+                compare(emitter.builder, *op, operand, values[*a], values[*b])
+            }
+            Expr::Select(mask, a, b) => {
+                if self.vector {
+                    let mask = emitter.builder.ins().bitcast(types::F32X4, little_endian(), values[*mask]);
+                    emitter.builder.ins().bitselect(mask, values[*a], values[*b])
+                } else {
+                    emitter.builder.ins().select(values[*mask], values[*a], values[*b])
+                }
+            }
+            Expr::Cast(x) => {
+                let from = self.kernel.body[*x].1;
+                if self.vector {
+                    vector_cast(emitter.builder, from, values[*x])
+                } else {
+                    cast(emitter.builder, from, dtype, values[*x])
+                }
+            }
+            Expr::Random { seed, distribution, counter, index } => {
+                let offset = emitter.offset(index, self.indices);
+                random_value(emitter.builder, target, *seed, *distribution, values[*counter], offset)
+            }
+            Expr::Gather { buffer, row, rows, row_stride, index } => {
+                let rows = emitter.size(rows);
+                let row = values[*row];
+                let zero = emitter.iconst(0);
+                let below = emitter.builder.ins().icmp(IntCC::SignedLessThan, row, zero);
+                let above = emitter.builder.ins().icmp(IntCC::SignedGreaterThanOrEqual, row, rows);
+                let bad = emitter.builder.ins().bor(below, above);
+                emitter.status.report(emitter.builder, bad, STATUS_INDEX_OUT_OF_RANGE, row);
+                let safe_row = emitter.builder.ins().select(bad, zero, row);
+                let row_stride = emitter.size(row_stride);
+                let row_offset = emitter.builder.ins().imul(safe_row, row_stride);
+                let inner = emitter.offset(index, self.indices);
+                let offset = emitter.builder.ins().iadd(row_offset, inner);
+                let address = emitter.element_address(*buffer, offset);
+                emitter.builder.ins().load(scalar_type(dtype), super::trusted(), address, 0)
+            }
+        }
+    }
+}
+
+fn little_endian() -> MemFlagsData {
+    MemFlagsData::new().with_endianness(cranelift_codegen::ir::Endianness::Little)
+}
+
+fn unary(builder: &mut FunctionBuilder, target: Target, op: Unary, dtype: DType, x: Value, vector: bool) -> Value {
+    if dtype.is_int() {
+        return match op {
+            Unary::Neg => builder.ins().ineg(x),
+            Unary::Abs => builder.ins().iabs(x),
+            _ => unreachable!("bug in kiln: integer {op:?} passed the builder's checks"),
+        };
+    }
+    match op {
+        Unary::Neg => builder.ins().fneg(x),
+        Unary::Abs => builder.ins().fabs(x),
+        Unary::Sqrt => builder.ins().sqrt(x),
+        Unary::Recip => {
+            let one = builder.ins().f32const(1.0);
+            let one = if vector { builder.ins().splat(types::F32X4, one) } else { one };
+            builder.ins().fdiv(one, x)
+        }
+        Unary::Exp => math::exp(builder, x, target.fma),
+        Unary::Log => math::log(builder, x, target.fma),
+        Unary::Sin => math::sin(builder, x, target.fma),
+        Unary::Cos => math::cos(builder, x, target.fma),
+        Unary::Tanh => math::tanh(builder, x, target.fma),
+    }
+}
+
+/// `x^p`: exact products for small integer `p`, square roots for ±1/2, else `exp(p·log x)`
+/// (NaN for negative `x`, as `powf` gives for non-integer exponents).
+fn pow(builder: &mut FunctionBuilder, target: Target, p: f64, x: Value) -> Value {
+    let ty = builder.func.dfg.value_type(x);
+    let splat = |builder: &mut FunctionBuilder, v: f32| {
+        let c = builder.ins().f32const(v);
+        if ty.is_vector() { builder.ins().splat(ty, c) } else { c }
+    };
+    if p == 0.5 {
+        return builder.ins().sqrt(x);
+    }
+    if p == -0.5 {
+        let root = builder.ins().sqrt(x);
+        let one = splat(builder, 1.0);
+        return builder.ins().fdiv(one, root);
+    }
+    if p.fract() == 0.0 && p.abs() <= 16.0 {
+        let mut result = splat(builder, 1.0);
+        let mut power = x;
+        let mut n = p.abs() as u32;
+        while n > 0 {
+            if n & 1 == 1 {
+                result = builder.ins().fmul(result, power);
+            }
+            n >>= 1;
+            if n > 0 {
+                power = builder.ins().fmul(power, power);
+            }
+        }
+        if p < 0.0 {
+            let one = splat(builder, 1.0);
+            result = builder.ins().fdiv(one, result);
+        }
+        return result;
+    }
+    let log = math::log(builder, x, target.fma);
+    let exponent = splat(builder, p as f32);
+    let scaled = builder.ins().fmul(log, exponent);
+    math::exp(builder, scaled, target.fma)
+}
+
+fn binary(emitter: &mut Emitter, op: Binary, dtype: DType, a: Value, b: Value) -> Value {
+    let builder = &mut *emitter.builder;
+    if dtype.is_float() {
+        return match op {
+            Binary::Add => builder.ins().fadd(a, b),
+            Binary::Sub => builder.ins().fsub(a, b),
+            Binary::Mul => builder.ins().fmul(a, b),
+            Binary::Div => builder.ins().fdiv(a, b),
+            Binary::Max => builder.ins().fmax(a, b),
+            Binary::Min => builder.ins().fmin(a, b),
+        };
+    }
+    match op {
+        Binary::Add => builder.ins().iadd(a, b),
+        Binary::Sub => builder.ins().isub(a, b),
+        Binary::Mul => builder.ins().imul(a, b),
+        Binary::Max => builder.ins().smax(a, b),
+        Binary::Min => builder.ins().smin(a, b),
+        Binary::Div => {
+            // Cranelift's sdiv traps on a zero divisor and on MIN / -1: divide by a safe
+            // divisor, report a zero one, and wrap MIN / -1 to MIN as Rust's wrapping_div does.
+            let ty = builder.func.dfg.value_type(a);
+            let zero = builder.ins().iconst(ty, 0);
+            let one = builder.ins().iconst(ty, 1);
+            let is_zero = builder.ins().icmp(IntCC::Equal, b, zero);
+            let is_minus_one = builder.ins().icmp_imm_s(IntCC::Equal, b, -1);
+            let unsafe_divisor = builder.ins().bor(is_zero, is_minus_one);
+            let divisor = builder.ins().select(unsafe_divisor, one, b);
+            let quotient = builder.ins().sdiv(a, divisor);
+            let negated = builder.ins().ineg(a);
+            let quotient = builder.ins().select(is_minus_one, negated, quotient);
+            let wide = if ty == types::I64 { a } else { builder.ins().sextend(types::I64, a) };
+            emitter.status.report(emitter.builder, is_zero, STATUS_DIVISION_BY_ZERO, wide);
+            let _ = dtype;
+            quotient
+        }
+    }
+}
+
+fn compare(builder: &mut FunctionBuilder, op: Compare, operand: DType, a: Value, b: Value) -> Value {
+    if operand.is_float() {
+        let cc = match op {
+            Compare::Lt => FloatCC::LessThan,
+            Compare::Le => FloatCC::LessThanOrEqual,
+            Compare::Gt => FloatCC::GreaterThan,
+            Compare::Ge => FloatCC::GreaterThanOrEqual,
+            Compare::Eq => FloatCC::Equal,
+        };
+        return builder.ins().fcmp(cc, a, b);
+    }
+    let cc = match op {
+        Compare::Lt => IntCC::SignedLessThan,
+        Compare::Le => IntCC::SignedLessThanOrEqual,
+        Compare::Gt => IntCC::SignedGreaterThan,
+        Compare::Ge => IntCC::SignedGreaterThanOrEqual,
+        Compare::Eq => IntCC::Equal,
+    };
+    builder.ins().icmp(cc, a, b)
+}
+
+/// Casts between scalar dtypes with Rust's `as` semantics (saturating float to int, NaN to 0;
+/// nonzero to true).
+fn cast(builder: &mut FunctionBuilder, from: DType, to: DType, x: Value) -> Value {
+    match (from, to) {
+        _ if from == to => x,
+        (DType::F32, DType::Bool) => {
+            let zero = builder.ins().f32const(0.0);
+            builder.ins().fcmp(FloatCC::NotEqual, x, zero)
+        }
+        (DType::F32, int) => builder.ins().fcvt_to_sint_sat(scalar_type(int), x),
+        (DType::Bool, DType::F32) => {
+            let wide = builder.ins().uextend(types::I32, x);
+            builder.ins().fcvt_from_uint(types::F32, wide)
+        }
+        (DType::Bool, int) => builder.ins().uextend(scalar_type(int), x),
+        (int, other) => convert_int(builder, x, int, other),
+    }
+}
+
+/// Converts an integer of `from` to `to` (`f32`, another integer width, or a mask).
+fn convert_int(builder: &mut FunctionBuilder, x: Value, from: DType, to: DType) -> Value {
+    match (from, to) {
+        _ if from == to => x,
+        (_, DType::F32) => builder.ins().fcvt_from_sint(types::F32, x),
+        (_, DType::F64) => builder.ins().fcvt_from_sint(types::F64, x),
+        (DType::I32, DType::I64) => builder.ins().sextend(types::I64, x),
+        (DType::I64, DType::I32) => builder.ins().ireduce(types::I32, x),
+        (_, DType::Bool) => builder.ins().icmp_imm_s(IntCC::NotEqual, x, 0),
+        _ => unreachable!("bug in kiln: cast from {from} to {to}"),
+    }
+}
+
+/// Vector casts: only mask to `f32` (0 or 1) and `f32` to itself are vectorised.
+fn vector_cast(builder: &mut FunctionBuilder, from: DType, x: Value) -> Value {
+    match from {
+        DType::Bool => {
+            let one = builder.ins().f32const(1.0);
+            let zero = builder.ins().f32const(0.0);
+            let (one, zero) = (builder.ins().splat(types::F32X4, one), builder.ins().splat(types::F32X4, zero));
+            let mask = builder.ins().bitcast(types::F32X4, little_endian(), x);
+            builder.ins().bitselect(mask, one, zero)
+        }
+        _ => x,
+    }
+}
+
+/// `mix32` of `random.rs`, on an `i32` value.
+fn mix32(builder: &mut FunctionBuilder, x: Value) -> Value {
+    let shifted = builder.ins().ushr_imm_s(x, 16);
+    let x = builder.ins().bxor(x, shifted);
+    let x = builder.ins().imul_imm_s(x, 0x7feb_352d);
+    let shifted = builder.ins().ushr_imm_s(x, 15);
+    let x = builder.ins().bxor(x, shifted);
+    let x = builder.ins().imul_imm_s(x, 0x846c_a68b_u32 as i32 as i64);
+    let shifted = builder.ins().ushr_imm_s(x, 16);
+    builder.ins().bxor(x, shifted)
+}
+
+/// `random::bits(key, index)` then a uniform on [0, 1) with 24 bits.
+fn uniform_at(builder: &mut FunctionBuilder, key: Value, index: Value) -> Value {
+    let low = builder.ins().ireduce(types::I32, index);
+    let high = builder.ins().ushr_imm_s(index, 32);
+    let high = builder.ins().ireduce(types::I32, high);
+    let mixed = builder.ins().bxor(key, low);
+    let mixed = mix32(builder, mixed);
+    let mixed = builder.ins().iadd(mixed, high);
+    let bits = mix32(builder, mixed);
+    let top = builder.ins().ushr_imm_s(bits, 8);
+    let value = builder.ins().fcvt_from_uint(types::F32, top);
+    let scale = builder.ins().f32const(1.0 / 16_777_216.0);
+    builder.ins().fmul(value, scale)
+}
+
+/// kiln's counter-based random number at flat `index`, as `random.rs` defines it.
+fn random_value(
+    builder: &mut FunctionBuilder,
+    target: Target,
+    seed: u64,
+    distribution: Distribution,
+    counter: Value,
+    index: Value,
+) -> Value {
+    // draw_key: fold mix32 over the seed's and the counter's 32-bit halves.
+    let mut key = builder.ins().iconst(types::I32, 0x9e37_79b9_u32 as i32 as i64);
+    for half in [seed as u32, (seed >> 32) as u32] {
+        let half = builder.ins().iconst(types::I32, half as i32 as i64);
+        let mixed = builder.ins().bxor(key, half);
+        key = mix32(builder, mixed);
+    }
+    let counter_high = builder.ins().ushr_imm_s(counter, 32);
+    for half in [counter, counter_high] {
+        let half = builder.ins().ireduce(types::I32, half);
+        let mixed = builder.ins().bxor(key, half);
+        key = mix32(builder, mixed);
+    }
+    match distribution {
+        Distribution::Uniform => uniform_at(builder, key, index),
+        Distribution::Normal => {
+            let first = builder.ins().imul_imm_s(index, 2);
+            let second = builder.ins().iadd_imm_s(first, 1);
+            let u1 = uniform_at(builder, key, first);
+            let u2 = uniform_at(builder, key, second);
+            let one = builder.ins().f32const(1.0);
+            let complement = builder.ins().fsub(one, u1);
+            let log = math::log(builder, complement, target.fma);
+            let minus_two = builder.ins().f32const(-2.0);
+            let radius_squared = builder.ins().fmul(log, minus_two);
+            let radius = builder.ins().sqrt(radius_squared);
+            let tau = builder.ins().f32const(std::f32::consts::TAU);
+            let angle = builder.ins().fmul(u2, tau);
+            let cos = math::cos(builder, angle, target.fma);
+            builder.ins().fmul(radius, cos)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_random_constants_match_the_reference_definition() {
+        // The IR above hard-codes random.rs's constants; this guards against drift.
+        assert_eq!(crate::random::mix32(1), {
+            let mut x: u32 = 1;
+            x ^= x >> 16;
+            x = x.wrapping_mul(0x7feb_352d);
+            x ^= x >> 15;
+            x = x.wrapping_mul(0x846c_a68b);
+            x ^= x >> 16;
+            x
+        });
+        assert_eq!(crate::random::draw_key(0, 0), {
+            [0u32, 0, 0, 0].iter().fold(0x9e37_79b9_u32, |k, &h| crate::random::mix32(k ^ h))
+        });
+    }
+}

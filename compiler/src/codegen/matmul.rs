@@ -1,0 +1,182 @@
+//! Matrix products to Cranelift IR: a register-tiled micro-kernel.
+//!
+//! Rows of the result are the splittable range (batch and rows flattened). Each tile keeps
+//! `ROWS × VECTORS` accumulators of 4 columns in registers (at most 16 live vectors, see
+//! CRANELIFT.md) and runs the contracted dim as a loop, broadcasting one element of `a` and
+//! loading one vector of `b` per step; leftover columns run in narrower tiles, then scalars.
+//! Every element sums its products in order of `k`, so results do not depend on threads.
+
+use cranelift_codegen::ir::{InstBuilder, Value, types};
+use cranelift_frontend::{FunctionBuilder, Variable};
+
+use super::loops::{loop_begin, loop_end};
+use super::{Target, trusted};
+use crate::kernel::{MatMulKernel, Program, Size};
+
+/// Rows per tile when rows share the right operand.
+const ROWS: usize = 4;
+/// Vectors of 4 columns per tile.
+const VECTORS: usize = 2;
+
+struct Operands {
+    a: Value,
+    b: Value,
+    out: Value,
+    m: Value,
+    k: Value,
+    n: Value,
+    a_strides: [Value; 3],
+    b_strides: [Value; 3],
+}
+
+/// Builds the function of a matmul kernel; returns the extent of its splittable range.
+pub(super) fn build(
+    builder: &mut FunctionBuilder,
+    kernel: &MatMulKernel,
+    _program: &Program,
+    target: Target,
+) -> (Size, bool) {
+    let params = super::entry(builder);
+    let size = |builder: &mut FunctionBuilder, s: &Size| super::size_value(builder, params.sizes, s);
+    let operands = Operands {
+        a: super::buffer_address(builder, params.buffers, kernel.a.0),
+        b: super::buffer_address(builder, params.buffers, kernel.b.0),
+        out: super::buffer_address(builder, params.buffers, kernel.out),
+        m: size(builder, &kernel.m),
+        k: size(builder, &kernel.k),
+        n: size(builder, &kernel.n),
+        a_strides: kernel.a.1.clone().map(|s| size(builder, &s)),
+        b_strides: kernel.b.1.clone().map(|s| size(builder, &s)),
+    };
+    // Rows of one tile may belong to different batches; they share `b` only if it is unbatched.
+    let shared_b = kernel.batch.as_fixed() == Some(1) || kernel.b.1[0].as_fixed() == Some(0);
+    let tile = Tile { operands: &operands, fma: target.fma };
+    let row = builder.declare_var(types::I64);
+    builder.def_var(row, params.start);
+    if shared_b {
+        let (first, frame) = loop_begin(builder, row, params.end, ROWS as i64);
+        tile.rows(builder, first, ROWS);
+        loop_end(builder, row, frame);
+    }
+    let (first, frame) = loop_begin(builder, row, params.end, 1);
+    tile.rows(builder, first, 1);
+    loop_end(builder, row, frame);
+    builder.ins().return_(&[]);
+    (kernel.batch.times(&kernel.m), true)
+}
+
+struct Tile<'o> {
+    operands: &'o Operands,
+    fma: bool,
+}
+
+impl Tile<'_> {
+    /// All columns of `rows` consecutive result rows starting at `first`.
+    fn rows(&self, builder: &mut FunctionBuilder, first: Value, rows: usize) {
+        let o = self.operands;
+        // Element offsets of each row's start in `a` and `out`, and of its batch in `b`.
+        let mut a_rows = Vec::with_capacity(rows);
+        let mut out_rows = Vec::with_capacity(rows);
+        let mut b_base = None;
+        for r in 0..rows {
+            let row = builder.ins().iadd_imm_s(first, r as i64);
+            let batch = builder.ins().udiv(row, o.m);
+            let i = builder.ins().urem(row, o.m);
+            let batch_offset = builder.ins().imul(batch, o.a_strides[0]);
+            let row_offset = builder.ins().imul(i, o.a_strides[1]);
+            a_rows.push(builder.ins().iadd(batch_offset, row_offset));
+            out_rows.push(builder.ins().imul(row, o.n));
+            b_base.get_or_insert_with(|| builder.ins().imul(batch, o.b_strides[0]));
+        }
+        let b_base = b_base.expect("bug in kiln: a tile has at least one row");
+        let column = builder.declare_var(types::I64);
+        let zero = builder.ins().iconst(types::I64, 0);
+        builder.def_var(column, zero);
+        for vectors in [VECTORS, 1] {
+            let (j, frame) = loop_begin(builder, column, o.n, 4 * vectors as i64);
+            self.block(builder, &a_rows, &out_rows, b_base, j, vectors, true);
+            loop_end(builder, column, frame);
+        }
+        let (j, frame) = loop_begin(builder, column, o.n, 1);
+        self.block(builder, &a_rows, &out_rows, b_base, j, 1, false);
+        loop_end(builder, column, frame);
+    }
+
+    /// One block of results: `a_rows.len()` rows × `vectors` vectors of 4 columns (or one
+    /// scalar column) from column `j`.
+    #[allow(clippy::too_many_arguments)]
+    fn block(
+        &self,
+        builder: &mut FunctionBuilder,
+        a_rows: &[Value],
+        out_rows: &[Value],
+        b_base: Value,
+        j: Value,
+        vectors: usize,
+        vector: bool,
+    ) {
+        let o = self.operands;
+        let ty = if vector { types::F32X4 } else { types::F32 };
+        let zero = builder.ins().f32const(0.0);
+        let zero = if vector { builder.ins().splat(ty, zero) } else { zero };
+        let accumulators: Vec<Vec<Variable>> = (0..a_rows.len())
+            .map(|_| {
+                (0..vectors)
+                    .map(|_| {
+                        let var = builder.declare_var(ty);
+                        builder.def_var(var, zero);
+                        var
+                    })
+                    .collect()
+            })
+            .collect();
+        let kk = builder.declare_var(types::I64);
+        let start = builder.ins().iconst(types::I64, 0);
+        builder.def_var(kk, start);
+        let (p, frame) = loop_begin(builder, kk, o.k, 1);
+        // b[batch, p, j + 4c]
+        let b_row = builder.ins().imul(p, o.b_strides[1]);
+        let b_row = builder.ins().iadd(b_row, b_base);
+        let b_row = builder.ins().iadd(b_row, j);
+        let b_values: Vec<Value> = (0..vectors)
+            .map(|c| {
+                let offset = builder.ins().iadd_imm_s(b_row, 4 * c as i64);
+                let address = element(builder, o.b, offset);
+                builder.ins().load(ty, trusted(), address, 0)
+            })
+            .collect();
+        for (r, &a_row) in a_rows.iter().enumerate() {
+            let a_step = builder.ins().imul(p, o.a_strides[2]);
+            let a_offset = builder.ins().iadd(a_row, a_step);
+            let address = element(builder, o.a, a_offset);
+            let a_value = builder.ins().load(types::F32, trusted(), address, 0);
+            let a_value = if vector { builder.ins().splat(ty, a_value) } else { a_value };
+            for (c, &b_value) in b_values.iter().enumerate() {
+                let acc = builder.use_var(accumulators[r][c]);
+                let next = if self.fma {
+                    builder.ins().fma(a_value, b_value, acc)
+                } else {
+                    let product = builder.ins().fmul(a_value, b_value);
+                    builder.ins().fadd(acc, product)
+                };
+                builder.def_var(accumulators[r][c], next);
+            }
+        }
+        loop_end(builder, kk, frame);
+        for (&out_row, row_accumulators) in out_rows.iter().zip(&accumulators) {
+            for (c, &accumulator) in row_accumulators.iter().enumerate() {
+                let offset = builder.ins().iadd(out_row, j);
+                let offset = builder.ins().iadd_imm_s(offset, 4 * c as i64);
+                let address = element(builder, o.out, offset);
+                let value = builder.use_var(accumulator);
+                builder.ins().store(trusted(), value, address, 0);
+            }
+        }
+    }
+}
+
+/// The address of `f32` element `offset` of the buffer at `base`.
+fn element(builder: &mut FunctionBuilder, base: Value, offset: Value) -> Value {
+    let bytes = builder.ins().ishl_imm_s(offset, 2);
+    builder.ins().iadd(base, bytes)
+}

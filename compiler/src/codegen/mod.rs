@@ -1,0 +1,229 @@
+//! Cranelift code generation: kernel IR to native code, in memory (JIT).
+//!
+//! In: a [`Program`]. Out: a [`CompiledProgram`] holding one native function per kernel, with
+//! the C ABI `fn(buffers, sizes, start, end, status)`:
+//! - `buffers: *const *mut u8`: the base address of every buffer, by buffer number;
+//! - `sizes: *const i64`: the value of every symbolic dim, by symbol number;
+//! - `start..end`: the range of the kernel's outermost parallel loop this call runs
+//!   (see [`CompiledKernel::extent`]);
+//! - `status: *mut i64`: two slots, zero on entry; a kernel that meets a data-dependent error
+//!   (a gather or scatter index out of range, an integer division by zero) sets `status[0]`
+//!   to the error's code and `status[1]` to the offending value, and goes on safely.
+//!
+//! Generated code trusts its caller for everything else: every buffer holds exactly the
+//! elements its declared shape gives under `sizes`. The runtime checks that before each call.
+//! `KILN_DUMP=clif` prints the Cranelift IR of every kernel.
+
+mod loops;
+pub(crate) mod math;
+mod matmul;
+mod scatter;
+
+use cranelift_codegen::ir::{self, InstBuilder};
+use cranelift_codegen::ir::{AbiParam, Function, Signature, UserFuncName, types};
+use cranelift_codegen::isa::{CallConv, OwnedTargetIsa};
+use cranelift_codegen::settings::{self, Configurable};
+use cranelift_frontend::{FunctionBuilder, FunctionBuilderContext};
+use cranelift_jit::{JITBuilder, JITModule};
+use cranelift_module::{Linkage, Module, default_libcall_names};
+
+use crate::error::{Error, Result};
+use crate::kernel::{Kernel, Program, Size};
+
+/// The status code of an index outside its table (`status[1]` holds the index).
+pub const STATUS_INDEX_OUT_OF_RANGE: i64 = 1;
+/// The status code of an integer division by zero.
+pub const STATUS_DIVISION_BY_ZERO: i64 = 2;
+
+/// The signature of every kernel.
+pub type KernelFn = unsafe extern "C" fn(*const *mut u8, *const i64, i64, i64, *mut i64);
+
+/// One compiled kernel.
+#[derive(Clone, Debug)]
+pub struct CompiledKernel {
+    /// The kernel's name (as in the program listing).
+    pub name: String,
+    /// The extent of the range `start..end` the kernel accepts; the runtime may split it into
+    /// sub-ranges and run them on different threads.
+    pub extent: Size,
+    /// False if the whole range must run in one call (a reduction to a scalar).
+    pub splittable: bool,
+    function: KernelFn,
+}
+
+impl CompiledKernel {
+    /// Runs the kernel over `start..end`.
+    ///
+    /// # Safety
+    /// `buffers` must point to one valid pointer per program buffer, each to as many elements
+    /// as the buffer's shape holds under `sizes`; `sizes` must hold every symbol's value;
+    /// `start..end` must lie within `0..extent` (all of it unless `splittable`); `status` must
+    /// point to two writable `i64`s.
+    pub unsafe fn run(&self, buffers: *const *mut u8, sizes: *const i64, start: i64, end: i64, status: *mut i64) {
+        // SAFETY: the caller upholds the contract above, which is all the generated code assumes.
+        unsafe { (self.function)(buffers, sizes, start, end, status) }
+    }
+}
+
+/// A program compiled to native code. Owns the code: its kernels stay valid as long as it lives.
+pub struct CompiledProgram {
+    /// The program the kernels implement.
+    pub program: Program,
+    /// One compiled kernel per program kernel, in execution order.
+    pub kernels: Vec<CompiledKernel>,
+    /// Keeps the code alive; never used after compilation.
+    _module: JITModule,
+}
+
+impl std::fmt::Debug for CompiledProgram {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CompiledProgram").field("kernels", &self.kernels).finish_non_exhaustive()
+    }
+}
+
+// SAFETY: the JIT module is only kept to own the executable memory; after compilation it is
+// never touched, and the finished machine code is immutable and callable from any thread.
+unsafe impl Send for CompiledProgram {}
+// SAFETY: as above, shared access only ever calls the immutable finished code.
+unsafe impl Sync for CompiledProgram {}
+
+/// What the code generator knows about the host.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Target {
+    /// Fused multiply-add is a native instruction (not a libcall).
+    pub fma: bool,
+}
+
+/// Compiles every kernel of `program` for the host.
+pub fn compile(program: Program) -> Result<CompiledProgram> {
+    let isa = host_isa()?;
+    let target = Target { fma: host_has_fma() };
+    let mut module = JITModule::new(JITBuilder::with_isa(isa, default_libcall_names()));
+    let dump = std::env::var("KILN_DUMP").is_ok_and(|levels| levels.split(',').any(|level| level == "clif"));
+    let frontend_config = module.target_config();
+    let mut context = module.make_context();
+    let mut builder_context = FunctionBuilderContext::new();
+    let mut declared = Vec::with_capacity(program.kernels.len());
+    for (number, kernel) in program.kernels.iter().enumerate() {
+        let signature = kernel_signature(&module);
+        let name = format!("kernel{number}_{}", kernel_name(kernel));
+        let id = module
+            .declare_function(&name, Linkage::Local, &signature)
+            .map_err(|e| Error::Bug(format!("declaring {name}: {e}")))?;
+        context.func = Function::with_name_signature(UserFuncName::user(0, number as u32), signature);
+        let (extent, splittable) = {
+            let mut builder = FunctionBuilder::new(&mut context.func, &mut builder_context);
+            let shape = match kernel {
+                Kernel::Loop(k) => loops::build(&mut builder, k, &program, target),
+                Kernel::MatMul(k) => matmul::build(&mut builder, k, &program, target),
+                Kernel::Scatter(k) => scatter::build(&mut builder, k, &program),
+            };
+            builder.seal_all_blocks();
+            builder.finalize(frontend_config);
+            shape
+        };
+        if dump {
+            eprintln!("== clif of {name}\n{}", context.func.display());
+        }
+        module.define_function(id, &mut context).map_err(|e| Error::Bug(format!("compiling {name}: {e:?}")))?;
+        module.clear_context(&mut context);
+        declared.push((id, kernel_name(kernel), extent, splittable));
+    }
+    module.finalize_definitions().map_err(|e| Error::Bug(format!("finalizing kernels: {e}")))?;
+    let kernels = declared
+        .into_iter()
+        .map(|(id, name, extent, splittable)| {
+            let code = module.get_finalized_function(id);
+            // SAFETY: the function was defined with `kernel_signature`, which is `KernelFn`'s ABI.
+            let function = unsafe { std::mem::transmute::<*const u8, KernelFn>(code) };
+            CompiledKernel { name, extent, splittable, function }
+        })
+        .collect();
+    Ok(CompiledProgram { program, kernels, _module: module })
+}
+
+fn kernel_name(kernel: &Kernel) -> String {
+    match kernel {
+        Kernel::Loop(k) => k.name.clone(),
+        Kernel::MatMul(k) => k.name.clone(),
+        Kernel::Scatter(k) => k.name.clone(),
+    }
+    .replace('%', "")
+}
+
+fn kernel_signature(module: &JITModule) -> Signature {
+    let mut signature = module.make_signature();
+    signature.call_conv = CallConv::triple_default(module.isa().triple());
+    let pointer = module.target_config().pointer_type();
+    for param in [pointer, pointer, types::I64, types::I64, pointer] {
+        signature.params.push(AbiParam::new(param));
+    }
+    signature
+}
+
+fn host_isa() -> Result<OwnedTargetIsa> {
+    let mut flags = settings::builder();
+    let set = |flags: &mut settings::Builder, name: &str, value: &str| {
+        flags.set(name, value).map_err(|e| Error::Bug(format!("cranelift flag {name}={value}: {e}")))
+    };
+    set(&mut flags, "opt_level", "speed")?;
+    set(&mut flags, "is_pic", "false")?;
+    set(&mut flags, "enable_verifier", if cfg!(debug_assertions) { "true" } else { "false" })?;
+    let isa_builder =
+        cranelift_native::builder().map_err(|e| Error::Bug(format!("this host is not supported by Cranelift: {e}")))?;
+    isa_builder.finish(settings::Flags::new(flags)).map_err(|e| Error::Bug(format!("building the host ISA: {e}")))
+}
+
+fn host_has_fma() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        std::arch::is_x86_feature_detected!("fma") && std::arch::is_x86_feature_detected!("avx")
+    }
+    #[cfg(target_arch = "aarch64")]
+    {
+        true
+    }
+    #[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
+    {
+        false
+    }
+}
+
+/// The kernel's parameters, read in the entry block.
+pub(crate) struct Params {
+    pub buffers: ir::Value,
+    pub sizes: ir::Value,
+    pub start: ir::Value,
+    pub end: ir::Value,
+    pub status: ir::Value,
+}
+
+/// Creates the entry block and reads the parameters.
+pub(crate) fn entry(builder: &mut FunctionBuilder) -> Params {
+    let block = builder.create_block();
+    builder.append_block_params_for_function_params(block);
+    builder.switch_to_block(block);
+    let p = builder.block_params(block).to_vec();
+    Params { buffers: p[0], sizes: p[1], start: p[2], end: p[3], status: p[4] }
+}
+
+/// Flags for loads and stores of buffers the runtime has checked: in bounds, aligned to their
+/// element, and never trapping.
+pub(crate) fn trusted() -> ir::MemFlagsData {
+    ir::MemFlagsData::trusted()
+}
+
+/// The value of a size, from the symbol values in `sizes`.
+pub(crate) fn size_value(builder: &mut FunctionBuilder, sizes: ir::Value, size: &Size) -> ir::Value {
+    let mut value = builder.ins().iconst(types::I64, size.factor);
+    for &symbol in &size.symbols {
+        let symbol_value = builder.ins().load(types::I64, trusted(), sizes, (symbol * 8) as i32);
+        value = builder.ins().imul(value, symbol_value);
+    }
+    value
+}
+
+/// The base address of buffer `buffer` (resolving aliases happens in the runtime's table).
+pub(crate) fn buffer_address(builder: &mut FunctionBuilder, buffers: ir::Value, buffer: usize) -> ir::Value {
+    builder.ins().load(types::I64, trusted(), buffers, (buffer * 8) as i32)
+}

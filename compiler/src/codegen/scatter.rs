@@ -1,0 +1,106 @@
+//! Scatter-add to Cranelift IR: zero the result, then add each update row at its index.
+//!
+//! The splittable range is the columns of a row, so threads never write the same element and
+//! every element sums its updates in order of position, whatever the thread count.
+
+use cranelift_codegen::ir::condcodes::IntCC;
+use cranelift_codegen::ir::{InstBuilder, types};
+use cranelift_frontend::FunctionBuilder;
+
+use super::loops::{loop_begin, loop_end};
+use super::{STATUS_INDEX_OUT_OF_RANGE, trusted};
+use crate::graph::DType;
+use crate::kernel::{Program, ScatterKernel, Size};
+
+/// Builds the function of a scatter kernel; returns the extent of its splittable range.
+pub(super) fn build(builder: &mut FunctionBuilder, kernel: &ScatterKernel, program: &Program) -> (Size, bool) {
+    let params = super::entry(builder);
+    let indices = super::buffer_address(builder, params.buffers, kernel.indices);
+    let updates = super::buffer_address(builder, params.buffers, kernel.updates);
+    let out = super::buffer_address(builder, params.buffers, kernel.out);
+    let positions = super::size_value(builder, params.sizes, &kernel.positions);
+    let rows = super::size_value(builder, params.sizes, &kernel.rows);
+    let row_len = super::size_value(builder, params.sizes, &kernel.row_len);
+    let index_is_i32 = program.buffers[kernel.indices].dtype == DType::I32;
+    let zero_f = builder.ins().f32const(0.0);
+    let zero = builder.ins().iconst(types::I64, 0);
+
+    // out[row, start..end] = 0 for every row.
+    let row = builder.declare_var(types::I64);
+    builder.def_var(row, zero);
+    let (r, row_frame) = loop_begin(builder, row, rows, 1);
+    let row_start = builder.ins().imul(r, row_len);
+    let column = builder.declare_var(types::I64);
+    builder.def_var(column, params.start);
+    let (c, column_frame) = loop_begin(builder, column, params.end, 1);
+    let offset = builder.ins().iadd(row_start, c);
+    let address = f32_element(builder, out, offset);
+    builder.ins().store(trusted(), zero_f, address, 0);
+    loop_end(builder, column, column_frame);
+    loop_end(builder, row, row_frame);
+
+    // out[indices[p], start..end] += updates[p, start..end], skipping bad indices.
+    let status_code = builder.declare_var(types::I64);
+    let status_value = builder.declare_var(types::I64);
+    builder.def_var(status_code, zero);
+    builder.def_var(status_value, zero);
+    let position = builder.declare_var(types::I64);
+    builder.def_var(position, zero);
+    let (p, position_frame) = loop_begin(builder, position, positions, 1);
+    let target_row = if index_is_i32 {
+        let offset = builder.ins().ishl_imm_s(p, 2);
+        let address = builder.ins().iadd(indices, offset);
+        let narrow = builder.ins().load(types::I32, trusted(), address, 0);
+        builder.ins().sextend(types::I64, narrow)
+    } else {
+        let offset = builder.ins().ishl_imm_s(p, 3);
+        let address = builder.ins().iadd(indices, offset);
+        builder.ins().load(types::I64, trusted(), address, 0)
+    };
+    let below = builder.ins().icmp(IntCC::SignedLessThan, target_row, zero);
+    let above = builder.ins().icmp(IntCC::SignedGreaterThanOrEqual, target_row, rows);
+    let bad = builder.ins().bor(below, above);
+    let add_block = builder.create_block();
+    let bad_block = builder.create_block();
+    let next_block = builder.create_block();
+    builder.ins().brif(bad, bad_block, &[], add_block, &[]);
+
+    builder.switch_to_block(bad_block);
+    let code = builder.ins().iconst(types::I64, STATUS_INDEX_OUT_OF_RANGE);
+    builder.def_var(status_code, code);
+    builder.def_var(status_value, target_row);
+    builder.ins().jump(next_block, &[]);
+
+    builder.switch_to_block(add_block);
+    let source_start = builder.ins().imul(p, row_len);
+    let target_start = builder.ins().imul(target_row, row_len);
+    builder.def_var(column, params.start);
+    let (c, column_frame) = loop_begin(builder, column, params.end, 1);
+    let source = builder.ins().iadd(source_start, c);
+    let source = f32_element(builder, updates, source);
+    let target = builder.ins().iadd(target_start, c);
+    let target = f32_element(builder, out, target);
+    let update = builder.ins().load(types::F32, trusted(), source, 0);
+    let current = builder.ins().load(types::F32, trusted(), target, 0);
+    let sum = builder.ins().fadd(current, update);
+    builder.ins().store(trusted(), sum, target, 0);
+    loop_end(builder, column, column_frame);
+    builder.ins().jump(next_block, &[]);
+
+    builder.switch_to_block(next_block);
+    loop_end(builder, position, position_frame);
+    let (code, value) = (builder.use_var(status_code), builder.use_var(status_value));
+    builder.ins().store(trusted(), code, params.status, 0);
+    builder.ins().store(trusted(), value, params.status, 8);
+    builder.ins().return_(&[]);
+    (kernel.row_len.clone(), true)
+}
+
+fn f32_element(
+    builder: &mut FunctionBuilder,
+    base: cranelift_codegen::ir::Value,
+    offset: cranelift_codegen::ir::Value,
+) -> cranelift_codegen::ir::Value {
+    let bytes = builder.ins().ishl_imm_s(offset, 2);
+    builder.ins().iadd(base, bytes)
+}

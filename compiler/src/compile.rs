@@ -1,0 +1,94 @@
+//! The whole compiler, from graph to native code: passes, lowering, code generation.
+
+use std::time::{Duration, Instant};
+
+use crate::codegen::{self, CompiledProgram};
+use crate::error::{Error, Location, Result};
+use crate::graph::{Graph, NodeId, Op, Tensor};
+use crate::kernel;
+use crate::passes;
+
+/// A compiled program and how long each stage took.
+#[derive(Debug)]
+pub struct Compiled {
+    /// The native program.
+    pub program: CompiledProgram,
+    /// Time spent in graph passes, lowering and code generation.
+    pub time: Duration,
+}
+
+fn dump_enabled(level: &str) -> bool {
+    std::env::var("KILN_DUMP").is_ok_and(|levels| levels.split(',').any(|l| l == level))
+}
+
+/// Compiles the computation of `outputs` and of the new values of params given by `updates`
+/// (`(param, new value)` pairs) to native code.
+///
+/// `KILN_DUMP=graph,fusion,kernels,clif` prints the graph after each pass, every fusion
+/// decision with its reason, the kernel program, and the Cranelift IR.
+#[track_caller]
+pub fn compile<'g>(graph: &'g Graph, outputs: &[Tensor<'g>], updates: &[(Tensor<'g>, Tensor<'g>)]) -> Result<Compiled> {
+    let location = Location::caller();
+    let started = Instant::now();
+    graph.check()?;
+    let mut roots: Vec<NodeId> = Vec::with_capacity(outputs.len() + updates.len());
+    for tensor in outputs {
+        roots.push(own_id(graph, *tensor, location)?);
+    }
+    let mut params = Vec::with_capacity(updates.len());
+    for (param, value) in updates {
+        let param_id = own_id(graph, *param, location)?;
+        let value_id = own_id(graph, *value, location)?;
+        let (param_node, value_node) = (graph.node(param_id), graph.node(value_id));
+        let Op::Param { name, .. } = &param_node.op else {
+            let detail = format!("updates must target params, but {param_id} is a `{}` node", param_node.op.name());
+            return Err(Error::Argument { op: "function", detail, location });
+        };
+        if params.contains(&param_id) {
+            let detail = format!("param `{name}` is updated twice");
+            return Err(Error::Argument { op: "function", detail, location });
+        }
+        if param_node.shape != value_node.shape || param_node.dtype != value_node.dtype {
+            let detail = format!(
+                "the update of `{name}` ({} {}) has a new value of {} {}",
+                param_node.shape, param_node.dtype, value_node.shape, value_node.dtype
+            );
+            return Err(Error::Shape { op: "function", detail, location });
+        }
+        params.push(param_id);
+        roots.push(value_id);
+    }
+    let optimized = passes::optimize(graph, &roots);
+    let (outputs, values) = optimized.outputs.split_at(outputs.len());
+    // Params keep their position among the leaves, so their ids in the new graph are found by name.
+    let updates: Vec<(NodeId, NodeId)> = params
+        .iter()
+        .zip(values)
+        .map(|(param, &value)| (param_id_by_name(&optimized.graph, graph, *param), value))
+        .collect();
+    let (program, notes) = kernel::lower(&optimized.graph, outputs, &updates)?;
+    if dump_enabled("fusion") {
+        eprintln!("== fusion decisions");
+        for note in &notes {
+            eprintln!("{} {}: {}", note.node, note.op, note.decision);
+        }
+    }
+    if dump_enabled("kernels") {
+        eprintln!("== kernels\n{}", program.listing());
+    }
+    let program = codegen::compile(program)?;
+    Ok(Compiled { program, time: started.elapsed() })
+}
+
+fn own_id(graph: &Graph, tensor: Tensor<'_>, location: Location) -> Result<NodeId> {
+    if !std::ptr::eq(graph, tensor.graph()) {
+        return Err(Error::ForeignTensor { op: "function", location });
+    }
+    tensor.id()
+}
+
+fn param_id_by_name(optimized: &Graph, original: &Graph, param: NodeId) -> NodeId {
+    let Op::Param { name, .. } = original.node(param).op else { unreachable!("bug in kiln: checked to be a param") };
+    let found = optimized.params().into_iter().find(|(_, n, _)| *n == name);
+    found.and_then(|(t, _, _)| t.id().ok()).expect("bug in kiln: passes dropped a param")
+}

@@ -1,0 +1,156 @@
+//! Merging neighbouring loop kernels over the same loops into one pass.
+//!
+//! In: a program. Out: the same program with each run of consecutive elementwise loop kernels
+//! over identical loops merged into one kernel: the second kernel's body follows the first's,
+//! and where it loads what the first stores (same buffer, same index) it uses the value
+//! directly. A store nobody reads any more is dropped. This is how a bias add and the ReLU
+//! after it, or the updates of params of the same shape, become one loop.
+
+use super::{Expr, ExprId, Kernel, LoopKernel, Program, Role};
+use crate::graph::DType;
+
+/// Merges neighbouring elementwise kernels with identical loops, then drops dead stores.
+pub fn merge_neighbours(program: &mut Program) {
+    let kernels = std::mem::take(&mut program.kernels);
+    for kernel in kernels {
+        let merged = match (program.kernels.last_mut(), &kernel) {
+            (Some(Kernel::Loop(first)), Kernel::Loop(second)) if can_merge(first, second) => {
+                append(first, second);
+                true
+            }
+            _ => false,
+        };
+        if !merged {
+            program.kernels.push(kernel);
+        }
+    }
+    drop_dead_stores(program);
+}
+
+fn is_elementwise_f32(kernel: &LoopKernel) -> bool {
+    kernel.body.iter().all(|(_, dtype)| matches!(dtype, DType::F32 | DType::Bool))
+}
+
+fn can_merge(first: &LoopKernel, second: &LoopKernel) -> bool {
+    if first.reduce.is_some() || second.reduce.is_some() || first.loops != second.loops {
+        return false;
+    }
+    // A scalar-only body would drag a vectorisable one down with it.
+    if is_elementwise_f32(first) != is_elementwise_f32(second) {
+        return false;
+    }
+    // The second may read what the first stores only at the element being computed.
+    let stored = |buffer: usize| first.stores.iter().filter(move |(_, b, _)| *b == buffer).map(|(_, _, index)| index);
+    let reads_ok = second.body.iter().all(|(expr, _)| match expr {
+        Expr::Load { buffer, index } => stored(*buffer).all(|stored_index| stored_index == index),
+        Expr::Gather { buffer, .. } => stored(*buffer).next().is_none(),
+        _ => true,
+    });
+    // And must not overwrite anything the first reads.
+    let first_reads: Vec<usize> = first
+        .body
+        .iter()
+        .filter_map(|(expr, _)| match expr {
+            Expr::Load { buffer, .. } | Expr::Gather { buffer, .. } => Some(*buffer),
+            _ => None,
+        })
+        .collect();
+    let writes_ok = second.stores.iter().all(|(_, buffer, _)| !first_reads.contains(buffer));
+    reads_ok && writes_ok
+}
+
+/// Appends `second`'s body and stores to `first`.
+fn append(first: &mut LoopKernel, second: &LoopKernel) {
+    let mut map: Vec<ExprId> = Vec::with_capacity(second.body.len());
+    for (expr, dtype) in &second.body {
+        if let Expr::Load { buffer, index } = expr
+            && let Some((value, _, _)) = first.stores.iter().find(|(_, b, i)| b == buffer && i == index)
+        {
+            map.push(*value);
+            continue;
+        }
+        let expr = remap(expr, &map);
+        let existing = first.body.iter().position(|(e, t)| *e == expr && t == dtype);
+        map.push(existing.unwrap_or_else(|| {
+            first.body.push((expr, *dtype));
+            first.body.len() - 1
+        }));
+    }
+    first.stores.extend(second.stores.iter().map(|(value, buffer, index)| (map[*value], *buffer, index.clone())));
+    first.name = format!("{}+{}", first.name, second.name);
+}
+
+/// `expr` with its operand ids translated through `map`.
+fn remap(expr: &Expr, map: &[ExprId]) -> Expr {
+    match expr {
+        Expr::Unary(op, x) => Expr::Unary(*op, map[*x]),
+        Expr::Pow(p, x) => Expr::Pow(*p, map[*x]),
+        Expr::Binary(op, a, b) => Expr::Binary(*op, map[*a], map[*b]),
+        Expr::Compare(op, a, b) => Expr::Compare(*op, map[*a], map[*b]),
+        Expr::Select(m, a, b) => Expr::Select(map[*m], map[*a], map[*b]),
+        Expr::Cast(x) => Expr::Cast(map[*x]),
+        Expr::Random { seed, distribution, counter, index } => {
+            Expr::Random { seed: *seed, distribution: *distribution, counter: map[*counter], index: index.clone() }
+        }
+        Expr::Gather { buffer, row, rows, row_stride, index } => Expr::Gather {
+            buffer: *buffer,
+            row: map[*row],
+            rows: rows.clone(),
+            row_stride: row_stride.clone(),
+            index: index.clone(),
+        },
+        Expr::Load { .. } | Expr::Const(_) | Expr::Size(_) | Expr::LoopIndex(_) => expr.clone(),
+    }
+}
+
+/// Removes stores to temporaries that no kernel reads, no output returns and no update copies.
+fn drop_dead_stores(program: &mut Program) {
+    let mut read = vec![false; program.buffers.len()];
+    for kernel in &program.kernels {
+        match kernel {
+            Kernel::Loop(k) => {
+                for (expr, _) in &k.body {
+                    if let Expr::Load { buffer, .. } | Expr::Gather { buffer, .. } = expr {
+                        read[*buffer] = true;
+                    }
+                }
+            }
+            Kernel::MatMul(k) => {
+                read[k.a.0] = true;
+                read[k.b.0] = true;
+            }
+            Kernel::Scatter(k) => {
+                read[k.indices] = true;
+                read[k.updates] = true;
+            }
+        }
+    }
+    for &output in &program.outputs {
+        read[output] = true;
+    }
+    for &(_, value) in &program.updates {
+        read[value] = true;
+    }
+    for buffer in &program.buffers {
+        if let Role::Alias(target) = buffer.role {
+            read[target] = true;
+        }
+    }
+    // An alias being read means its storage is read.
+    for (index, buffer) in program.buffers.iter().enumerate() {
+        if let Role::Alias(_) = buffer.role
+            && read[index]
+        {
+            read[program.storage(index)] = true;
+        }
+    }
+    let temporary = |b: usize| matches!(program.buffers[b].role, Role::Temporary);
+    for kernel in &mut program.kernels {
+        if let Kernel::Loop(k) = kernel
+            && k.reduce.is_none()
+            && k.stores.len() > 1
+        {
+            k.stores.retain(|(_, buffer, _)| read[*buffer] || !temporary(*buffer));
+        }
+    }
+}

@@ -1,0 +1,254 @@
+//! The kernel IR: a program of loop kernels over numbered buffers.
+//!
+//! In: an optimised graph and the nodes wanted from it (see `lower`). Out: a [`Program`]:
+//! buffer declarations (shape, dtype, role), and kernels that read and write them.
+//!
+//! A [`LoopKernel`] is a loop nest over extents that may be symbolic; its body is a small SSA
+//! expression DAG evaluated once per innermost iteration; it stores results through strided
+//! indices, or (for reductions) accumulates over its innermost loops and stores once per outer
+//! iteration. A [`MatMulKernel`] multiplies strided matrices; a [`ScatterKernel`] adds rows
+//! at data-dependent indices. Every extent, stride and offset is a [`Size`]: a static factor
+//! times a product of symbols, so one kernel serves every value of a symbolic dim.
+//!
+//! Invariants: buffers a kernel reads are written by earlier kernels or fed; a kernel never
+//! writes a buffer it reads; the outermost loop of a kernel marked `parallel` can be split
+//! into ranges that run independently.
+
+mod lower;
+mod merge;
+mod print;
+
+pub use lower::{FusionNote, lower};
+pub use merge::merge_neighbours;
+
+use crate::graph::{Binary, Compare, DType, Distribution, Shape, Unary};
+use crate::value::Value;
+
+/// A size known up to the values of symbols: `factor · Π symbols`.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct Size {
+    /// The static part.
+    pub factor: i64,
+    /// Indices into [`Program::symbols`], one per symbolic factor (repeats allowed).
+    pub symbols: Vec<usize>,
+}
+
+impl Size {
+    /// A static size.
+    pub fn fixed(value: i64) -> Size {
+        Size { factor: value, symbols: Vec::new() }
+    }
+
+    /// The static value, if there are no symbols.
+    pub fn as_fixed(&self) -> Option<i64> {
+        self.symbols.is_empty().then_some(self.factor)
+    }
+
+    /// The product of two sizes.
+    pub fn times(&self, other: &Size) -> Size {
+        let mut symbols = self.symbols.clone();
+        symbols.extend(&other.symbols);
+        symbols.sort_unstable();
+        Size { factor: self.factor * other.factor, symbols }
+    }
+
+    /// The value under concrete symbol values.
+    pub fn evaluate(&self, symbols: &[i64]) -> i64 {
+        self.symbols.iter().fold(self.factor, |acc, &s| acc * symbols[s])
+    }
+}
+
+/// Where an element lives in a buffer: `Σ base + Σ loop_index_l · strides[l]` elements.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct Index {
+    /// Constant offset terms (from slices).
+    pub base: Vec<Size>,
+    /// One stride per loop of the kernel (zero where the loop does not move this index).
+    pub strides: Vec<Size>,
+}
+
+/// Identifies an expression in a kernel body.
+pub type ExprId = usize;
+
+/// One SSA expression of a loop kernel's body.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Expr {
+    /// An element of a buffer.
+    Load {
+        /// The buffer.
+        buffer: usize,
+        /// Its element index.
+        index: Index,
+    },
+    /// A constant.
+    Const(f64),
+    /// The runtime value of a size.
+    Size(Size),
+    /// The current index of a loop (an `I64`).
+    LoopIndex(usize),
+    /// Elementwise unary op.
+    Unary(Unary, ExprId),
+    /// `x^p` for a constant `p`.
+    Pow(f64, ExprId),
+    /// Elementwise binary op.
+    Binary(Binary, ExprId, ExprId),
+    /// Comparison, a `Bool`.
+    Compare(Compare, ExprId, ExprId),
+    /// `mask ? a : b`.
+    Select(ExprId, ExprId, ExprId),
+    /// Conversion to the expression's dtype.
+    Cast(ExprId),
+    /// kiln's counter-based random number for the element at `index` (contiguous strides of the
+    /// random node's own shape).
+    Random {
+        /// Seed of the stream.
+        seed: u64,
+        /// Uniform or normal.
+        distribution: Distribution,
+        /// The counter (an integer expression).
+        counter: ExprId,
+        /// The element's flat index in the random tensor.
+        index: Index,
+    },
+    /// A row of a table picked by a data-dependent index: `buffer[row · row_stride + index]`.
+    /// An index outside `0..rows` sets the kernel's status and reads row 0.
+    Gather {
+        /// The table.
+        buffer: usize,
+        /// The row (an integer expression).
+        row: ExprId,
+        /// Number of rows.
+        rows: Size,
+        /// Elements per row.
+        row_stride: Size,
+        /// Index within the row.
+        index: Index,
+    },
+}
+
+/// How a reduction kernel combines values.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Reduce {
+    /// Sum (starting from 0).
+    Sum,
+    /// Maximum (starting from -inf; NaN wins).
+    Max,
+}
+
+/// A loop nest with an expression body.
+#[derive(Clone, Debug, PartialEq)]
+pub struct LoopKernel {
+    /// A short name for listings (the node it computes).
+    pub name: String,
+    /// Loop extents, outermost first.
+    pub loops: Vec<Size>,
+    /// For reductions: how, and the first reduction loop (all loops after it reduce too).
+    pub reduce: Option<(Reduce, usize)>,
+    /// The body, in dependency order, with each expression's dtype.
+    pub body: Vec<(Expr, DType)>,
+    /// `(value, buffer, index)`: stored every innermost iteration, or, for reductions, the
+    /// accumulated value stored once per iteration of the loops outside the reduction.
+    pub stores: Vec<(ExprId, usize, Index)>,
+}
+
+/// `out[b, i, j] = Σ_k a[b, i, k] · b[b, k, j]` over strided operands.
+#[derive(Clone, Debug, PartialEq)]
+pub struct MatMulKernel {
+    /// A short name for listings.
+    pub name: String,
+    /// Batch extent (1 if none), rows `m`, inner `k`, columns `n`.
+    pub batch: Size,
+    /// Rows of the result.
+    pub m: Size,
+    /// The contracted dim.
+    pub k: Size,
+    /// Columns of the result.
+    pub n: Size,
+    /// Left operand: buffer and strides along (batch, m, k).
+    pub a: (usize, [Size; 3]),
+    /// Right operand: buffer and strides along (batch, k, n); the n stride is 1.
+    pub b: (usize, [Size; 3]),
+    /// The result buffer, contiguous `[batch, m, n]`.
+    pub out: usize,
+}
+
+/// `out = 0; out[indices[p]] += updates[p]` for rows of `row_len` elements.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ScatterKernel {
+    /// A short name for listings.
+    pub name: String,
+    /// The integer index buffer, `positions` elements.
+    pub indices: usize,
+    /// The updates buffer, `positions × row_len` elements.
+    pub updates: usize,
+    /// The result buffer, `rows × row_len` elements.
+    pub out: usize,
+    /// Number of indices.
+    pub positions: Size,
+    /// Rows of the result.
+    pub rows: Size,
+    /// Elements per row.
+    pub row_len: Size,
+}
+
+/// One step of a program.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Kernel {
+    /// A loop nest.
+    Loop(LoopKernel),
+    /// A matrix product.
+    MatMul(Box<MatMulKernel>),
+    /// A scatter-add.
+    Scatter(ScatterKernel),
+}
+
+/// What a buffer holds and who fills it.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Role {
+    /// Fed by name on every call.
+    Input(String),
+    /// A param, persistent across calls.
+    Param(String),
+    /// A constant, filled once at compile time.
+    Constant(Value),
+    /// Computed by a kernel.
+    Temporary,
+    /// The same memory as another buffer, under this buffer's shape (a reshape).
+    Alias(usize),
+}
+
+/// A buffer of the program.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Buffer {
+    /// Shape, possibly symbolic.
+    pub shape: Shape,
+    /// Element type.
+    pub dtype: DType,
+    /// Who fills it.
+    pub role: Role,
+}
+
+/// A whole program: buffers, kernels in execution order, and what the caller gets back.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Program {
+    /// The symbolic dims, by index.
+    pub symbols: Vec<String>,
+    /// Every buffer.
+    pub buffers: Vec<Buffer>,
+    /// Kernels in execution order.
+    pub kernels: Vec<Kernel>,
+    /// The buffer holding each requested output.
+    pub outputs: Vec<usize>,
+    /// `(param buffer, new value buffer)`: copied after every call.
+    pub updates: Vec<(usize, usize)>,
+}
+
+impl Program {
+    /// The buffer whose memory `buffer` uses (itself unless it is an alias).
+    pub fn storage(&self, mut buffer: usize) -> usize {
+        while let Role::Alias(target) = self.buffers[buffer].role {
+            buffer = target;
+        }
+        buffer
+    }
+}

@@ -1,0 +1,357 @@
+//! Compiled functions: Theano's `function(inputs, outputs, updates)`, run on native code.
+
+use std::time::Duration;
+
+use kiln_compiler::codegen::{CompiledProgram, STATUS_DIVISION_BY_ZERO, STATUS_INDEX_OUT_OF_RANGE};
+use kiln_compiler::compile::compile;
+use kiln_compiler::kernel::{Kernel, Role};
+use kiln_compiler::{DType, Data, Dim, Error, Graph, Location, ParamStore, Result, Tensor, Value};
+
+use crate::pool::{Call, Pool};
+
+/// A graph compiled to native code, called many times with fed values.
+///
+/// Params live inside the function between calls; `updates` overwrite them after each call,
+/// as Theano's shared variables. One compilation serves every value of a symbolic dim.
+///
+/// ```
+/// use kiln_compiler::prelude::*;
+/// use kiln_runtime::function;
+/// let g = Graph::new();
+/// let x = g.input("x", [Dim::sym("B")])?;
+/// let w = g.param("w", [1], Init::ONES)?;
+/// let y = (x * w).sum_all()?;
+/// let mut f = function(&g, &[x], &[y], &[(w, w * 2.0)])?;
+/// let out = f.call(&[Value::f32([3], vec![1.0, 2.0, 3.0])])?;
+/// assert_eq!(out[0].item(), Some(6.0));
+/// let out = f.call(&[Value::f32([2], vec![1.0, 1.0])])?; // w is now 2
+/// assert_eq!(out[0].item(), Some(4.0));
+/// # Ok::<(), kiln_compiler::Error>(())
+/// ```
+pub struct Function {
+    compiled: CompiledProgram,
+    compile_time: Duration,
+    /// For each positional input: its name and buffer.
+    inputs: Vec<(String, usize)>,
+    /// Memory of every buffer that owns storage (aliases have none).
+    memory: Vec<Vec<u128>>,
+    pool: Pool,
+}
+
+impl std::fmt::Debug for Function {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Function").field("inputs", &self.inputs).field("kernels", &self.compiled.kernels.len()).finish()
+    }
+}
+
+/// Compiles `outputs` of `graph` as a function of `inputs` (fed positionally on each call),
+/// with `updates` (`(param, new value)`) applied after each call. Params start from their
+/// initializers (seed 0); see [`Function::set_params`].
+///
+/// Threads: `KILN_THREADS`, else every core.
+#[track_caller]
+pub fn function<'g>(
+    graph: &'g Graph,
+    inputs: &[Tensor<'g>],
+    outputs: &[Tensor<'g>],
+    updates: &[(Tensor<'g>, Tensor<'g>)],
+) -> Result<Function> {
+    let location = Location::caller();
+    let compiled = compile(graph, outputs, updates)?;
+    let program = &compiled.program.program;
+    let mut input_names = Vec::with_capacity(inputs.len());
+    for input in inputs {
+        let name = match graph.node(input.id()?).op {
+            kiln_compiler::Op::Input { name } => name,
+            op => {
+                let detail = format!("function inputs must be graph inputs, not a `{}` node", op.name());
+                return Err(Error::Argument { op: "function", detail, location });
+            }
+        };
+        input_names.push(name);
+    }
+    let mut positional = Vec::with_capacity(input_names.len());
+    for name in &input_names {
+        let buffer = program.buffers.iter().position(|b| b.role == Role::Input(name.clone()));
+        let buffer = buffer.ok_or_else(|| Error::Bug(format!("input `{name}` has no buffer")))?;
+        positional.push((name.clone(), buffer));
+    }
+    for buffer in &program.buffers {
+        if let Role::Input(name) = &buffer.role
+            && !input_names.contains(name)
+        {
+            let detail = format!("the outputs need input `{name}`, which is not among the function's inputs");
+            return Err(Error::Argument { op: "function", detail, location });
+        }
+    }
+    let threads = std::env::var("KILN_THREADS")
+        .ok()
+        .and_then(|t| t.parse().ok())
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, usize::from));
+    let mut function = Function {
+        memory: vec![Vec::new(); program.buffers.len()],
+        compiled: compiled.program,
+        compile_time: compiled.time,
+        inputs: positional,
+        pool: Pool::new(threads),
+    };
+    function.set_params(&ParamStore::init(graph, 0))?;
+    function.load_constants();
+    Ok(function)
+}
+
+impl Function {
+    /// How long compilation took (passes, lowering, code generation).
+    pub fn compile_time(&self) -> Duration {
+        self.compile_time
+    }
+
+    /// Number of kernels each call runs.
+    pub fn kernel_count(&self) -> usize {
+        self.compiled.kernels.len()
+    }
+
+    /// The kernel program, as `KILN_DUMP=kernels` prints it.
+    pub fn listing(&self) -> String {
+        self.compiled.program.listing()
+    }
+
+    /// Threads the kernels run on.
+    pub fn threads(&self) -> usize {
+        self.pool.threads()
+    }
+
+    /// Uses `threads` threads from now on.
+    pub fn set_threads(&mut self, threads: usize) {
+        self.pool = Pool::new(threads);
+    }
+
+    /// The current value of every param.
+    pub fn params(&self) -> ParamStore {
+        let mut store = ParamStore::new();
+        for (buffer, declared) in self.compiled.program.buffers.iter().enumerate() {
+            if let Role::Param(name) = &declared.role {
+                let shape = declared.shape.as_static().expect("bug in kiln: params have static shapes");
+                store.set(name, self.read(buffer, &shape));
+            }
+        }
+        store
+    }
+
+    /// Sets params from `store`: every param of the function must be present, with its
+    /// declared shape (values of another float dtype are converted).
+    pub fn set_params(&mut self, store: &ParamStore) -> Result<()> {
+        let program = &self.compiled.program;
+        let mut writes = Vec::new();
+        for (buffer, declared) in program.buffers.iter().enumerate() {
+            let Role::Param(name) = &declared.role else { continue };
+            let value = store.get(name).ok_or_else(|| Error::MissingParam { name: name.clone() })?;
+            let shape = declared.shape.as_static().expect("bug in kiln: params have static shapes");
+            if value.shape() != shape {
+                let (expected, got) = (format!("shape {shape:?}"), format!("shape {:?}", value.shape()));
+                return Err(Error::BadFeed { what: "param", name: name.clone(), expected, got });
+            }
+            writes.push((buffer, value.cast(declared.dtype)));
+        }
+        for (buffer, value) in writes {
+            self.memory[buffer] = to_memory(value.data());
+        }
+        Ok(())
+    }
+
+    fn load_constants(&mut self) {
+        for (buffer, declared) in self.compiled.program.buffers.iter().enumerate() {
+            if let Role::Constant(value) = &declared.role {
+                self.memory[buffer] = to_memory(value.data());
+            }
+        }
+    }
+
+    /// Runs the function on `inputs` (in the order given at compilation), returns the outputs
+    /// and then applies the updates. Every input is checked (dtype, rank, sizes, symbolic dims
+    /// consistent across inputs) before any kernel runs.
+    pub fn call(&mut self, inputs: &[Value]) -> Result<Vec<Value>> {
+        let symbols = self.bind_symbols(inputs)?;
+        let program = &self.compiled.program;
+        // Size every buffer, then copy the inputs in.
+        for (buffer, declared) in program.buffers.iter().enumerate() {
+            if matches!(declared.role, Role::Temporary) {
+                let elements = elements(&declared.shape, &symbols, &program.symbols);
+                let words = (elements * byte_size(declared.dtype)).div_ceil(16);
+                if self.memory[buffer].len() != words {
+                    self.memory[buffer] = vec![0; words];
+                }
+            }
+        }
+        for ((_, buffer), value) in self.inputs.iter().zip(inputs) {
+            self.memory[*buffer] = to_memory(value.data());
+        }
+        let pointers: Vec<*mut u8> =
+            (0..program.buffers.len()).map(|b| self.memory[program.storage(b)].as_mut_ptr().cast::<u8>()).collect();
+        let call = Call { buffers: pointers.as_ptr(), sizes: symbols.as_ptr() };
+        for (compiled, kernel) in self.compiled.kernels.iter().zip(&program.kernels) {
+            let extent = compiled.extent.evaluate(&symbols);
+            // Small kernels run on the calling thread: dispatch would cost more than it saves.
+            let split = compiled.splittable && work(kernel, &symbols) >= 16_384;
+            // SAFETY: every buffer was just sized from its declared shape under `symbols`
+            // (inputs were checked against their shapes), `symbols` holds every symbol, and the
+            // pool passes ranges within `0..extent`.
+            let status = unsafe { self.pool.run(compiled, call, extent, split) };
+            check_status(status, &compiled.name)?;
+        }
+        let outputs = program
+            .outputs
+            .iter()
+            .map(|&buffer| {
+                let declared = &program.buffers[buffer];
+                let shape = concrete_shape(&declared.shape, &symbols, &program.symbols);
+                self.read(buffer, &shape)
+            })
+            .collect();
+        for &(param, value) in &program.updates {
+            let source = self.memory[program.storage(value)].clone();
+            let target = program.storage(param);
+            let words = self.memory[target].len();
+            self.memory[target].copy_from_slice(&source[..words]);
+        }
+        Ok(outputs)
+    }
+
+    /// Checks the inputs against their buffers' declarations and returns every symbol's value.
+    fn bind_symbols(&self, inputs: &[Value]) -> Result<Vec<i64>> {
+        let program = &self.compiled.program;
+        if inputs.len() != self.inputs.len() {
+            let names: Vec<&str> = self.inputs.iter().map(|(n, _)| n.as_str()).collect();
+            let detail = format!("expected {} inputs ({}), got {}", names.len(), names.join(", "), inputs.len());
+            return Err(Error::Argument { op: "call", detail, location: Location::caller() });
+        }
+        let mut symbols: Vec<Option<i64>> = vec![None; program.symbols.len()];
+        for ((name, buffer), value) in self.inputs.iter().zip(inputs) {
+            let declared = &program.buffers[*buffer];
+            let bad =
+                |expected: String, got: String| Error::BadFeed { what: "input", name: name.clone(), expected, got };
+            if value.dtype() != declared.dtype {
+                return Err(bad(format!("dtype {}", declared.dtype), format!("dtype {}", value.dtype())));
+            }
+            if value.shape().len() != declared.shape.rank() {
+                return Err(bad(format!("shape {}", declared.shape), format!("shape {:?}", value.shape())));
+            }
+            for (dim, &size) in declared.shape.dims().iter().zip(value.shape()) {
+                match dim {
+                    Dim::Static(n) if *n != size => {
+                        return Err(bad(format!("shape {}", declared.shape), format!("shape {:?}", value.shape())));
+                    }
+                    Dim::Static(_) => {}
+                    Dim::Sym(symbol) => {
+                        let index =
+                            program.symbols.iter().position(|s| s == symbol).expect("bug in kiln: unknown symbol");
+                        match symbols[index] {
+                            Some(bound) if bound != size as i64 => {
+                                let expected = format!("{symbol} = {bound} (bound by an earlier input)");
+                                return Err(bad(expected, format!("{symbol} = {size} in shape {:?}", value.shape())));
+                            }
+                            _ => symbols[index] = Some(size as i64),
+                        }
+                    }
+                }
+            }
+        }
+        symbols
+            .into_iter()
+            .zip(&program.symbols)
+            .map(|(value, name)| {
+                value.ok_or_else(|| {
+                    let detail = format!("symbol `{name}` is not bound by any input");
+                    Error::Argument { op: "call", detail, location: Location::caller() }
+                })
+            })
+            .collect()
+    }
+
+    /// A copy of buffer `buffer`'s contents as a value of `shape`.
+    fn read(&self, buffer: usize, shape: &[usize]) -> Value {
+        let program = &self.compiled.program;
+        let dtype = program.buffers[buffer].dtype;
+        let memory = &self.memory[program.storage(buffer)];
+        let elements: usize = shape.iter().product();
+        let bytes: &[u8] = bytemuck_bytes(memory);
+        let data = from_bytes(dtype, &bytes[..elements * byte_size(dtype)]);
+        Value::new(shape.to_vec(), data).expect("bug in kiln: a buffer has the wrong size")
+    }
+}
+
+fn check_status(status: [i64; 2], kernel: &str) -> Result<()> {
+    let detail = match status[0] {
+        0 => return Ok(()),
+        STATUS_INDEX_OUT_OF_RANGE => format!("index {} is out of range", status[1]),
+        STATUS_DIVISION_BY_ZERO => format!("integer division by zero ({} / 0)", status[1]),
+        code => format!("kernel reported status {code}"),
+    };
+    Err(Error::Eval { node: 0, op: "kernel", detail: format!("{detail} in kernel {kernel}") })
+}
+
+/// A rough count of the elements a kernel touches, to decide whether threads pay off.
+fn work(kernel: &Kernel, symbols: &[i64]) -> i64 {
+    match kernel {
+        Kernel::Loop(k) => k.loops.iter().map(|s| s.evaluate(symbols)).product(),
+        Kernel::MatMul(k) => [&k.batch, &k.m, &k.k, &k.n].iter().map(|s| s.evaluate(symbols)).product(),
+        Kernel::Scatter(k) => k.positions.evaluate(symbols) * k.row_len.evaluate(symbols),
+    }
+}
+
+fn concrete_shape(shape: &kiln_compiler::Shape, symbols: &[i64], names: &[String]) -> Vec<usize> {
+    shape
+        .dims()
+        .iter()
+        .map(|d| match d {
+            Dim::Static(n) => *n,
+            Dim::Sym(s) => symbols[names.iter().position(|n| n == s).expect("bug in kiln: unknown symbol")] as usize,
+        })
+        .collect()
+}
+
+fn elements(shape: &kiln_compiler::Shape, symbols: &[i64], names: &[String]) -> usize {
+    concrete_shape(shape, symbols, names).iter().product()
+}
+
+fn byte_size(dtype: DType) -> usize {
+    match dtype {
+        DType::F32 | DType::I32 => 4,
+        DType::F64 | DType::I64 => 8,
+        DType::Bool => 1,
+    }
+}
+
+/// The bytes of 16-byte words.
+fn bytemuck_bytes(words: &[u128]) -> &[u8] {
+    // SAFETY: u128 has no padding and every byte pattern is a valid u8; the length is exact.
+    unsafe { std::slice::from_raw_parts(words.as_ptr().cast::<u8>(), std::mem::size_of_val(words)) }
+}
+
+/// Typed data as 16-byte-aligned memory (rounded up to whole words).
+fn to_memory(data: &Data) -> Vec<u128> {
+    let bytes: Vec<u8> = match data {
+        Data::F32(v) => v.iter().flat_map(|x| x.to_ne_bytes()).collect(),
+        Data::F64(v) => v.iter().flat_map(|x| x.to_ne_bytes()).collect(),
+        Data::I32(v) => v.iter().flat_map(|x| x.to_ne_bytes()).collect(),
+        Data::I64(v) => v.iter().flat_map(|x| x.to_ne_bytes()).collect(),
+        Data::Bool(v) => v.iter().map(|&b| u8::from(b)).collect(),
+    };
+    let mut words = vec![0u128; bytes.len().div_ceil(16)];
+    // SAFETY: the words hold at least `bytes.len()` bytes, and any byte pattern is a valid u128.
+    unsafe { std::ptr::copy_nonoverlapping(bytes.as_ptr(), words.as_mut_ptr().cast::<u8>(), bytes.len()) };
+    words
+}
+
+fn from_bytes(dtype: DType, bytes: &[u8]) -> Data {
+    fn chunks<const N: usize>(bytes: &[u8]) -> impl Iterator<Item = [u8; N]> + '_ {
+        bytes.chunks_exact(N).map(|c| c.try_into().expect("exact chunk"))
+    }
+    match dtype {
+        DType::F32 => Data::F32(chunks::<4>(bytes).map(f32::from_ne_bytes).collect()),
+        DType::F64 => Data::F64(chunks::<8>(bytes).map(f64::from_ne_bytes).collect()),
+        DType::I32 => Data::I32(chunks::<4>(bytes).map(i32::from_ne_bytes).collect()),
+        DType::I64 => Data::I64(chunks::<8>(bytes).map(i64::from_ne_bytes).collect()),
+        DType::Bool => Data::Bool(bytes.iter().map(|&b| b != 0).collect()),
+    }
+}

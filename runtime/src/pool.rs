@@ -1,0 +1,163 @@
+//! A small persistent thread pool that runs one kernel over split ranges.
+//!
+//! Spawning a thread per kernel call costs tens of microseconds; a training step runs dozens
+//! of kernels. The pool keeps `threads - 1` workers parked on a condition variable; the
+//! calling thread runs the first range itself and waits for the others.
+
+use std::sync::{Arc, Condvar, Mutex};
+use std::thread::JoinHandle;
+
+use kiln_compiler::codegen::CompiledKernel;
+
+/// Raw arguments of one kernel call, shared with the workers for its duration.
+#[derive(Clone, Copy)]
+pub(crate) struct Call {
+    pub buffers: *const *mut u8,
+    pub sizes: *const i64,
+}
+
+// SAFETY: the pointers stay valid while `Pool::run` waits for every worker to finish its range,
+// and the ranges write disjoint elements (the kernel contract of `CompiledKernel::run`).
+unsafe impl Send for Call {}
+
+struct Job {
+    kernel: CompiledKernel,
+    call: Call,
+    ranges: Vec<(i64, i64)>,
+    statuses: *mut [i64; 2],
+}
+
+// SAFETY: see `Call`; each worker writes only its own status slot.
+unsafe impl Send for Job {}
+// SAFETY: workers share the job read-only; the only writes through its pointers go to disjoint
+// elements and to each range's own status slot.
+unsafe impl Sync for Job {}
+
+#[derive(Default)]
+struct State {
+    generation: u64,
+    job: Option<Arc<Job>>,
+    pending: usize,
+    shutdown: bool,
+}
+
+#[derive(Default)]
+struct Shared {
+    state: Mutex<State>,
+    work: Condvar,
+    done: Condvar,
+}
+
+/// Runs kernels on `threads` threads (the caller's included).
+pub(crate) struct Pool {
+    threads: usize,
+    shared: Arc<Shared>,
+    workers: Vec<JoinHandle<()>>,
+}
+
+impl Pool {
+    /// A pool of `threads` threads in all (at least 1).
+    pub fn new(threads: usize) -> Pool {
+        let threads = threads.max(1);
+        let shared = Arc::new(Shared::default());
+        let workers = (1..threads)
+            .map(|worker| {
+                let shared = Arc::clone(&shared);
+                std::thread::spawn(move || work(&shared, worker))
+            })
+            .collect();
+        Pool { threads, shared, workers }
+    }
+
+    /// Threads in the pool, the caller's included.
+    pub fn threads(&self) -> usize {
+        self.threads
+    }
+
+    /// Runs `kernel` over `0..extent`, split into at most `threads` ranges when `split`.
+    /// Returns the first nonzero status of any range.
+    ///
+    /// # Safety
+    /// `call` must satisfy the contract of [`CompiledKernel::run`] for `0..extent`.
+    pub unsafe fn run(&self, kernel: &CompiledKernel, call: Call, extent: i64, split: bool) -> [i64; 2] {
+        let parts = if split { (self.threads as i64).min(extent).max(1) } else { 1 };
+        let ranges: Vec<(i64, i64)> = (0..parts).map(|p| (extent * p / parts, extent * (p + 1) / parts)).collect();
+        let mut statuses = vec![[0i64; 2]; ranges.len()];
+        if ranges.len() == 1 {
+            // SAFETY: the caller's contract, over the whole range.
+            unsafe { kernel.run(call.buffers, call.sizes, 0, extent, statuses[0].as_mut_ptr()) };
+            return statuses[0];
+        }
+        let job = Arc::new(Job { kernel: kernel.clone(), call, ranges, statuses: statuses.as_mut_ptr() });
+        {
+            let mut state = self.shared.state.lock().unwrap_or_else(|e| e.into_inner());
+            state.generation += 1;
+            state.pending = job.ranges.len() - 1;
+            state.job = Some(Arc::clone(&job));
+            self.shared.work.notify_all();
+        }
+        // SAFETY: range 0 is the caller's share; its status slot is its own.
+        unsafe { run_range(&job, 0) };
+        let mut state = self.shared.state.lock().unwrap_or_else(|e| e.into_inner());
+        while state.pending > 0 {
+            state = self.shared.done.wait(state).unwrap_or_else(|e| e.into_inner());
+        }
+        state.job = None;
+        drop(state);
+        statuses.into_iter().find(|s| s[0] != 0).unwrap_or([0, 0])
+    }
+}
+
+/// Runs range `index` of `job`.
+///
+/// # Safety
+/// The job's pointers are valid until every range has finished (the pool waits for that).
+unsafe fn run_range(job: &Job, index: usize) {
+    let (start, end) = job.ranges[index];
+    // SAFETY: the status slot `index` belongs to this range alone; the kernel contract is the
+    // submitter's.
+    unsafe {
+        let status = job.statuses.add(index);
+        job.kernel.run(job.call.buffers, job.call.sizes, start, end, (*status).as_mut_ptr());
+    }
+}
+
+fn work(shared: &Shared, worker: usize) {
+    let mut seen = 0;
+    loop {
+        let job = {
+            let mut state = shared.state.lock().unwrap_or_else(|e| e.into_inner());
+            while !state.shutdown && state.generation == seen {
+                state = shared.work.wait(state).unwrap_or_else(|e| e.into_inner());
+            }
+            if state.shutdown {
+                return;
+            }
+            seen = state.generation;
+            state.job.clone()
+        };
+        let Some(job) = job else { continue };
+        if worker < job.ranges.len() {
+            // SAFETY: the submitter waits until `pending` reaches 0 before releasing the job.
+            unsafe { run_range(&job, worker) };
+            let mut state = shared.state.lock().unwrap_or_else(|e| e.into_inner());
+            state.pending -= 1;
+            if state.pending == 0 {
+                shared.done.notify_all();
+            }
+        }
+    }
+}
+
+impl Drop for Pool {
+    fn drop(&mut self) {
+        {
+            let mut state = self.shared.state.lock().unwrap_or_else(|e| e.into_inner());
+            state.shutdown = true;
+            self.shared.work.notify_all();
+        }
+        for worker in self.workers.drain(..) {
+            let _ = worker.join();
+        }
+    }
+}
