@@ -120,7 +120,11 @@ fn train(
     for step in 1..=steps {
         last = f.call(&inputs(step))?;
     }
-    Ok((compile_ms, started.elapsed().as_secs_f64(), last))
+    let seconds = started.elapsed().as_secs_f64();
+    if let Some(profile) = f.profile() {
+        eprint!("{profile}");
+    }
+    Ok((compile_ms, seconds, last))
 }
 
 /// W1 and W2: the notebook's MLP on a batch of 10000 points drawn in the graph every step.

@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use kiln_compiler::codegen::{CompiledProgram, STATUS_DIVISION_BY_ZERO, STATUS_INDEX_OUT_OF_RANGE};
+use kiln_compiler::codegen::{CompiledProgram, STATUS_DIVISION_BY_ZERO, STATUS_GEMM_FAILED, STATUS_INDEX_OUT_OF_RANGE};
 use kiln_compiler::compile::compile;
 use kiln_compiler::kernel::{Kernel, Role};
 use kiln_compiler::{DType, Data, Dim, Error, Graph, Location, ParamStore, Result, Tensor, Value};
@@ -36,6 +36,9 @@ pub struct Function {
     /// Memory of every buffer that owns storage (aliases have none).
     memory: Vec<Vec<u128>>,
     pool: Pool,
+    /// Time spent in each kernel over all calls, when `KILN_PROFILE` is set.
+    profile: Option<Vec<Duration>>,
+    calls: u64,
 }
 
 impl std::fmt::Debug for Function {
@@ -88,12 +91,15 @@ pub fn function<'g>(
         .ok()
         .and_then(|t| t.parse().ok())
         .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, usize::from));
+    let profile = std::env::var_os("KILN_PROFILE").map(|_| vec![Duration::ZERO; program.kernels.len()]);
     let mut function = Function {
         memory: vec![Vec::new(); program.buffers.len()],
         compiled: compiled.program,
         compile_time: compiled.time,
         inputs: positional,
         pool: Pool::new(threads),
+        profile,
+        calls: 0,
     };
     function.set_params(&ParamStore::init(graph, 0))?;
     function.load_constants();
@@ -114,6 +120,28 @@ impl Function {
     /// The kernel program, as `KILN_DUMP=kernels` prints it.
     pub fn listing(&self) -> String {
         self.compiled.program.listing()
+    }
+
+    /// Where the time went, when `KILN_PROFILE` was set at compilation: one line per kernel
+    /// with its mean time per call and share of the total, slowest first. `None` otherwise.
+    pub fn profile(&self) -> Option<String> {
+        let profile = self.profile.as_ref()?;
+        let total: Duration = profile.iter().sum();
+        let mut order: Vec<usize> = (0..profile.len()).collect();
+        order.sort_by_key(|&k| std::cmp::Reverse(profile[k]));
+        let calls = self.calls.max(1) as f64;
+        let mut out = format!(
+            "{} kernels, {:.1} us per call over {} calls\n",
+            profile.len(),
+            total.as_secs_f64() * 1e6 / calls,
+            self.calls
+        );
+        for k in order {
+            let share = profile[k].as_secs_f64() / total.as_secs_f64().max(f64::MIN_POSITIVE);
+            let mean = profile[k].as_secs_f64() * 1e6 / calls;
+            out.push_str(&format!("{mean:9.1} us {:5.1}%  {}\n", 100.0 * share, self.compiled.kernels[k].name));
+        }
+        Some(out)
     }
 
     /// Threads the kernels run on.
@@ -177,7 +205,8 @@ impl Function {
         for (buffer, declared) in program.buffers.iter().enumerate() {
             if matches!(declared.role, Role::Temporary) {
                 let elements = elements(&declared.shape, &symbols, &program.symbols);
-                let words = (elements * byte_size(declared.dtype)).div_ceil(16);
+                // At least one word, so no buffer's address dangles even when it is empty.
+                let words = (elements * byte_size(declared.dtype)).div_ceil(16).max(1);
                 if self.memory[buffer].len() != words {
                     self.memory[buffer] = vec![0; words];
                 }
@@ -189,14 +218,19 @@ impl Function {
         let pointers: Vec<*mut u8> =
             (0..program.buffers.len()).map(|b| self.memory[program.storage(b)].as_mut_ptr().cast::<u8>()).collect();
         let call = Call { buffers: pointers.as_ptr(), sizes: symbols.as_ptr() };
-        for (compiled, kernel) in self.compiled.kernels.iter().zip(&program.kernels) {
-            let extent = compiled.extent.evaluate(&symbols);
+        self.calls += 1;
+        for (number, (compiled, kernel)) in self.compiled.kernels.iter().zip(&program.kernels).enumerate() {
+            let started = self.profile.is_some().then(std::time::Instant::now);
+            let extent = compiled.range(&symbols);
             // Small kernels run on the calling thread: dispatch would cost more than it saves.
             let split = compiled.splittable && work(kernel, &symbols) >= 16_384;
             // SAFETY: every buffer was just sized from its declared shape under `symbols`
             // (inputs were checked against their shapes), `symbols` holds every symbol, and the
             // pool passes ranges within `0..extent`.
             let status = unsafe { self.pool.run(compiled, call, extent, split) };
+            if let (Some(profile), Some(started)) = (&mut self.profile, started) {
+                profile[number] += started.elapsed();
+            }
             check_status(status, &compiled.name)?;
         }
         let outputs = program
@@ -285,6 +319,7 @@ fn check_status(status: [i64; 2], kernel: &str) -> Result<()> {
         0 => return Ok(()),
         STATUS_INDEX_OUT_OF_RANGE => format!("index {} is out of range", status[1]),
         STATUS_DIVISION_BY_ZERO => format!("integer division by zero ({} / 0)", status[1]),
+        STATUS_GEMM_FAILED => "bug in kiln: the tuned GEMM failed".to_string(),
         code => format!("kernel reported status {code}"),
     };
     Err(Error::Eval { node: 0, op: "kernel", detail: format!("{detail} in kernel {kernel}") })
@@ -337,7 +372,7 @@ fn to_memory(data: &Data) -> Vec<u128> {
         Data::I64(v) => v.iter().flat_map(|x| x.to_ne_bytes()).collect(),
         Data::Bool(v) => v.iter().map(|&b| u8::from(b)).collect(),
     };
-    let mut words = vec![0u128; bytes.len().div_ceil(16)];
+    let mut words = vec![0u128; bytes.len().div_ceil(16).max(1)];
     // SAFETY: the words hold at least `bytes.len()` bytes, and any byte pattern is a valid u128.
     unsafe { std::ptr::copy_nonoverlapping(bytes.as_ptr(), words.as_mut_ptr().cast::<u8>(), bytes.len()) };
     words

@@ -13,7 +13,7 @@ use cranelift_codegen::ir::condcodes::{FloatCC, IntCC};
 use cranelift_codegen::ir::{Block, InstBuilder, MemFlagsData, Type, Value, types};
 use cranelift_frontend::{FunctionBuilder, Variable};
 
-use super::{STATUS_DIVISION_BY_ZERO, STATUS_INDEX_OUT_OF_RANGE, Target, math};
+use super::{KernelShape, STATUS_DIVISION_BY_ZERO, STATUS_INDEX_OUT_OF_RANGE, Target, math};
 use crate::graph::{Binary, Compare, DType, Distribution, Unary};
 use crate::kernel::{Expr, Index, LoopKernel, Program, Reduce, Size};
 
@@ -26,7 +26,7 @@ pub(super) fn build(
     kernel: &LoopKernel,
     program: &Program,
     target: Target,
-) -> (Size, bool) {
+) -> KernelShape {
     let params = super::entry(builder);
     let mut emitter = Emitter::new(builder, params.sizes, params.buffers, program, target);
     emitter.prepare(kernel);
@@ -37,7 +37,7 @@ pub(super) fn build(
     emitter.status.store(emitter.builder, params.status);
     emitter.builder.ins().return_(&[]);
     let splittable = kernel.reduce.is_none_or(|(_, from)| from > 0);
-    (kernel.loops[0].clone(), splittable)
+    KernelShape { extent: kernel.loops[0].clone(), chunk: 1, splittable }
 }
 
 /// True if the innermost loop can run 4 lanes at a time.
@@ -45,17 +45,22 @@ fn vectorizable(kernel: &LoopKernel, program: &Program) -> bool {
     let innermost = kernel.loops.len() - 1;
     let moves_by_0_or_1 =
         |index: &Index| index.strides.get(innermost).is_none_or(|s| matches!(s.as_fixed(), Some(0) | Some(1)));
-    let body_ok = kernel.body.iter().all(|(expr, dtype)| {
-        let type_ok = matches!(dtype, DType::F32 | DType::Bool);
+    let uniform = uniform_exprs(kernel);
+    let body_ok = kernel.body.iter().enumerate().all(|(id, (expr, dtype))| {
+        // Integers stay scalars in a vector body, so they must not change along the lanes.
+        if !matches!(dtype, DType::F32 | DType::Bool) {
+            return uniform[id];
+        }
         let expr_ok = match expr {
             Expr::Load { buffer, index } => program.buffers[*buffer].dtype == DType::F32 && moves_by_0_or_1(index),
             Expr::Const(_) | Expr::Size(_) => true,
             Expr::Unary(..) | Expr::Pow(..) | Expr::Binary(..) | Expr::Select(..) => true,
             Expr::Compare(_, a, _) => kernel.body[*a].1 == DType::F32,
             Expr::Cast(x) => matches!(kernel.body[*x].1, DType::F32 | DType::Bool) && *dtype == DType::F32,
-            Expr::LoopIndex(_) | Expr::Random { .. } | Expr::Gather { .. } => false,
+            Expr::Random { index, .. } => moves_by_0_or_1(index),
+            Expr::LoopIndex(_) | Expr::Gather { .. } => false,
         };
-        type_ok && expr_ok
+        expr_ok
     });
     let stores_ok = kernel.stores.iter().all(|(value, buffer, index)| {
         let dtype_ok = program.buffers[*buffer].dtype == DType::F32 && kernel.body[*value].1 == DType::F32;
@@ -64,6 +69,26 @@ fn vectorizable(kernel: &LoopKernel, program: &Program) -> bool {
         dtype_ok && (in_reduction || unit)
     });
     body_ok && stores_ok
+}
+
+/// For each expression of the body: true if it has the same value at every iteration of the
+/// innermost loop (built from constants, sizes and loads that do not move along it).
+fn uniform_exprs(kernel: &LoopKernel) -> Vec<bool> {
+    let innermost = kernel.loops.len() - 1;
+    let mut uniform: Vec<bool> = Vec::with_capacity(kernel.body.len());
+    for (expr, _) in &kernel.body {
+        let value = match expr {
+            Expr::Const(_) | Expr::Size(_) => true,
+            Expr::Load { index, .. } => index.strides.get(innermost).is_none_or(|s| s.as_fixed() == Some(0)),
+            Expr::Unary(_, x) | Expr::Pow(_, x) | Expr::Cast(x) => uniform[*x],
+            Expr::Binary(_, a, b) | Expr::Compare(_, a, b) => uniform[*a] && uniform[*b],
+            Expr::Select(m, a, b) => uniform[*m] && uniform[*a] && uniform[*b],
+            Expr::LoopIndex(level) => *level != innermost,
+            Expr::Random { .. } | Expr::Gather { .. } => false,
+        };
+        uniform.push(value);
+    }
+    uniform
 }
 
 /// Status slots kept in variables and written once at the end.
@@ -423,8 +448,10 @@ impl Body<'_> {
         values
     }
 
-    fn splat_if_vector(&self, builder: &mut FunctionBuilder, value: Value) -> Value {
-        if self.vector { builder.ins().splat(types::F32X4, value) } else { value }
+    /// A scalar as the body's form of a value of `dtype`: splat to lanes in a vector body,
+    /// except integers, which stay scalar there (they are uniform along the lanes).
+    fn splat_if_vector(&self, builder: &mut FunctionBuilder, value: Value, dtype: DType) -> Value {
+        if self.vector && !dtype.is_int() { builder.ins().splat(types::F32X4, value) } else { value }
     }
 
     fn expr(&self, emitter: &mut Emitter, expr: &Expr, dtype: DType, values: &[Value]) -> Value {
@@ -436,24 +463,24 @@ impl Body<'_> {
                 let innermost = self.kernel.loops.len() - 1;
                 let contiguous = index.strides.get(innermost).and_then(Size::as_fixed) == Some(1);
                 if self.vector && contiguous {
-                    return emitter.builder.ins().load(types::F32X4, super::trusted(), address, 0);
+                    return emitter.builder.ins().load(types::F32X4, super::read_only(), address, 0);
                 }
                 let value = if dtype == DType::Bool {
-                    let byte = emitter.builder.ins().load(types::I8, super::trusted(), address, 0);
+                    let byte = emitter.builder.ins().load(types::I8, super::read_only(), address, 0);
                     emitter.builder.ins().icmp_imm_s(IntCC::NotEqual, byte, 0)
                 } else {
-                    emitter.builder.ins().load(scalar_type(dtype), super::trusted(), address, 0)
+                    emitter.builder.ins().load(scalar_type(dtype), super::read_only(), address, 0)
                 };
-                self.splat_if_vector(emitter.builder, value)
+                self.splat_if_vector(emitter.builder, value, dtype)
             }
             Expr::Const(v) => {
                 let value = constant(emitter.builder, dtype, *v, *v as i64);
-                self.splat_if_vector(emitter.builder, value)
+                self.splat_if_vector(emitter.builder, value, dtype)
             }
             Expr::Size(size) => {
                 let value = emitter.size(size);
                 let value = convert_int(emitter.builder, value, DType::I64, dtype);
-                self.splat_if_vector(emitter.builder, value)
+                self.splat_if_vector(emitter.builder, value, dtype)
             }
             Expr::LoopIndex(level) => self.indices[*level],
             Expr::Unary(op, x) => unary(emitter.builder, target, *op, dtype, values[*x], self.vector),
@@ -473,7 +500,7 @@ impl Body<'_> {
             }
             Expr::Cast(x) => {
                 let from = self.kernel.body[*x].1;
-                if self.vector {
+                if self.vector && !dtype.is_int() {
                     vector_cast(emitter.builder, from, values[*x])
                 } else {
                     cast(emitter.builder, from, dtype, values[*x])
@@ -481,7 +508,15 @@ impl Body<'_> {
             }
             Expr::Random { seed, distribution, counter, index } => {
                 let offset = emitter.offset(index, self.indices);
-                random_value(emitter.builder, target, *seed, *distribution, values[*counter], offset)
+                let counter = values[*counter];
+                let innermost = self.kernel.loops.len() - 1;
+                let moves = index.strides.get(innermost).and_then(Size::as_fixed) == Some(1);
+                let key = random_key(emitter.builder, *seed, counter);
+                if self.vector && moves {
+                    return random_lanes(emitter.builder, target, *distribution, key, offset);
+                }
+                let value = random_value(emitter.builder, target, *distribution, key, offset);
+                self.splat_if_vector(emitter.builder, value, dtype)
             }
             Expr::Gather { buffer, row, rows, row_stride, index } => {
                 let rows = emitter.size(rows);
@@ -497,7 +532,7 @@ impl Body<'_> {
                 let inner = emitter.offset(index, self.indices);
                 let offset = emitter.builder.ins().iadd(row_offset, inner);
                 let address = emitter.element_address(*buffer, offset);
-                emitter.builder.ins().load(scalar_type(dtype), super::trusted(), address, 0)
+                emitter.builder.ins().load(scalar_type(dtype), super::read_only(), address, 0)
             }
         }
     }
@@ -706,16 +741,8 @@ fn uniform_at(builder: &mut FunctionBuilder, key: Value, index: Value) -> Value 
     builder.ins().fmul(value, scale)
 }
 
-/// kiln's counter-based random number at flat `index`, as `random.rs` defines it.
-fn random_value(
-    builder: &mut FunctionBuilder,
-    target: Target,
-    seed: u64,
-    distribution: Distribution,
-    counter: Value,
-    index: Value,
-) -> Value {
-    // draw_key: fold mix32 over the seed's and the counter's 32-bit halves.
+/// `random::draw_key(seed, counter)`: mix32 folded over the seed's and the counter's halves.
+fn random_key(builder: &mut FunctionBuilder, seed: u64, counter: Value) -> Value {
     let mut key = builder.ins().iconst(types::I32, 0x9e37_79b9_u32 as i32 as i64);
     for half in [seed as u32, (seed >> 32) as u32] {
         let half = builder.ins().iconst(types::I32, half as i32 as i64);
@@ -728,6 +755,18 @@ fn random_value(
         let mixed = builder.ins().bxor(key, half);
         key = mix32(builder, mixed);
     }
+    key
+}
+
+/// kiln's counter-based random number at flat `index` of the stream `key`, as `random.rs`
+/// defines it.
+fn random_value(
+    builder: &mut FunctionBuilder,
+    target: Target,
+    distribution: Distribution,
+    key: Value,
+    index: Value,
+) -> Value {
     match distribution {
         Distribution::Uniform => uniform_at(builder, key, index),
         Distribution::Normal => {
@@ -735,36 +774,102 @@ fn random_value(
             let second = builder.ins().iadd_imm_s(first, 1);
             let u1 = uniform_at(builder, key, first);
             let u2 = uniform_at(builder, key, second);
-            let one = builder.ins().f32const(1.0);
-            let complement = builder.ins().fsub(one, u1);
-            let log = math::log(builder, complement, target.fma);
-            let minus_two = builder.ins().f32const(-2.0);
-            let radius_squared = builder.ins().fmul(log, minus_two);
-            let radius = builder.ins().sqrt(radius_squared);
-            let tau = builder.ins().f32const(std::f32::consts::TAU);
-            let angle = builder.ins().fmul(u2, tau);
-            let cos = math::cos(builder, angle, target.fma);
-            builder.ins().fmul(radius, cos)
+            box_muller(builder, target, u1, u2)
         }
     }
 }
 
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn the_random_constants_match_the_reference_definition() {
-        // The IR above hard-codes random.rs's constants; this guards against drift.
-        assert_eq!(crate::random::mix32(1), {
-            let mut x: u32 = 1;
-            x ^= x >> 16;
-            x = x.wrapping_mul(0x7feb_352d);
-            x ^= x >> 15;
-            x = x.wrapping_mul(0x846c_a68b);
-            x ^= x >> 16;
-            x
-        });
-        assert_eq!(crate::random::draw_key(0, 0), {
-            [0u32, 0, 0, 0].iter().fold(0x9e37_79b9_u32, |k, &h| crate::random::mix32(k ^ h))
-        });
+/// A normal draw from two uniforms on [0, 1): `sqrt(-2 ln(1 - u1)) · cos(2π u2)`, in scalar
+/// or vector form.
+fn box_muller(builder: &mut FunctionBuilder, target: Target, u1: Value, u2: Value) -> Value {
+    let ty = builder.func.dfg.value_type(u1);
+    let splat = |builder: &mut FunctionBuilder, v: f32| {
+        let c = builder.ins().f32const(v);
+        if ty.is_vector() { builder.ins().splat(ty, c) } else { c }
+    };
+    let one = splat(builder, 1.0);
+    let complement = builder.ins().fsub(one, u1);
+    let log = math::log(builder, complement, target.fma);
+    let minus_two = splat(builder, -2.0);
+    let radius_squared = builder.ins().fmul(log, minus_two);
+    let radius = builder.ins().sqrt(radius_squared);
+    let tau = splat(builder, std::f32::consts::TAU);
+    let angle = builder.ins().fmul(u2, tau);
+    let cos = math::cos(builder, angle, target.fma);
+    builder.ins().fmul(radius, cos)
+}
+
+/// The random numbers at flat indices `index + 0..4`, as an `f32x4`: the same values as four
+/// calls of [`random_value`], computed lane-wise in `i32x4`.
+fn random_lanes(
+    builder: &mut FunctionBuilder,
+    target: Target,
+    distribution: Distribution,
+    key: Value,
+    index: Value,
+) -> Value {
+    let key = builder.ins().splat(types::I32X4, key);
+    match distribution {
+        Distribution::Uniform => {
+            let (low, high) = lane_halves(builder, index, [0, 1, 2, 3]);
+            uniform_lanes(builder, key, low, high)
+        }
+        Distribution::Normal => {
+            let first = builder.ins().imul_imm_s(index, 2);
+            let (low, high) = lane_halves(builder, first, [0, 2, 4, 6]);
+            let u1 = uniform_lanes(builder, key, low, high);
+            let (low, high) = lane_halves(builder, first, [1, 3, 5, 7]);
+            let u2 = uniform_lanes(builder, key, low, high);
+            box_muller(builder, target, u1, u2)
+        }
     }
+}
+
+/// The low and high 32-bit halves of the 64-bit values `base + steps[l]`, lane by lane: the low
+/// halves wrap, and a lane whose low half wrapped carries one into its high half.
+fn lane_halves(builder: &mut FunctionBuilder, base: Value, steps: [i32; 4]) -> (Value, Value) {
+    let base_low = builder.ins().ireduce(types::I32, base);
+    let base_high = builder.ins().ushr_imm_s(base, 32);
+    let base_high = builder.ins().ireduce(types::I32, base_high);
+    let base_low = builder.ins().splat(types::I32X4, base_low);
+    let bytes: Vec<u8> = steps.iter().flat_map(|step| step.to_le_bytes()).collect();
+    let steps = builder.func.dfg.constants.insert(bytes.into());
+    let steps = builder.ins().vconst(types::I32X4, steps);
+    let low = builder.ins().iadd(base_low, steps);
+    // All ones (-1) in the lanes that wrapped.
+    let wrapped = builder.ins().icmp(IntCC::UnsignedLessThan, low, base_low);
+    let high = builder.ins().splat(types::I32X4, base_high);
+    let high = builder.ins().isub(high, wrapped);
+    (low, high)
+}
+
+/// [`uniform_at`] in four `i32x4` lanes.
+fn uniform_lanes(builder: &mut FunctionBuilder, key: Value, low: Value, high: Value) -> Value {
+    let mixed = builder.ins().bxor(key, low);
+    let mixed = mix32_lanes(builder, mixed);
+    let mixed = builder.ins().iadd(mixed, high);
+    let bits = mix32_lanes(builder, mixed);
+    let top = builder.ins().ushr_imm_s(bits, 8);
+    // Below 2^24, so the signed conversion is exact.
+    let value = builder.ins().fcvt_from_sint(types::F32X4, top);
+    let scale = builder.ins().f32const(1.0 / 16_777_216.0);
+    let scale = builder.ins().splat(types::F32X4, scale);
+    builder.ins().fmul(value, scale)
+}
+
+/// [`mix32`] in four `i32x4` lanes.
+fn mix32_lanes(builder: &mut FunctionBuilder, x: Value) -> Value {
+    let multiply = |builder: &mut FunctionBuilder, x: Value, factor: u32| {
+        let factor = builder.ins().iconst(types::I32, factor as i32 as i64);
+        let factor = builder.ins().splat(types::I32X4, factor);
+        builder.ins().imul(x, factor)
+    };
+    let shifted = builder.ins().ushr_imm_s(x, 16);
+    let x = builder.ins().bxor(x, shifted);
+    let x = multiply(builder, x, 0x7feb_352d);
+    let shifted = builder.ins().ushr_imm_s(x, 15);
+    let x = builder.ins().bxor(x, shifted);
+    let x = multiply(builder, x, 0x846c_a68b);
+    let shifted = builder.ins().ushr_imm_s(x, 16);
+    builder.ins().bxor(x, shifted)
 }

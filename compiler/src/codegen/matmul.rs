@@ -1,22 +1,30 @@
 //! Matrix products to Cranelift IR: a register-tiled micro-kernel.
 //!
-//! Rows of the result are the splittable range (batch and rows flattened). Each tile keeps
-//! `ROWS × VECTORS` accumulators of 4 columns in registers (at most 16 live vectors, see
-//! CRANELIFT.md) and runs the contracted dim as a loop, broadcasting one element of `a` and
-//! loading one vector of `b` per step; leftover columns run in narrower tiles, then scalars.
-//! Every element sums its products in order of `k`, so results do not depend on threads.
+//! Rows of the result are the splittable range (batch and rows flattened, in chunks). Big
+//! products call the tuned GEMM (see `gemm`); the others run a tile that keeps rows × vectors
+//! accumulators of 4 columns in registers (at most ~16 live vectors, see CRANELIFT.md) and
+//! runs the contracted dim as a loop, broadcasting one element of `a` and loading one vector
+//! of `b` per step; leftover columns run in narrower tiles, then scalars. The tile sums each
+//! element in order of `k`; the GEMM is called once per fixed chunk of rows. Either way the
+//! order of every sum is fixed by the shapes alone, so results do not depend on threads.
 
-use cranelift_codegen::ir::{InstBuilder, Value, types};
+use cranelift_codegen::ir::condcodes::IntCC;
+use cranelift_codegen::ir::{FuncRef, InstBuilder, StackSlotData, StackSlotKind, Value, types};
 use cranelift_frontend::{FunctionBuilder, Variable};
 
 use super::loops::{loop_begin, loop_end};
-use super::{Target, trusted};
-use crate::kernel::{MatMulKernel, Program, Size};
+use super::{KernelShape, STATUS_GEMM_FAILED, Target, gemm, read_only, trusted};
+use crate::kernel::{MatMulKernel, Size};
 
-/// Rows per tile when rows share the right operand.
-const ROWS: usize = 4;
-/// Vectors of 4 columns per tile.
-const VECTORS: usize = 2;
+/// Rows per tile when rows share the right operand, by vectors per tile: at most ~16 live
+/// vector values (accumulators, the right operand's vectors and one broadcast).
+fn rows_per_tile(vectors: usize) -> usize {
+    match vectors {
+        1 | 2 => 4,
+        3 => 3,
+        _ => 2,
+    }
+}
 
 struct Operands {
     a: Value,
@@ -29,13 +37,15 @@ struct Operands {
     b_strides: [Value; 3],
 }
 
-/// Builds the function of a matmul kernel; returns the extent of its splittable range.
+/// Builds the function of a matmul kernel. Its range counts chunks of
+/// [`gemm::CHUNK_ROWS`] result rows (batch and rows flattened). With `gemm`, products of at
+/// least [`gemm::GEMM_MIN_WORK`] multiply-adds call the tuned GEMM; the rest run the tile.
 pub(super) fn build(
     builder: &mut FunctionBuilder,
     kernel: &MatMulKernel,
-    _program: &Program,
+    gemm_shim: Option<FuncRef>,
     target: Target,
-) -> (Size, bool) {
+) -> KernelShape {
     let params = super::entry(builder);
     let size = |builder: &mut FunctionBuilder, s: &Size| super::size_value(builder, params.sizes, s);
     let operands = Operands {
@@ -48,26 +58,71 @@ pub(super) fn build(
         a_strides: kernel.a.1.clone().map(|s| size(builder, &s)),
         b_strides: kernel.b.1.clone().map(|s| size(builder, &s)),
     };
+    let total_rows = size(builder, &kernel.batch.times(&kernel.m));
+    let first_row = builder.ins().imul_imm_s(params.start, gemm::CHUNK_ROWS);
+    let last_row = builder.ins().imul_imm_s(params.end, gemm::CHUNK_ROWS);
+    let last_row = builder.ins().smin(last_row, total_rows);
+    let exit = builder.create_block();
+    if let Some(shim) = gemm_shim {
+        let tiled = builder.create_block();
+        let called = builder.create_block();
+        let rows_k = builder.ins().imul(operands.m, operands.k);
+        let work = builder.ins().imul(rows_k, operands.n);
+        let big = builder.ins().icmp_imm_s(IntCC::SignedGreaterThanOrEqual, work, gemm::GEMM_MIN_WORK);
+        builder.ins().brif(big, called, &[], tiled, &[]);
+        builder.switch_to_block(called);
+        call_gemm(builder, shim, &operands, first_row, last_row, params.status);
+        builder.ins().jump(exit, &[]);
+        builder.switch_to_block(tiled);
+    }
     // Rows of one tile may belong to different batches; they share `b` only if it is unbatched.
     let shared_b = kernel.batch.as_fixed() == Some(1) || kernel.b.1[0].as_fixed() == Some(0);
-    let tile = Tile { operands: &operands, fma: target.fma };
+    let widest = kernel.n.as_fixed().map_or(2, |n| (n as usize / 4).clamp(1, 5));
+    let tile = Tile { operands: &operands, fma: target.fma, widest };
     let row = builder.declare_var(types::I64);
-    builder.def_var(row, params.start);
+    builder.def_var(row, first_row);
     if shared_b {
-        let (first, frame) = loop_begin(builder, row, params.end, ROWS as i64);
-        tile.rows(builder, first, ROWS);
+        let rows = rows_per_tile(widest);
+        let (first, frame) = loop_begin(builder, row, last_row, rows as i64);
+        tile.rows(builder, first, rows);
         loop_end(builder, row, frame);
     }
-    let (first, frame) = loop_begin(builder, row, params.end, 1);
+    let (first, frame) = loop_begin(builder, row, last_row, 1);
     tile.rows(builder, first, 1);
     loop_end(builder, row, frame);
+    builder.ins().jump(exit, &[]);
+    builder.switch_to_block(exit);
     builder.ins().return_(&[]);
-    (kernel.batch.times(&kernel.m), true)
+    KernelShape { extent: kernel.batch.times(&kernel.m), chunk: gemm::CHUNK_ROWS, splittable: true }
+}
+
+/// Calls the GEMM shim for rows `first..last`, reporting a failure in the status.
+fn call_gemm(builder: &mut FunctionBuilder, shim: FuncRef, o: &Operands, first: Value, last: Value, status: Value) {
+    let slot = builder.create_sized_stack_slot(StackSlotData::new(
+        StackSlotKind::ExplicitSlot,
+        (gemm::LAYOUT_WORDS * 8) as u32,
+        3,
+    ));
+    let fields =
+        [o.m, o.k, o.n, o.a_strides[0], o.a_strides[1], o.a_strides[2], o.b_strides[0], o.b_strides[1], o.b_strides[2]];
+    for (i, &field) in fields.iter().enumerate() {
+        builder.ins().stack_store(types::I64, field, slot, (i * 8) as i32);
+    }
+    let layout = builder.ins().stack_addr(types::I64, slot, 0);
+    let call = builder.ins().call(shim, &[layout, o.a, o.b, o.out, first, last]);
+    let failed = builder.inst_results(call)[0];
+    let code = builder.ins().iconst(types::I64, STATUS_GEMM_FAILED);
+    let zero = builder.ins().iconst(types::I64, 0);
+    let is_failure = builder.ins().icmp(IntCC::NotEqual, failed, zero);
+    let code = builder.ins().select(is_failure, code, zero);
+    builder.ins().store(trusted(), code, status, 0);
 }
 
 struct Tile<'o> {
     operands: &'o Operands,
     fma: bool,
+    /// Vectors of 4 columns in the widest block.
+    widest: usize,
 }
 
 impl Tile<'_> {
@@ -92,7 +147,7 @@ impl Tile<'_> {
         let column = builder.declare_var(types::I64);
         let zero = builder.ins().iconst(types::I64, 0);
         builder.def_var(column, zero);
-        for vectors in [VECTORS, 1] {
+        for vectors in [self.widest, 1] {
             let (j, frame) = loop_begin(builder, column, o.n, 4 * vectors as i64);
             self.block(builder, &a_rows, &out_rows, b_base, j, vectors, true);
             loop_end(builder, column, frame);
@@ -142,14 +197,14 @@ impl Tile<'_> {
             .map(|c| {
                 let offset = builder.ins().iadd_imm_s(b_row, 4 * c as i64);
                 let address = element(builder, o.b, offset);
-                builder.ins().load(ty, trusted(), address, 0)
+                builder.ins().load(ty, read_only(), address, 0)
             })
             .collect();
         for (r, &a_row) in a_rows.iter().enumerate() {
             let a_step = builder.ins().imul(p, o.a_strides[2]);
             let a_offset = builder.ins().iadd(a_row, a_step);
             let address = element(builder, o.a, a_offset);
-            let a_value = builder.ins().load(types::F32, trusted(), address, 0);
+            let a_value = builder.ins().load(types::F32, read_only(), address, 0);
             let a_value = if vector { builder.ins().splat(ty, a_value) } else { a_value };
             for (c, &b_value) in b_values.iter().enumerate() {
                 let acc = builder.use_var(accumulators[r][c]);

@@ -14,6 +14,7 @@
 //! elements its declared shape gives under `sizes`. The runtime checks that before each call.
 //! `KILN_DUMP=clif` prints the Cranelift IR of every kernel.
 
+pub mod gemm;
 mod loops;
 pub(crate) mod math;
 mod matmul;
@@ -34,6 +35,8 @@ use crate::kernel::{Kernel, Program, Size};
 pub const STATUS_INDEX_OUT_OF_RANGE: i64 = 1;
 /// The status code of an integer division by zero.
 pub const STATUS_DIVISION_BY_ZERO: i64 = 2;
+/// The status code of a failure inside the tuned GEMM (a bug in kiln or in the `gemm` crate).
+pub const STATUS_GEMM_FAILED: i64 = 3;
 
 /// The signature of every kernel.
 pub type KernelFn = unsafe extern "C" fn(*const *mut u8, *const i64, i64, i64, *mut i64);
@@ -43,15 +46,30 @@ pub type KernelFn = unsafe extern "C" fn(*const *mut u8, *const i64, i64, i64, *
 pub struct CompiledKernel {
     /// The kernel's name (as in the program listing).
     pub name: String,
-    /// The extent of the range `start..end` the kernel accepts; the runtime may split it into
-    /// sub-ranges and run them on different threads.
+    /// The iterations of the kernel's outermost loop (see [`CompiledKernel::range`]).
     pub extent: Size,
+    /// Iterations per index of the range `start..end` (the last index may stand for fewer).
+    pub chunk: i64,
     /// False if the whole range must run in one call (a reduction to a scalar).
     pub splittable: bool,
     function: KernelFn,
 }
 
+/// How a kernel's range is laid out, as its builder reports it.
+pub(crate) struct KernelShape {
+    pub extent: Size,
+    pub chunk: i64,
+    pub splittable: bool,
+}
+
 impl CompiledKernel {
+    /// The length of the range `0..range` the kernel accepts under the symbol values
+    /// `symbols`; the runtime may split it into sub-ranges and run them on different threads.
+    pub fn range(&self, symbols: &[i64]) -> i64 {
+        let iterations = self.extent.evaluate(symbols);
+        (iterations + self.chunk - 1) / self.chunk
+    }
+
     /// Runs the kernel over `start..end`.
     ///
     /// # Safety
@@ -98,7 +116,12 @@ pub(crate) struct Target {
 pub fn compile(program: Program) -> Result<CompiledProgram> {
     let isa = host_isa()?;
     let target = Target { fma: host_has_fma() };
-    let mut module = JITModule::new(JITBuilder::with_isa(isa, default_libcall_names()));
+    let mut jit = JITBuilder::with_isa(isa, default_libcall_names());
+    jit.symbol(gemm::SYMBOL, gemm::kiln_sgemm as *const u8);
+    let mut module = JITModule::new(jit);
+    let gemm_id = module
+        .declare_function(gemm::SYMBOL, Linkage::Import, &gemm_signature(&module))
+        .map_err(|e| Error::Bug(format!("declaring {}: {e}", gemm::SYMBOL)))?;
     let dump = std::env::var("KILN_DUMP").is_ok_and(|levels| levels.split(',').any(|level| level == "clif"));
     let frontend_config = module.target_config();
     let mut context = module.make_context();
@@ -111,11 +134,12 @@ pub fn compile(program: Program) -> Result<CompiledProgram> {
             .declare_function(&name, Linkage::Local, &signature)
             .map_err(|e| Error::Bug(format!("declaring {name}: {e}")))?;
         context.func = Function::with_name_signature(UserFuncName::user(0, number as u32), signature);
-        let (extent, splittable) = {
+        let shape = {
+            let gemm_shim = module.declare_func_in_func(gemm_id, &mut context.func);
             let mut builder = FunctionBuilder::new(&mut context.func, &mut builder_context);
             let shape = match kernel {
                 Kernel::Loop(k) => loops::build(&mut builder, k, &program, target),
-                Kernel::MatMul(k) => matmul::build(&mut builder, k, &program, target),
+                Kernel::MatMul(k) => matmul::build(&mut builder, k, Some(gemm_shim), target),
                 Kernel::Scatter(k) => scatter::build(&mut builder, k, &program),
             };
             builder.seal_all_blocks();
@@ -127,16 +151,17 @@ pub fn compile(program: Program) -> Result<CompiledProgram> {
         }
         module.define_function(id, &mut context).map_err(|e| Error::Bug(format!("compiling {name}: {e:?}")))?;
         module.clear_context(&mut context);
-        declared.push((id, kernel_name(kernel), extent, splittable));
+        declared.push((id, kernel_name(kernel), shape));
     }
     module.finalize_definitions().map_err(|e| Error::Bug(format!("finalizing kernels: {e}")))?;
     let kernels = declared
         .into_iter()
-        .map(|(id, name, extent, splittable)| {
+        .map(|(id, name, shape)| {
             let code = module.get_finalized_function(id);
             // SAFETY: the function was defined with `kernel_signature`, which is `KernelFn`'s ABI.
             let function = unsafe { std::mem::transmute::<*const u8, KernelFn>(code) };
-            CompiledKernel { name, extent, splittable, function }
+            let KernelShape { extent, chunk, splittable } = shape;
+            CompiledKernel { name, extent, chunk, splittable, function }
         })
         .collect();
     Ok(CompiledProgram { program, kernels, _module: module })
@@ -158,6 +183,17 @@ fn kernel_signature(module: &JITModule) -> Signature {
     for param in [pointer, pointer, types::I64, types::I64, pointer] {
         signature.params.push(AbiParam::new(param));
     }
+    signature
+}
+
+/// `kiln_sgemm(layout, a, b, out, first, last) -> failed`.
+fn gemm_signature(module: &JITModule) -> Signature {
+    let mut signature = module.make_signature();
+    let pointer = module.target_config().pointer_type();
+    for param in [pointer, pointer, pointer, pointer, types::I64, types::I64] {
+        signature.params.push(AbiParam::new(param));
+    }
+    signature.returns.push(AbiParam::new(types::I64));
     signature
 }
 
@@ -213,11 +249,17 @@ pub(crate) fn trusted() -> ir::MemFlagsData {
     ir::MemFlagsData::trusted()
 }
 
+/// Flags for loads of buffers the kernel reads: trusted, and also never written during the
+/// call (a kernel never writes a buffer it reads), so Cranelift may hoist and merge them.
+pub(crate) fn read_only() -> ir::MemFlagsData {
+    ir::MemFlagsData::trusted().with_readonly().with_can_move()
+}
+
 /// The value of a size, from the symbol values in `sizes`.
 pub(crate) fn size_value(builder: &mut FunctionBuilder, sizes: ir::Value, size: &Size) -> ir::Value {
     let mut value = builder.ins().iconst(types::I64, size.factor);
     for &symbol in &size.symbols {
-        let symbol_value = builder.ins().load(types::I64, trusted(), sizes, (symbol * 8) as i32);
+        let symbol_value = builder.ins().load(types::I64, read_only(), sizes, (symbol * 8) as i32);
         value = builder.ins().imul(value, symbol_value);
     }
     value
@@ -225,5 +267,5 @@ pub(crate) fn size_value(builder: &mut FunctionBuilder, sizes: ir::Value, size: 
 
 /// The base address of buffer `buffer` (resolving aliases happens in the runtime's table).
 pub(crate) fn buffer_address(builder: &mut FunctionBuilder, buffers: ir::Value, buffer: usize) -> ir::Value {
-    builder.ins().load(types::I64, trusted(), buffers, (buffer * 8) as i32)
+    builder.ins().load(types::I64, read_only(), buffers, (buffer * 8) as i32)
 }

@@ -8,12 +8,12 @@ use cranelift_codegen::ir::{InstBuilder, types};
 use cranelift_frontend::FunctionBuilder;
 
 use super::loops::{loop_begin, loop_end};
-use super::{STATUS_INDEX_OUT_OF_RANGE, trusted};
+use super::{KernelShape, STATUS_INDEX_OUT_OF_RANGE, trusted};
 use crate::graph::DType;
-use crate::kernel::{Program, ScatterKernel, Size};
+use crate::kernel::{Program, ScatterKernel};
 
 /// Builds the function of a scatter kernel; returns the extent of its splittable range.
-pub(super) fn build(builder: &mut FunctionBuilder, kernel: &ScatterKernel, program: &Program) -> (Size, bool) {
+pub(super) fn build(builder: &mut FunctionBuilder, kernel: &ScatterKernel, program: &Program) -> KernelShape {
     let params = super::entry(builder);
     let indices = super::buffer_address(builder, params.buffers, kernel.indices);
     let updates = super::buffer_address(builder, params.buffers, kernel.updates);
@@ -93,7 +93,7 @@ pub(super) fn build(builder: &mut FunctionBuilder, kernel: &ScatterKernel, progr
     builder.ins().store(trusted(), code, params.status, 0);
     builder.ins().store(trusted(), value, params.status, 8);
     builder.ins().return_(&[]);
-    (kernel.row_len.clone(), true)
+    KernelShape { extent: kernel.row_len.clone(), chunk: 1, splittable: true }
 }
 
 fn f32_element(

@@ -47,6 +47,7 @@ pub fn lower(graph: &Graph, outputs: &[NodeId], updates: &[(NodeId, NodeId)]) ->
     program.outputs = outputs.iter().map(|&id| buffer(id)).collect();
     program.updates = updates.iter().map(|&(param, value)| (buffer(param), buffer(value))).collect();
     super::merge_neighbours(&mut program);
+    super::collapse_loops(&mut program);
     Ok((program, notes))
 }
 

@@ -14,10 +14,12 @@
 //! writes a buffer it reads; the outermost loop of a kernel marked `parallel` can be split
 //! into ranges that run independently.
 
+mod collapse;
 mod lower;
 mod merge;
 mod print;
 
+pub use collapse::collapse_loops;
 pub use lower::{FusionNote, lower};
 pub use merge::merge_neighbours;
 

@@ -29,7 +29,12 @@ pub fn fold_constants(graph: &Graph, outputs: &[NodeId]) -> Rooted {
         let operands: Vec<&Value> = operands.iter().collect();
         let context = Context { symbols: &symbols, dtype: node.dtype, shape };
         let value = evaluate(&node.op, &operands, &context).ok()?;
-        let mut folded = crate::graph::Node { op: Op::Constant(value), inputs: vec![], ..node.clone() };
+        // A result with one value throughout stays a fill: later stages recompute it for free
+        // instead of reading a tensor of copies.
+        let values = value.to_f64_vec();
+        let uniform = value.numel() > 1 && values.iter().all(|v| v.to_bits() == values[0].to_bits());
+        let op = if uniform { Op::Fill(values[0]) } else { Op::Constant(value) };
+        let mut folded = crate::graph::Node { op, inputs: vec![], ..node.clone() };
         folded.name = node.name.clone();
         Some(rewrite::copy_node(new, folded))
     })

@@ -1,0 +1,105 @@
+//! The bridge from generated code to a tuned GEMM (the `gemm` crate) for big matrix products.
+//!
+//! Cranelift lowers only 128-bit vectors on x86-64 and does not schedule for register
+//! pressure, so its best register tile reaches a fraction of what a packing GEMM with
+//! AVX-512 does on the same core (see CRANELIFT.md). Matmul kernels therefore branch at run
+//! time: products of at least [`GEMM_MIN_WORK`] multiply-adds call [`kiln_sgemm`], smaller ones
+//! (batch-1 inference, tiny layers) stay in the register tile, which has no call overhead.
+//!
+//! The shim is `extern "C"`, registered with the JIT under [`SYMBOL`], and never unwinds:
+//! a panic inside the GEMM would abort through JIT frames, so it is caught and reported as a
+//! status instead.
+
+use std::panic::{AssertUnwindSafe, catch_unwind};
+
+/// The JIT symbol of [`kiln_sgemm`].
+pub(crate) const SYMBOL: &str = "kiln_sgemm";
+
+/// Products of fewer multiply-adds (`m·k·n` of one batch) run in the register tile.
+///
+/// Calibrated with `cargo run --release -p kiln-bench -- matmul`: on W1's and W4's shapes the
+/// GEMM wins from a few tens of thousands of multiply-adds up; below that its setup dominates.
+pub const GEMM_MIN_WORK: i64 = 32_768;
+
+/// Rows per GEMM call. Each call covers at most one chunk, whatever range a thread was given,
+/// so every element is summed in the same order for every thread count.
+pub const CHUNK_ROWS: i64 = 256;
+
+/// The layout of one product, as generated code stores it in a stack slot for [`kiln_sgemm`].
+#[repr(C)]
+pub(crate) struct Layout {
+    pub m: i64,
+    pub k: i64,
+    pub n: i64,
+    /// Strides of the left operand along (batch, row, inner), in elements.
+    pub a: [i64; 3],
+    /// Strides of the right operand along (batch, inner, column), in elements.
+    pub b: [i64; 3],
+}
+
+/// Number of `i64` fields of [`Layout`].
+pub(crate) const LAYOUT_WORDS: usize = 9;
+
+/// Computes rows `first..last` (of batch and rows flattened) of `out = a · b`, one chunk of
+/// [`CHUNK_ROWS`] rows per GEMM call. Returns 0, or 1 if the GEMM panicked.
+///
+/// # Safety
+/// `layout` points to a valid [`Layout`]; `a`, `b` and `out` hold every element the layout
+/// addresses for rows `first..last`; `out` is contiguous `[batch·m, n]` and overlaps neither.
+pub(crate) unsafe extern "C" fn kiln_sgemm(
+    layout: *const Layout,
+    a: *const f32,
+    b: *const f32,
+    out: *mut f32,
+    first: i64,
+    last: i64,
+) -> i64 {
+    let run = AssertUnwindSafe(|| {
+        // SAFETY: the caller's contract.
+        let layout = unsafe { &*layout };
+        let Layout { m, k, n, a: a_strides, b: b_strides } = *layout;
+        let mut row = first;
+        while row < last {
+            let (batch, i) = (row / m, row % m);
+            let chunk_end = (row / CHUNK_ROWS + 1) * CHUNK_ROWS;
+            let end = last.min(chunk_end).min(row - i + m);
+            let rows = end - row;
+            // SAFETY: every offset addresses an element the caller vouched for.
+            unsafe {
+                let out = out.offset((row * n) as isize);
+                if k == 0 {
+                    std::ptr::write_bytes(out, 0, (rows * n) as usize);
+                } else {
+                    let a = a.offset((batch * a_strides[0] + i * a_strides[1]) as isize);
+                    let b = b.offset((batch * b_strides[0]) as isize);
+                    gemm::gemm(
+                        rows as usize,
+                        n as usize,
+                        k as usize,
+                        out,
+                        1,
+                        n as isize,
+                        false,
+                        a,
+                        a_strides[2] as isize,
+                        a_strides[1] as isize,
+                        b,
+                        b_strides[2] as isize,
+                        b_strides[1] as isize,
+                        0.0,
+                        1.0,
+                        false,
+                        false,
+                        false,
+                        gemm::Parallelism::None,
+                    );
+                }
+            }
+            row = end;
+        }
+    });
+    match catch_unwind(run) {
+        Ok(()) => 0,
+        Err(_) => 1,
+    }
+}

@@ -1,0 +1,153 @@
+//! Collapsing neighbouring loops that walk every buffer as one loop.
+//!
+//! In: a program. Out: the same program where, in each loop kernel, two neighbouring loops
+//! `l, l + 1` are replaced by one loop of their product wherever every index the kernel
+//! touches moves along loop `l` exactly `extent(l + 1)` times as far as along loop `l + 1`
+//! (contiguous in both, or broadcast along both). A `[B, 2]` elementwise kernel becomes one
+//! loop of `2·B` elements, which the code generator runs 4 lanes at a time instead of never.
+//!
+//! Loops are not collapsed across the boundary of a reduction, nor where the body reads a
+//! loop's index (one-hot compares against it).
+
+use super::{Expr, Index, Kernel, LoopKernel, Program, Size};
+
+/// Collapses the loops of every loop kernel of `program` as far as its indices allow.
+pub fn collapse_loops(program: &mut Program) {
+    for kernel in &mut program.kernels {
+        if let Kernel::Loop(kernel) = kernel {
+            collapse(kernel);
+        }
+    }
+}
+
+fn collapse(kernel: &mut LoopKernel) {
+    // Innermost pairs first, so a whole contiguous nest folds into one loop.
+    let mut outer = kernel.loops.len().saturating_sub(1);
+    while outer > 0 {
+        let level = outer - 1;
+        if can_collapse(kernel, level) {
+            merge_levels(kernel, level);
+        }
+        outer -= 1;
+    }
+}
+
+/// The indices a kernel reads and writes through.
+fn indices(kernel: &LoopKernel) -> impl Iterator<Item = &Index> {
+    let body = kernel.body.iter().filter_map(|(expr, _)| match expr {
+        Expr::Load { index, .. } | Expr::Random { index, .. } | Expr::Gather { index, .. } => Some(index),
+        _ => None,
+    });
+    body.chain(kernel.stores.iter().map(|(_, _, index)| index))
+}
+
+fn can_collapse(kernel: &LoopKernel, level: usize) -> bool {
+    let inner = level + 1;
+    let crosses_reduction = kernel.reduce.is_some_and(|(_, first)| first == inner);
+    let reads_index =
+        kernel.body.iter().any(|(expr, _)| matches!(expr, Expr::LoopIndex(l) if *l == level || *l == inner));
+    if crosses_reduction || reads_index {
+        return false;
+    }
+    let extent = &kernel.loops[inner];
+    indices(kernel).all(|index| same(&stride(index, level), &stride(index, inner).times(extent)))
+}
+
+fn stride(index: &Index, level: usize) -> Size {
+    index.strides.get(level).cloned().unwrap_or_else(|| Size::fixed(0))
+}
+
+/// Equal as values: a zero factor is zero whatever symbols multiply it.
+fn same(a: &Size, b: &Size) -> bool {
+    (a.factor == 0 && b.factor == 0) || a == b
+}
+
+/// Replaces loops `level` and `level + 1` by one loop over both, with the inner loop's strides.
+fn merge_levels(kernel: &mut LoopKernel, level: usize) {
+    let inner = level + 1;
+    let extent = kernel.loops.remove(inner);
+    kernel.loops[level] = kernel.loops[level].times(&extent);
+    let fix = |index: &mut Index| {
+        if index.strides.len() > inner {
+            index.strides[level] = index.strides.remove(inner);
+        } else if index.strides.len() == inner {
+            // Only the outer loop moved it, which `can_collapse` rules out unless by 0.
+            index.strides.truncate(level);
+        }
+    };
+    for (expr, _) in &mut kernel.body {
+        match expr {
+            Expr::Load { index, .. } | Expr::Random { index, .. } | Expr::Gather { index, .. } => fix(index),
+            Expr::LoopIndex(l) if *l > inner => *l -= 1,
+            _ => {}
+        }
+    }
+    for (_, _, index) in &mut kernel.stores {
+        fix(index);
+    }
+    if let Some((_, first)) = &mut kernel.reduce
+        && *first > inner
+    {
+        *first -= 1;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::graph::DType;
+
+    fn index(strides: &[i64]) -> Index {
+        Index { base: vec![], strides: strides.iter().map(|&s| Size::fixed(s)).collect() }
+    }
+
+    fn kernel(loops: &[i64], load: &[i64], store: &[i64]) -> LoopKernel {
+        LoopKernel {
+            name: "k".into(),
+            loops: loops.iter().map(|&e| Size::fixed(e)).collect(),
+            reduce: None,
+            body: vec![(Expr::Load { buffer: 0, index: index(load) }, DType::F32)],
+            stores: vec![(0, 1, index(store))],
+        }
+    }
+
+    #[test]
+    fn a_contiguous_nest_becomes_one_loop() {
+        let mut k = kernel(&[10, 3, 2], &[6, 2, 1], &[6, 2, 1]);
+        collapse(&mut k);
+        assert_eq!(k.loops, vec![Size::fixed(60)]);
+        assert_eq!(k.stores[0].2, index(&[1]));
+    }
+
+    #[test]
+    fn a_broadcast_operand_keeps_its_loop() {
+        // A bias read as b[i1] against a contiguous [10, 20] result.
+        let mut k = kernel(&[10, 20], &[0, 1], &[20, 1]);
+        collapse(&mut k);
+        assert_eq!(k.loops.len(), 2);
+    }
+
+    #[test]
+    fn a_transposed_read_keeps_both_loops() {
+        let mut k = kernel(&[4, 5], &[1, 4], &[5, 1]);
+        collapse(&mut k);
+        assert_eq!(k.loops.len(), 2);
+    }
+
+    #[test]
+    fn symbolic_extents_collapse_too() {
+        let b = Size { factor: 1, symbols: vec![0] };
+        let mut k = kernel(&[1, 2], &[2, 1], &[2, 1]);
+        k.loops[0] = b.clone();
+        collapse(&mut k);
+        assert_eq!(k.loops, vec![b.times(&Size::fixed(2))]);
+    }
+
+    #[test]
+    fn reductions_keep_their_boundary() {
+        let mut k = kernel(&[10, 2], &[2, 1], &[1, 0]);
+        k.reduce = Some((super::super::Reduce::Sum, 1));
+        collapse(&mut k);
+        assert_eq!(k.loops.len(), 2);
+    }
+}
