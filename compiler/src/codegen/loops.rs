@@ -51,7 +51,7 @@ fn vectorizable(kernel: &LoopKernel, program: &Program) -> bool {
         if !matches!(dtype, DType::F32 | DType::Bool) {
             return uniform[id];
         }
-        let expr_ok = match expr {
+        match expr {
             Expr::Load { buffer, index } => program.buffers[*buffer].dtype == DType::F32 && moves_by_0_or_1(index),
             Expr::Const(_) | Expr::Size(_) => true,
             Expr::Unary(..) | Expr::Pow(..) | Expr::Binary(..) | Expr::Select(..) => true,
@@ -59,8 +59,7 @@ fn vectorizable(kernel: &LoopKernel, program: &Program) -> bool {
             Expr::Cast(x) => matches!(kernel.body[*x].1, DType::F32 | DType::Bool) && *dtype == DType::F32,
             Expr::Random { index, .. } => moves_by_0_or_1(index),
             Expr::LoopIndex(_) | Expr::Gather { .. } => false,
-        };
-        expr_ok
+        }
     });
     let stores_ok = kernel.stores.iter().all(|(value, buffer, index)| {
         let dtype_ok = program.buffers[*buffer].dtype == DType::F32 && kernel.body[*value].1 == DType::F32;
