@@ -21,6 +21,7 @@ pub fn collapse_loops(program: &mut Program) {
 }
 
 fn collapse(kernel: &mut LoopKernel) {
+    drop_unit_loops(kernel);
     // Innermost pairs first, so a whole contiguous nest folds into one loop.
     let mut outer = kernel.loops.len().saturating_sub(1);
     while outer > 0 {
@@ -29,6 +30,44 @@ fn collapse(kernel: &mut LoopKernel) {
             merge_levels(kernel, level);
         }
         outer -= 1;
+    }
+}
+
+/// Removes loops of extent 1 outside any reduction (whatever their strides: their index is
+/// always 0), keeping at least one loop.
+fn drop_unit_loops(kernel: &mut LoopKernel) {
+    let mut level = kernel.loops.len();
+    while level > 0 && kernel.loops.len() > 1 {
+        level -= 1;
+        let unit = kernel.loops[level].as_fixed() == Some(1);
+        let outside_reduction = kernel.reduce.is_none_or(|(_, first)| level < first);
+        let reads_index = kernel.body.iter().any(|(expr, _)| matches!(expr, Expr::LoopIndex(l) if *l == level));
+        if unit && outside_reduction && !reads_index {
+            remove_level(kernel, level);
+        }
+    }
+}
+
+/// Removes loop `level`, which only ever has index 0.
+fn remove_level(kernel: &mut LoopKernel, level: usize) {
+    kernel.loops.remove(level);
+    let fix = |index: &mut Index| {
+        if index.strides.len() > level {
+            index.strides.remove(level);
+        }
+    };
+    for (expr, _) in &mut kernel.body {
+        match expr {
+            Expr::Load { index, .. } | Expr::Random { index, .. } | Expr::Gather { index, .. } => fix(index),
+            Expr::LoopIndex(l) if *l > level => *l -= 1,
+            _ => {}
+        }
+    }
+    for (_, _, index) in &mut kernel.stores {
+        fix(index);
+    }
+    if let Some((_, first)) = &mut kernel.reduce {
+        *first -= 1;
     }
 }
 
@@ -141,6 +180,15 @@ mod tests {
         k.loops[0] = b.clone();
         collapse(&mut k);
         assert_eq!(k.loops, vec![b.times(&Size::fixed(2))]);
+    }
+
+    #[test]
+    fn loops_of_extent_one_disappear() {
+        // A [10, 1] result read from every other element of a [10, 2] buffer.
+        let mut k = kernel(&[10, 1], &[2, 1], &[1, 1]);
+        collapse(&mut k);
+        assert_eq!(k.loops, vec![Size::fixed(10)]);
+        assert_eq!(k.body[0].0, Expr::Load { buffer: 0, index: index(&[2]) });
     }
 
     #[test]

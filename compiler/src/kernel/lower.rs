@@ -15,7 +15,7 @@ use super::{
     Buffer, Expr, ExprId, Index, Kernel, LoopKernel, MatMulKernel, Program, Reduce, Role, ScatterKernel, Size,
 };
 use crate::error::{Error, Result};
-use crate::graph::{Compare, DType, Dim, Graph, Node, NodeId, Op, Shape};
+use crate::graph::{Binary, Compare, DType, Dim, Graph, Node, NodeId, Op, Shape};
 
 /// Why a node was fused or given a buffer.
 #[derive(Clone, Debug, PartialEq)]
@@ -27,6 +27,9 @@ pub struct FusionNote {
     /// The decision and its reason, e.g. `fused: used by 1 kernel`.
     pub decision: String,
 }
+
+/// Reductions over at most this many elements fuse into their readers, unrolled.
+const SMALL_REDUCTION: usize = 8;
 
 /// For each dim of a tensor: the loop that drives its index (if any) and a constant offset.
 type DimMap = Vec<(Option<usize>, i64)>;
@@ -147,14 +150,14 @@ impl<'a> Lowering<'a> {
             let node = &nodes[index];
             kernel_uses[index] = users[index]
                 .iter()
-                .map(|&u| if materialised[u] || !fusible(&nodes[u].op) { 1 } else { kernel_uses[u] })
+                .map(|&u| if materialised[u] || !self.fusible_node(u) { 1 } else { kernel_uses[u] })
                 .sum();
             let (materialise, reason) = self.decision(index, kernel_uses[index], &users[index]);
             materialised[index] = materialise;
             if materialise {
                 self.buffer_of[index] = Some(self.new_buffer(node));
             }
-            if fusible(&node.op) {
+            if self.fusible_node(index) {
                 self.notes.push(FusionNote { node: NodeId(index), op: node.op.name(), decision: reason });
             }
         }
@@ -171,12 +174,41 @@ impl<'a> Lowering<'a> {
             Op::Input { .. } | Op::Param { .. } => (true, "leaf".into()),
             Op::Constant(value) if value.numel() > 1 => (true, "constant tensor".into()),
             _ if self.needs_buffer[index] => (true, "materialised: an output, or read as memory".into()),
-            op if !fusible(op) => (true, "computed by its own kernel".into()),
+            _ if !self.fusible_node(index) => (true, self.own_kernel_reason(index)),
             _ if expensive_broadcast_user => (true, "materialised: broadcast would recompute it for every copy".into()),
             _ if kernel_uses >= 2 && !cheap(node) => {
                 (true, format!("materialised: {kernel_uses} kernels read it and it is not cheap to recompute"))
             }
             _ => (false, format!("fused into the {kernel_uses} kernel(s) that read it")),
+        }
+    }
+
+    /// True if node `index` can be recomputed inside the kernels that read it.
+    fn fusible_node(&self, index: usize) -> bool {
+        fusible(&self.nodes[index].op) || self.small_reduction(index)
+    }
+
+    /// A sum or max over static axes of at most [`SMALL_REDUCTION`] elements: unrolled into
+    /// the expression of each reader (`x[.., 0] + x[.., 1]`), it fuses like an elementwise op,
+    /// so a softmax over a few classes and its gradient become elementwise chains.
+    fn small_reduction(&self, index: usize) -> bool {
+        let node = &self.nodes[index];
+        let (Op::Sum { axes, .. } | Op::ReduceMax { axes, .. }) = &node.op else { return false };
+        let input = &self.nodes[node.inputs[0].0].shape;
+        let sizes: Option<Vec<usize>> = axes.iter().map(|&a| input.dims()[a].as_static()).collect();
+        sizes.is_some_and(|sizes| sizes.iter().product::<usize>() <= SMALL_REDUCTION)
+    }
+
+    /// Why a node that cannot fuse gets a kernel of its own.
+    fn own_kernel_reason(&self, index: usize) -> String {
+        match &self.nodes[index].op {
+            Op::Sum { .. } | Op::ReduceMax { .. } => {
+                format!(
+                    "computed by its own kernel: a reduction over more than {SMALL_REDUCTION} elements or a symbolic dim"
+                )
+            }
+            Op::MatMul => "computed by its own kernel: matmuls always are".into(),
+            op => format!("computed by its own kernel: `{}` is never recomputed in its readers", op.name()),
         }
     }
 
@@ -206,8 +238,10 @@ impl<'a> Lowering<'a> {
                 let source = self.buffer_of[node.inputs[0].0].expect("bug in kiln: reshape input has no buffer");
                 self.program.buffers[out].role = Role::Alias(source);
             }
-            Op::Sum { axes, .. } => self.emit_reduction(id, out, axes, Reduce::Sum),
-            Op::ReduceMax { axes, .. } => self.emit_reduction(id, out, axes, Reduce::Max),
+            Op::Sum { axes, .. } if !self.small_reduction(id.0) => self.emit_reduction(id, out, axes, Reduce::Sum),
+            Op::ReduceMax { axes, .. } if !self.small_reduction(id.0) => {
+                self.emit_reduction(id, out, axes, Reduce::Max)
+            }
             Op::MatMul => self.emit_matmul(id, out),
             Op::ScatterAdd => self.emit_scatter(id, out),
             Op::Concat { axis } => self.emit_concat(id, out, *axis),
@@ -527,8 +561,55 @@ impl<'a> Lowering<'a> {
                 let gather = Expr::Gather { buffer, row, rows, row_stride: strides[0].clone(), index };
                 body.push(gather, dtype)
             }
+            Op::Sum { axes, .. } => self.unrolled_reduction(body, id, axes, Binary::Add, map),
+            Op::ReduceMax { axes, .. } => self.unrolled_reduction(body, id, axes, Binary::Max, map),
             op => unreachable!("bug in kiln: `{}` is never fused", op.name()),
         }
+    }
+
+    /// A small reduction of node `id`'s input over `axes`, as `combine` folded over every
+    /// element of the reduced axes in row-major order (see [`Lowering::small_reduction`]).
+    fn unrolled_reduction(
+        &mut self,
+        body: &mut Body,
+        id: NodeId,
+        axes: &[usize],
+        combine: Binary,
+        map: &DimMap,
+    ) -> ExprId {
+        let node = &self.nodes[id.0];
+        let input = node.inputs[0];
+        let input_shape = self.nodes[input.0].shape.clone();
+        let keepdims = node.shape.rank() == input_shape.rank();
+        // The input's map: kept dims follow the result's, reduced dims are set below.
+        let mut input_map: DimMap = Vec::with_capacity(input_shape.rank());
+        let mut kept = 0;
+        for d in 0..input_shape.rank() {
+            if axes.contains(&d) {
+                input_map.push((None, 0));
+            } else {
+                input_map.push(map[if keepdims { d } else { kept }]);
+                kept += 1;
+            }
+        }
+        let sizes: Vec<usize> =
+            axes.iter().map(|&a| input_shape.dims()[a].as_static().expect("bug in kiln: checked static")).collect();
+        let count: usize = sizes.iter().product();
+        let mut total = None;
+        for flat in 0..count {
+            // The row-major position `flat` over the reduced axes.
+            let mut rest = flat;
+            for (&axis, &size) in axes.iter().zip(&sizes).rev() {
+                input_map[axis] = (None, (rest % size) as i64);
+                rest /= size;
+            }
+            let value = self.expr(body, input, &input_map);
+            total = Some(match total {
+                None => value,
+                Some(sum) => body.push(Expr::Binary(combine, sum, value), node.dtype),
+            });
+        }
+        total.unwrap_or_else(|| body.push(Expr::Const(0.0), node.dtype))
     }
 
     /// The index along a dim driven by `(loop, offset)`, as an `I64` expression.
@@ -537,7 +618,7 @@ impl<'a> Lowering<'a> {
         match level {
             Some(level) => {
                 let index = body.push(Expr::LoopIndex(level), DType::I64);
-                body.push(Expr::Binary(crate::graph::Binary::Add, index, offset_expr), DType::I64)
+                body.push(Expr::Binary(Binary::Add, index, offset_expr), DType::I64)
             }
             None => offset_expr,
         }
