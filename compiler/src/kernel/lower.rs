@@ -16,6 +16,7 @@ use super::{
 };
 use crate::error::{Error, Result};
 use crate::graph::{Binary, Compare, DType, Dim, Graph, Node, NodeId, Op, Shape};
+use crate::value::Value;
 
 /// Why a node was fused or given a buffer.
 #[derive(Clone, Debug, PartialEq)]
@@ -74,6 +75,8 @@ struct Lowering<'a> {
     needs_buffer: Vec<bool>,
     program: Program,
     notes: Vec<FusionNote>,
+    /// A one-element constant 1.0, the stride-0 operand of column sums.
+    ones: Option<usize>,
 }
 
 impl<'a> Lowering<'a> {
@@ -97,7 +100,8 @@ impl<'a> Lowering<'a> {
         }
         let program = Program { symbols: names, buffers: vec![], kernels: vec![], outputs: vec![], updates: vec![] };
         let n = nodes.len();
-        Lowering { nodes, symbols, buffer_of: vec![None; n], needs_buffer: vec![false; n], program, notes: vec![] }
+        let buffer_of = vec![None; n];
+        Lowering { nodes, symbols, buffer_of, needs_buffer: vec![false; n], program, notes: vec![], ones: None }
     }
 
     fn size(&self, dim: &Dim) -> Size {
@@ -288,6 +292,9 @@ impl<'a> Lowering<'a> {
     }
 
     fn emit_reduction(&mut self, id: NodeId, out: usize, axes: &[usize], reduce: Reduce) {
+        if reduce == Reduce::Sum && self.emit_column_sum(id, out, axes) {
+            return;
+        }
         let node = &self.nodes[id.0];
         let input = node.inputs[0];
         let input_shape = &self.nodes[input.0].shape;
@@ -318,6 +325,45 @@ impl<'a> Lowering<'a> {
             stores: vec![(value, out, index)],
         };
         self.program.kernels.push(Kernel::Loop(kernel));
+    }
+
+    /// A sum over the leading axes of a materialised `f32` tensor, as the product `1ᵀ · X`
+    /// of a stride-0 row of ones and `X` viewed as `[leading, trailing]`: the matmul kernel
+    /// runs it vectorised along the kept columns (or in the tuned GEMM), where a loop kernel
+    /// would walk each column with a stride. Bias gradients are sums of this shape.
+    fn emit_column_sum(&mut self, id: NodeId, out: usize, axes: &[usize]) -> bool {
+        let node = &self.nodes[id.0];
+        let input = node.inputs[0];
+        let input_shape = &self.nodes[input.0].shape;
+        let leading = !axes.is_empty() && axes.len() < input_shape.rank() && axes.iter().enumerate().all(|(i, &a)| i == a);
+        let Some(buffer) = self.buffer_of[input.0] else { return false };
+        let columns = input_shape.dims()[axes.len()..].iter().fold(Size::fixed(1), |acc, d| acc.times(&self.size(d)));
+        let wide = columns.as_fixed().is_none_or(|n| n >= 8);
+        if !leading || !wide || node.dtype != DType::F32 {
+            return false;
+        }
+        let rows = input_shape.dims()[..axes.len()].iter().fold(Size::fixed(1), |acc, d| acc.times(&self.size(d)));
+        let ones = match self.ones {
+            Some(ones) => ones,
+            None => {
+                let ones = self.push_buffer(Shape(vec![Dim::Static(1)]), DType::F32, Role::Constant(Value::f32([1], vec![1.0])));
+                self.ones = Some(ones);
+                ones
+            }
+        };
+        let zero = Size::fixed(0);
+        let kernel = MatMulKernel {
+            name: format!("{}{}", node.op.name(), id),
+            batch: Size::fixed(1),
+            m: Size::fixed(1),
+            k: rows,
+            n: columns.clone(),
+            a: (ones, [zero.clone(), zero.clone(), zero.clone()]),
+            b: (buffer, [zero, columns, Size::fixed(1)]),
+            out,
+        };
+        self.program.kernels.push(Kernel::MatMul(Box::new(kernel)));
+        true
     }
 
     fn emit_concat(&mut self, id: NodeId, out: usize, axis: usize) {
