@@ -78,7 +78,8 @@ pub(super) fn build(
     // Rows of one tile may belong to different batches; they share `b` only if it is unbatched.
     let shared_b = kernel.batch.as_fixed() == Some(1) || kernel.b.1[0].as_fixed() == Some(0);
     let widest = kernel.n.as_fixed().map_or(2, |n| (n as usize / 4).clamp(1, 5));
-    let tile = Tile { operands: &operands, fma: target.fma, widest };
+    let unit_columns = kernel.b.1[2].as_fixed() == Some(1);
+    let tile = Tile { operands: &operands, fma: target.fma, widest, unit_columns };
     let row = builder.declare_var(types::I64);
     builder.def_var(row, first_row);
     if shared_b {
@@ -123,6 +124,8 @@ struct Tile<'o> {
     fma: bool,
     /// Vectors of 4 columns in the widest block.
     widest: usize,
+    /// The right operand's columns are adjacent (column stride 1).
+    unit_columns: bool,
 }
 
 impl Tile<'_> {
@@ -189,15 +192,33 @@ impl Tile<'_> {
         let start = builder.ins().iconst(types::I64, 0);
         builder.def_var(kk, start);
         let (p, frame) = loop_begin(builder, kk, o.k, 1);
-        // b[batch, p, j + 4c]
+        // b[batch, p, j + 4c + lane], at element (j + 4c + lane) · column stride of row p.
         let b_row = builder.ins().imul(p, o.b_strides[1]);
         let b_row = builder.ins().iadd(b_row, b_base);
-        let b_row = builder.ins().iadd(b_row, j);
+        let first_column = if self.unit_columns { j } else { builder.ins().imul(j, o.b_strides[2]) };
+        let b_row = builder.ins().iadd(b_row, first_column);
         let b_values: Vec<Value> = (0..vectors)
             .map(|c| {
-                let offset = builder.ins().iadd_imm_s(b_row, 4 * c as i64);
-                let address = element(builder, o.b, offset);
-                builder.ins().load(ty, read_only(), address, 0)
+                if self.unit_columns {
+                    let offset = builder.ins().iadd_imm_s(b_row, 4 * c as i64);
+                    let address = element(builder, o.b, offset);
+                    return builder.ins().load(ty, read_only(), address, 0);
+                }
+                // The columns of a right operand whose columns are not adjacent (the transpose
+                // of a weight): one load per lane.
+                let mut lanes = None;
+                for lane in 0..if vector { 4 } else { 1 } {
+                    let step = builder.ins().imul_imm_s(o.b_strides[2], 4 * c as i64 + lane);
+                    let offset = builder.ins().iadd(b_row, step);
+                    let address = element(builder, o.b, offset);
+                    let value = builder.ins().load(types::F32, read_only(), address, 0);
+                    lanes = Some(match lanes {
+                        None if vector => builder.ins().splat(types::F32X4, value),
+                        None => value,
+                        Some(v) => builder.ins().insertlane(v, value, lane as u8),
+                    });
+                }
+                lanes.expect("bug in kiln: at least one lane")
             })
             .collect();
         for (r, &a_row) in a_rows.iter().enumerate() {

@@ -335,7 +335,8 @@ impl<'a> Lowering<'a> {
         let node = &self.nodes[id.0];
         let input = node.inputs[0];
         let input_shape = &self.nodes[input.0].shape;
-        let leading = !axes.is_empty() && axes.len() < input_shape.rank() && axes.iter().enumerate().all(|(i, &a)| i == a);
+        let leading =
+            !axes.is_empty() && axes.len() < input_shape.rank() && axes.iter().enumerate().all(|(i, &a)| i == a);
         let Some(buffer) = self.buffer_of[input.0] else { return false };
         let columns = input_shape.dims()[axes.len()..].iter().fold(Size::fixed(1), |acc, d| acc.times(&self.size(d)));
         let wide = columns.as_fixed().is_none_or(|n| n >= 8);
@@ -346,7 +347,11 @@ impl<'a> Lowering<'a> {
         let ones = match self.ones {
             Some(ones) => ones,
             None => {
-                let ones = self.push_buffer(Shape(vec![Dim::Static(1)]), DType::F32, Role::Constant(Value::f32([1], vec![1.0])));
+                let ones = self.push_buffer(
+                    Shape(vec![Dim::Static(1)]),
+                    DType::F32,
+                    Role::Constant(Value::f32([1], vec![1.0])),
+                );
                 self.ones = Some(ones);
                 ones
             }
@@ -428,10 +433,8 @@ impl<'a> Lowering<'a> {
         };
         let a_full = operand_shape(&m, &k, a_shape);
         let b_full = operand_shape(&k, &n, &self.nodes[b.0].shape.clone());
-        let a_buffer =
-            self.strided_view(a, &a_full, false).unwrap_or_else(|| (self.contiguous_operand(a, &a_full), None));
-        let b_buffer =
-            self.strided_view(b, &b_full, true).unwrap_or_else(|| (self.contiguous_operand(b, &b_full), None));
+        let a_buffer = self.strided_view(a, &a_full).unwrap_or_else(|| (self.contiguous_operand(a, &a_full), None));
+        let b_buffer = self.strided_view(b, &b_full).unwrap_or_else(|| (self.contiguous_operand(b, &b_full), None));
         let batch = batch_dims.iter().fold(Size::fixed(1), |acc, d| acc.times(&self.size(d)));
         let strides_of = |this: &Self, shape: &Shape, view: Option<[Size; 3]>| {
             view.unwrap_or_else(|| {
@@ -457,9 +460,8 @@ impl<'a> Lowering<'a> {
     }
 
     /// The buffer and (batch, row, column) strides of an unbatched operand that is a
-    /// materialised matrix or the transpose of one, read without a copy. The right operand
-    /// (`full` of rank 2 whose columns must be contiguous) qualifies only with column stride 1.
-    fn strided_view(&self, id: NodeId, full: &Shape, unit_columns: bool) -> Option<(usize, Option<[Size; 3]>)> {
+    /// materialised matrix or the transpose of one, read in place without a copy.
+    fn strided_view(&self, id: NodeId, full: &Shape) -> Option<(usize, Option<[Size; 3]>)> {
         if full.rank() != 2 {
             return None;
         }
@@ -472,9 +474,6 @@ impl<'a> Lowering<'a> {
         let buffer = self.buffer_of[source.0]?;
         let strides = self.contiguous_strides(&self.nodes[source.0].shape);
         let column_stride = strides[perm[1]].clone();
-        if unit_columns && column_stride != Size::fixed(1) {
-            return None;
-        }
         Some((buffer, Some([Size::fixed(0), strides[perm[0]].clone(), column_stride])))
     }
 

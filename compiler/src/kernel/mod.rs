@@ -168,7 +168,7 @@ pub struct MatMulKernel {
     pub n: Size,
     /// Left operand: buffer and strides along (batch, m, k).
     pub a: (usize, [Size; 3]),
-    /// Right operand: buffer and strides along (batch, k, n); the n stride is 1.
+    /// Right operand: buffer and strides along (batch, k, n).
     pub b: (usize, [Size; 3]),
     /// The result buffer, contiguous `[batch, m, n]`.
     pub out: usize,

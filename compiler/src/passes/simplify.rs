@@ -29,6 +29,7 @@ pub const RULES: &[Rule] = &[
     Rule { name: "permute(permute(x)) -> permute(x)", apply: compose_permutes },
     Rule { name: "reshape(reshape(x)) -> reshape(x)", apply: collapse_reshapes },
     Rule { name: "sum(broadcast(x)) -> x * count", apply: sum_of_broadcast },
+    Rule { name: "transpose(a @ b) -> transpose(b) @ transpose(a)", apply: transpose_of_matmul },
 ];
 
 /// Applies [`RULES`] to every node, once, in topological order (so a rewritten operand is
@@ -129,4 +130,28 @@ fn sum_of_broadcast(graph: &Graph, node: &Node) -> Option<NodeId> {
     };
     let scaled = x.mul(count).ok()?;
     scaled.reshape(Shape(node.shape.dims().to_vec())).and_then(|t| t.id()).ok()
+}
+
+/// The transpose of a matrix product, computed as the product of the transposes in the other
+/// order, so the result comes out in the layout its readers want. This is how a weight
+/// gradient `transpose(xᵀ · g)` becomes `gᵀ · x`, written row by row as the weight is stored.
+fn transpose_of_matmul(graph: &Graph, node: &Node) -> Option<NodeId> {
+    if node.op != Op::Permute(vec![1, 0]) {
+        return None;
+    }
+    let product = graph.node(node.inputs[0]);
+    if product.op != Op::MatMul || product.inputs.iter().any(|&x| graph.node(x).shape.rank() != 2) {
+        return None;
+    }
+    let (a, b) = (product.inputs[0], product.inputs[1]);
+    transposed(graph, b)?.matmul(transposed(graph, a)?).and_then(|t| t.id()).ok()
+}
+
+/// The transpose of matrix `id`: the matrix it transposes, if it is a transpose.
+fn transposed(graph: &Graph, id: NodeId) -> Option<crate::graph::Tensor<'_>> {
+    let node = graph.node(id);
+    if node.op == Op::Permute(vec![1, 0]) {
+        return Some(graph.handle(node.inputs[0]));
+    }
+    graph.handle(id).transpose().ok()
 }
