@@ -1,11 +1,14 @@
 //! A small persistent thread pool that runs one kernel over split ranges.
 //!
 //! Spawning a thread per kernel call costs tens of microseconds; a training step runs dozens
-//! of kernels. The pool keeps `threads - 1` workers parked on a condition variable; the
-//! calling thread runs the first range itself and waits for the others.
+//! of kernels. The pool keeps `threads - 1` workers that spin briefly between jobs and then
+//! park on a condition variable; the calling thread runs the first range itself and spins
+//! until the others are done.
 
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
 
 use kiln_compiler::codegen::CompiledKernel;
 
@@ -33,19 +36,22 @@ unsafe impl Send for Job {}
 // elements and to each range's own status slot.
 unsafe impl Sync for Job {}
 
-#[derive(Default)]
-struct State {
-    generation: u64,
-    job: Option<Arc<Job>>,
-    pending: usize,
-    shutdown: bool,
-}
+/// How long an idle thread spins before it parks. Kernels of one training step follow each
+/// other within microseconds, and waking a parked thread costs tens of them.
+const SPIN: Duration = Duration::from_micros(200);
 
 #[derive(Default)]
 struct Shared {
-    state: Mutex<State>,
+    /// Bumped (under `parking`) for every job.
+    generation: AtomicU64,
+    /// The current job; workers clone it after seeing a new generation.
+    job: Mutex<Option<Arc<Job>>>,
+    /// Ranges of the current job not finished yet, the caller's excluded.
+    pending: AtomicUsize,
+    shutdown: AtomicBool,
+    /// Number of parked workers; guards the generation bump against lost wake-ups.
+    parking: Mutex<usize>,
     work: Condvar,
-    done: Condvar,
 }
 
 /// Runs kernels on `threads` threads (the caller's included).
@@ -88,24 +94,36 @@ impl Pool {
             unsafe { kernel.run(call.buffers, call.sizes, 0, extent, statuses[0].as_mut_ptr()) };
             return statuses[0];
         }
+        let shared = &self.shared;
         let job = Arc::new(Job { kernel: kernel.clone(), call, ranges, statuses: statuses.as_mut_ptr() });
+        shared.pending.store(job.ranges.len() - 1, Ordering::Release);
+        *lock(&shared.job) = Some(Arc::clone(&job));
         {
-            let mut state = self.shared.state.lock().unwrap_or_else(|e| e.into_inner());
-            state.generation += 1;
-            state.pending = job.ranges.len() - 1;
-            state.job = Some(Arc::clone(&job));
-            self.shared.work.notify_all();
+            let parked = lock(&shared.parking);
+            shared.generation.fetch_add(1, Ordering::AcqRel);
+            if *parked > 0 {
+                shared.work.notify_all();
+            }
         }
         // SAFETY: range 0 is the caller's share; its status slot is its own.
         unsafe { run_range(&job, 0) };
-        let mut state = self.shared.state.lock().unwrap_or_else(|e| e.into_inner());
-        while state.pending > 0 {
-            state = self.shared.done.wait(state).unwrap_or_else(|e| e.into_inner());
+        let started = Instant::now();
+        let mut spins = 0u32;
+        while shared.pending.load(Ordering::Acquire) > 0 {
+            spins = spins.wrapping_add(1);
+            if spins % 64 == 0 && started.elapsed() > SPIN {
+                std::thread::yield_now();
+            } else {
+                std::hint::spin_loop();
+            }
         }
-        state.job = None;
-        drop(state);
+        *lock(&shared.job) = None;
         statuses.into_iter().find(|s| s[0] != 0).unwrap_or([0, 0])
     }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 /// Runs range `index` of `job`.
@@ -122,29 +140,41 @@ unsafe fn run_range(job: &Job, index: usize) {
     }
 }
 
+/// Waits for a generation other than `seen` (spinning first, then parked); `None` on shutdown.
+fn next_generation(shared: &Shared, seen: u64) -> Option<u64> {
+    let started = Instant::now();
+    let mut spins = 0u32;
+    loop {
+        if shared.shutdown.load(Ordering::Acquire) {
+            return None;
+        }
+        let generation = shared.generation.load(Ordering::Acquire);
+        if generation != seen {
+            return Some(generation);
+        }
+        spins = spins.wrapping_add(1);
+        if spins % 64 != 0 || started.elapsed() < SPIN {
+            std::hint::spin_loop();
+            continue;
+        }
+        let mut parked = lock(&shared.parking);
+        *parked += 1;
+        while !shared.shutdown.load(Ordering::Acquire) && shared.generation.load(Ordering::Acquire) == seen {
+            parked = shared.work.wait(parked).unwrap_or_else(|e| e.into_inner());
+        }
+        *parked -= 1;
+    }
+}
+
 fn work(shared: &Shared, worker: usize) {
     let mut seen = 0;
-    loop {
-        let job = {
-            let mut state = shared.state.lock().unwrap_or_else(|e| e.into_inner());
-            while !state.shutdown && state.generation == seen {
-                state = shared.work.wait(state).unwrap_or_else(|e| e.into_inner());
-            }
-            if state.shutdown {
-                return;
-            }
-            seen = state.generation;
-            state.job.clone()
-        };
-        let Some(job) = job else { continue };
+    while let Some(generation) = next_generation(shared, seen) {
+        seen = generation;
+        let Some(job) = lock(&shared.job).clone() else { continue };
         if worker < job.ranges.len() {
             // SAFETY: the submitter waits until `pending` reaches 0 before releasing the job.
             unsafe { run_range(&job, worker) };
-            let mut state = shared.state.lock().unwrap_or_else(|e| e.into_inner());
-            state.pending -= 1;
-            if state.pending == 0 {
-                shared.done.notify_all();
-            }
+            shared.pending.fetch_sub(1, Ordering::AcqRel);
         }
     }
 }
@@ -152,8 +182,8 @@ fn work(shared: &Shared, worker: usize) {
 impl Drop for Pool {
     fn drop(&mut self) {
         {
-            let mut state = self.shared.state.lock().unwrap_or_else(|e| e.into_inner());
-            state.shutdown = true;
+            let _parked = lock(&self.shared.parking);
+            self.shared.shutdown.store(true, Ordering::Release);
             self.shared.work.notify_all();
         }
         for worker in self.workers.drain(..) {

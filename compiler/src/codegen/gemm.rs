@@ -21,9 +21,13 @@ pub(crate) const SYMBOL: &str = "kiln_sgemm";
 /// GEMM wins from a few tens of thousands of multiply-adds up; below that its setup dominates.
 pub const GEMM_MIN_WORK: i64 = 32_768;
 
-/// Rows per GEMM call. Each call covers at most one chunk, whatever range a thread was given,
-/// so every element is summed in the same order for every thread count.
+/// Rows per block: the range of a matmul kernel counts blocks of this many rows...
 pub const CHUNK_ROWS: i64 = 256;
+
+/// ...by this many columns. Each GEMM call computes exactly one block, whatever range a
+/// thread was given, so every element is summed in the same order for every thread count,
+/// and a product of few rows (a batch of 128) still splits across threads by its columns.
+pub const CHUNK_COLUMNS: i64 = 128;
 
 /// The layout of one product, as generated code stores it in a stack slot for [`kiln_sgemm`].
 #[repr(C)]
@@ -31,6 +35,8 @@ pub(crate) struct Layout {
     pub m: i64,
     pub k: i64,
     pub n: i64,
+    /// Rows of the result, batches included (`batch · m`).
+    pub rows: i64,
     /// Strides of the left operand along (batch, row, inner), in elements.
     pub a: [i64; 3],
     /// Strides of the right operand along (batch, inner, column), in elements.
@@ -38,64 +44,71 @@ pub(crate) struct Layout {
 }
 
 /// Number of `i64` fields of [`Layout`].
-pub(crate) const LAYOUT_WORDS: usize = 9;
+pub(crate) const LAYOUT_WORDS: usize = 10;
 
-/// Computes rows `first..last` (of batch and rows flattened) of `out = a · b`, one chunk of
-/// [`CHUNK_ROWS`] rows per GEMM call. Returns 0, or 1 if the GEMM panicked.
+/// Computes blocks `start..end` of `out = a · b` (see [`CHUNK_ROWS`]), one GEMM call per
+/// block. Returns 0, or 1 if the GEMM panicked.
 ///
 /// # Safety
 /// `layout` points to a valid [`Layout`]; `a`, `b` and `out` hold every element the layout
-/// addresses for rows `first..last`; `out` is contiguous `[batch·m, n]` and overlaps neither.
+/// addresses; `out` is contiguous `[batch·m, n]` and overlaps neither operand.
 pub(crate) unsafe extern "C" fn kiln_sgemm(
     layout: *const Layout,
     a: *const f32,
     b: *const f32,
     out: *mut f32,
-    first: i64,
-    last: i64,
+    start: i64,
+    end: i64,
 ) -> i64 {
     let run = AssertUnwindSafe(|| {
         // SAFETY: the caller's contract.
         let layout = unsafe { &*layout };
-        let Layout { m, k, n, a: a_strides, b: b_strides } = *layout;
-        let mut row = first;
-        while row < last {
-            let (batch, i) = (row / m, row % m);
-            let chunk_end = (row / CHUNK_ROWS + 1) * CHUNK_ROWS;
-            let end = last.min(chunk_end).min(row - i + m);
-            let rows = end - row;
-            // SAFETY: every offset addresses an element the caller vouched for.
-            unsafe {
-                let out = out.offset((row * n) as isize);
-                if k == 0 {
-                    std::ptr::write_bytes(out, 0, (rows * n) as usize);
-                } else {
-                    let a = a.offset((batch * a_strides[0] + i * a_strides[1]) as isize);
-                    let b = b.offset((batch * b_strides[0]) as isize);
-                    gemm::gemm(
-                        rows as usize,
-                        n as usize,
-                        k as usize,
-                        out,
-                        1,
-                        n as isize,
-                        false,
-                        a,
-                        a_strides[2] as isize,
-                        a_strides[1] as isize,
-                        b,
-                        b_strides[2] as isize,
-                        b_strides[1] as isize,
-                        0.0,
-                        1.0,
-                        false,
-                        false,
-                        false,
-                        gemm::Parallelism::None,
-                    );
+        let Layout { m, k, n, rows: total_rows, a: a_strides, b: b_strides } = *layout;
+        let column_chunks = (n + CHUNK_COLUMNS - 1) / CHUNK_COLUMNS;
+        for block in start..end {
+            let (first_row, first_column) = (block / column_chunks * CHUNK_ROWS, block % column_chunks * CHUNK_COLUMNS);
+            let columns = CHUNK_COLUMNS.min(n - first_column);
+            let block_end = (first_row + CHUNK_ROWS).min(total_rows);
+            let mut row = first_row;
+            // A block may span the end of one batch and the start of the next.
+            while row < block_end {
+                let (batch, i) = (row / m, row % m);
+                let rows = (block_end - row).min(m - i);
+                // SAFETY: every offset addresses an element the caller vouched for.
+                unsafe {
+                    let out = out.offset((row * n + first_column) as isize);
+                    if k == 0 {
+                        for r in 0..rows {
+                            std::ptr::write_bytes(out.offset((r * n) as isize), 0, columns as usize);
+                        }
+                    } else {
+                        let a = a.offset((batch * a_strides[0] + i * a_strides[1]) as isize);
+                        let b = b.offset((batch * b_strides[0] + first_column * b_strides[2]) as isize);
+                        gemm::gemm(
+                            rows as usize,
+                            columns as usize,
+                            k as usize,
+                            out,
+                            1,
+                            n as isize,
+                            false,
+                            a,
+                            a_strides[2] as isize,
+                            a_strides[1] as isize,
+                            b,
+                            b_strides[2] as isize,
+                            b_strides[1] as isize,
+                            0.0,
+                            1.0,
+                            false,
+                            false,
+                            false,
+                            gemm::Parallelism::None,
+                        );
+                    }
                 }
+                row += rows;
             }
-            row = end;
         }
     });
     match catch_unwind(run) {

@@ -37,7 +37,7 @@ pub(super) fn build(
     emitter.status.store(emitter.builder, params.status);
     emitter.builder.ins().return_(&[]);
     let splittable = kernel.reduce.is_none_or(|(_, from)| from > 0);
-    KernelShape { extent: kernel.loops[0].clone(), chunk: 1, splittable }
+    KernelShape { chunks: vec![(kernel.loops[0].clone(), 1)], splittable }
 }
 
 /// True if the innermost loop can run 4 lanes at a time.

@@ -37,8 +37,8 @@ struct Operands {
     b_strides: [Value; 3],
 }
 
-/// Builds the function of a matmul kernel. Its range counts chunks of
-/// [`gemm::CHUNK_ROWS`] result rows (batch and rows flattened). With `gemm`, products of at
+/// Builds the function of a matmul kernel. Its range counts blocks of [`gemm::CHUNK_ROWS`]
+/// result rows (batch and rows flattened) by [`gemm::CHUNK_COLUMNS`] columns, row-major. With `gemm`, products of at
 /// least [`gemm::GEMM_MIN_WORK`] multiply-adds call the tuned GEMM; the rest run the tile.
 pub(super) fn build(
     builder: &mut FunctionBuilder,
@@ -59,9 +59,6 @@ pub(super) fn build(
         b_strides: kernel.b.1.clone().map(|s| size(builder, &s)),
     };
     let total_rows = size(builder, &kernel.batch.times(&kernel.m));
-    let first_row = builder.ins().imul_imm_s(params.start, gemm::CHUNK_ROWS);
-    let last_row = builder.ins().imul_imm_s(params.end, gemm::CHUNK_ROWS);
-    let last_row = builder.ins().smin(last_row, total_rows);
     let exit = builder.create_block();
     if let Some(shim) = gemm_shim {
         let tiled = builder.create_block();
@@ -71,7 +68,7 @@ pub(super) fn build(
         let big = builder.ins().icmp_imm_s(IntCC::SignedGreaterThanOrEqual, work, gemm::GEMM_MIN_WORK);
         builder.ins().brif(big, called, &[], tiled, &[]);
         builder.switch_to_block(called);
-        call_gemm(builder, shim, &operands, first_row, last_row, params.status);
+        call_gemm(builder, shim, &operands, total_rows, (params.start, params.end), params.status);
         builder.ins().jump(exit, &[]);
         builder.switch_to_block(tiled);
     }
@@ -80,37 +77,72 @@ pub(super) fn build(
     let widest = kernel.n.as_fixed().map_or(2, |n| (n as usize / 4).clamp(1, 5));
     let unit_columns = kernel.b.1[2].as_fixed() == Some(1);
     let tile = Tile { operands: &operands, fma: target.fma, widest, unit_columns };
+    // Each index of the range is one block of CHUNK_ROWS rows × CHUNK_COLUMNS columns.
+    let column_chunks = builder.ins().iadd_imm_s(operands.n, gemm::CHUNK_COLUMNS - 1);
+    let column_chunks = builder.ins().sdiv_imm_s(column_chunks, gemm::CHUNK_COLUMNS);
+    let index = builder.declare_var(types::I64);
+    builder.def_var(index, params.start);
+    let (chunk, chunk_frame) = loop_begin(builder, index, params.end, 1);
+    let row_chunk = builder.ins().udiv(chunk, column_chunks);
+    let column_chunk = builder.ins().urem(chunk, column_chunks);
+    let first_row = builder.ins().imul_imm_s(row_chunk, gemm::CHUNK_ROWS);
+    let last_row = builder.ins().iadd_imm_s(first_row, gemm::CHUNK_ROWS);
+    let last_row = builder.ins().smin(last_row, total_rows);
+    let first_column = builder.ins().imul_imm_s(column_chunk, gemm::CHUNK_COLUMNS);
+    let last_column = builder.ins().iadd_imm_s(first_column, gemm::CHUNK_COLUMNS);
+    let columns = (first_column, builder.ins().smin(last_column, operands.n));
     let row = builder.declare_var(types::I64);
     builder.def_var(row, first_row);
     if shared_b {
         let rows = rows_per_tile(widest);
         let (first, frame) = loop_begin(builder, row, last_row, rows as i64);
-        tile.rows(builder, first, rows);
+        tile.rows(builder, first, rows, columns);
         loop_end(builder, row, frame);
     }
     let (first, frame) = loop_begin(builder, row, last_row, 1);
-    tile.rows(builder, first, 1);
+    tile.rows(builder, first, 1, columns);
     loop_end(builder, row, frame);
+    loop_end(builder, index, chunk_frame);
     builder.ins().jump(exit, &[]);
     builder.switch_to_block(exit);
     builder.ins().return_(&[]);
-    KernelShape { extent: kernel.batch.times(&kernel.m), chunk: gemm::CHUNK_ROWS, splittable: true }
+    let chunks = vec![(kernel.batch.times(&kernel.m), gemm::CHUNK_ROWS), (kernel.n.clone(), gemm::CHUNK_COLUMNS)];
+    KernelShape { chunks, splittable: true }
 }
 
-/// Calls the GEMM shim for rows `first..last`, reporting a failure in the status.
-fn call_gemm(builder: &mut FunctionBuilder, shim: FuncRef, o: &Operands, first: Value, last: Value, status: Value) {
+/// Calls the GEMM shim for blocks `start..end`, reporting a failure in the status.
+fn call_gemm(
+    builder: &mut FunctionBuilder,
+    shim: FuncRef,
+    o: &Operands,
+    rows: Value,
+    blocks: (Value, Value),
+    status: Value,
+) {
     let slot = builder.create_sized_stack_slot(StackSlotData::new(
         StackSlotKind::ExplicitSlot,
         (gemm::LAYOUT_WORDS * 8) as u32,
         3,
     ));
-    let fields =
-        [o.m, o.k, o.n, o.a_strides[0], o.a_strides[1], o.a_strides[2], o.b_strides[0], o.b_strides[1], o.b_strides[2]];
+    // In the order of `gemm::Layout`'s fields.
+    let fields = [
+        o.m,
+        o.k,
+        o.n,
+        rows,
+        o.a_strides[0],
+        o.a_strides[1],
+        o.a_strides[2],
+        o.b_strides[0],
+        o.b_strides[1],
+        o.b_strides[2],
+    ];
+    debug_assert_eq!(fields.len(), gemm::LAYOUT_WORDS);
     for (i, &field) in fields.iter().enumerate() {
         builder.ins().stack_store(types::I64, field, slot, (i * 8) as i32);
     }
     let layout = builder.ins().stack_addr(types::I64, slot, 0);
-    let call = builder.ins().call(shim, &[layout, o.a, o.b, o.out, first, last]);
+    let call = builder.ins().call(shim, &[layout, o.a, o.b, o.out, blocks.0, blocks.1]);
     let failed = builder.inst_results(call)[0];
     let code = builder.ins().iconst(types::I64, STATUS_GEMM_FAILED);
     let zero = builder.ins().iconst(types::I64, 0);
@@ -129,8 +161,8 @@ struct Tile<'o> {
 }
 
 impl Tile<'_> {
-    /// All columns of `rows` consecutive result rows starting at `first`.
-    fn rows(&self, builder: &mut FunctionBuilder, first: Value, rows: usize) {
+    /// Columns `columns.0..columns.1` of `rows` consecutive result rows starting at `first`.
+    fn rows(&self, builder: &mut FunctionBuilder, first: Value, rows: usize, columns: (Value, Value)) {
         let o = self.operands;
         // Element offsets of each row's start in `a` and `out`, and of its batch in `b`.
         let mut a_rows = Vec::with_capacity(rows);
@@ -148,14 +180,13 @@ impl Tile<'_> {
         }
         let b_base = b_base.expect("bug in kiln: a tile has at least one row");
         let column = builder.declare_var(types::I64);
-        let zero = builder.ins().iconst(types::I64, 0);
-        builder.def_var(column, zero);
+        builder.def_var(column, columns.0);
         for vectors in [self.widest, 1] {
-            let (j, frame) = loop_begin(builder, column, o.n, 4 * vectors as i64);
+            let (j, frame) = loop_begin(builder, column, columns.1, 4 * vectors as i64);
             self.block(builder, &a_rows, &out_rows, b_base, j, vectors, true);
             loop_end(builder, column, frame);
         }
-        let (j, frame) = loop_begin(builder, column, o.n, 1);
+        let (j, frame) = loop_begin(builder, column, columns.1, 1);
         self.block(builder, &a_rows, &out_rows, b_base, j, 1, false);
         loop_end(builder, column, frame);
     }

@@ -5,7 +5,7 @@
 //! - `buffers: *const *mut u8`: the base address of every buffer, by buffer number;
 //! - `sizes: *const i64`: the value of every symbolic dim, by symbol number;
 //! - `start..end`: the range of the kernel's outermost parallel loop this call runs
-//!   (see [`CompiledKernel::extent`]);
+//!   (see [`CompiledKernel::range`]);
 //! - `status: *mut i64`: two slots, zero on entry; a kernel that meets a data-dependent error
 //!   (a gather or scatter index out of range, an integer division by zero) sets `status[0]`
 //!   to the error's code and `status[1]` to the offending value, and goes on safely.
@@ -46,10 +46,11 @@ pub type KernelFn = unsafe extern "C" fn(*const *mut u8, *const i64, i64, i64, *
 pub struct CompiledKernel {
     /// The kernel's name (as in the program listing).
     pub name: String,
-    /// The iterations of the kernel's outermost loop (see [`CompiledKernel::range`]).
-    pub extent: Size,
-    /// Iterations per index of the range `start..end` (the last index may stand for fewer).
-    pub chunk: i64,
+    /// How the range `start..end` counts work: the product, over these `(extent, chunk)`
+    /// pairs, of the number of chunks of `chunk` iterations that cover `extent` (see
+    /// [`CompiledKernel::range`]). A loop kernel has one pair (its outermost loop, chunks of
+    /// 1); a matmul has two (chunks of rows, chunks of columns).
+    pub chunks: Vec<(Size, i64)>,
     /// False if the whole range must run in one call (a reduction to a scalar).
     pub splittable: bool,
     function: KernelFn,
@@ -57,8 +58,7 @@ pub struct CompiledKernel {
 
 /// How a kernel's range is laid out, as its builder reports it.
 pub(crate) struct KernelShape {
-    pub extent: Size,
-    pub chunk: i64,
+    pub chunks: Vec<(Size, i64)>,
     pub splittable: bool,
 }
 
@@ -66,8 +66,8 @@ impl CompiledKernel {
     /// The length of the range `0..range` the kernel accepts under the symbol values
     /// `symbols`; the runtime may split it into sub-ranges and run them on different threads.
     pub fn range(&self, symbols: &[i64]) -> i64 {
-        let iterations = self.extent.evaluate(symbols);
-        (iterations + self.chunk - 1) / self.chunk
+        let chunks = |(extent, chunk): &(Size, i64)| (extent.evaluate(symbols) + chunk - 1) / chunk;
+        self.chunks.iter().map(chunks).product()
     }
 
     /// Runs the kernel over `start..end`.
@@ -75,7 +75,7 @@ impl CompiledKernel {
     /// # Safety
     /// `buffers` must point to one valid pointer per program buffer, each to as many elements
     /// as the buffer's shape holds under `sizes`; `sizes` must hold every symbol's value;
-    /// `start..end` must lie within `0..extent` (all of it unless `splittable`); `status` must
+    /// `start..end` must lie within `0..range(sizes)` (all of it unless `splittable`); `status` must
     /// point to two writable `i64`s.
     pub unsafe fn run(&self, buffers: *const *mut u8, sizes: *const i64, start: i64, end: i64, status: *mut i64) {
         // SAFETY: the caller upholds the contract above, which is all the generated code assumes.
@@ -160,8 +160,8 @@ pub fn compile(program: Program) -> Result<CompiledProgram> {
             let code = module.get_finalized_function(id);
             // SAFETY: the function was defined with `kernel_signature`, which is `KernelFn`'s ABI.
             let function = unsafe { std::mem::transmute::<*const u8, KernelFn>(code) };
-            let KernelShape { extent, chunk, splittable } = shape;
-            CompiledKernel { name, extent, chunk, splittable, function }
+            let KernelShape { chunks, splittable } = shape;
+            CompiledKernel { name, chunks, splittable, function }
         })
         .collect();
     Ok(CompiledProgram { program, kernels, _module: module })

@@ -93,7 +93,7 @@ pub(super) fn build(builder: &mut FunctionBuilder, kernel: &ScatterKernel, progr
     builder.ins().store(trusted(), code, params.status, 0);
     builder.ins().store(trusted(), value, params.status, 8);
     builder.ins().return_(&[]);
-    KernelShape { extent: kernel.row_len.clone(), chunk: 1, splittable: true }
+    KernelShape { chunks: vec![(kernel.row_len.clone(), 1)], splittable: true }
 }
 
 fn f32_element(
