@@ -111,7 +111,7 @@ impl Pool {
         let mut spins = 0u32;
         while shared.pending.load(Ordering::Acquire) > 0 {
             spins = spins.wrapping_add(1);
-            if spins % 64 == 0 && started.elapsed() > SPIN {
+            if spins.is_multiple_of(64) && started.elapsed() > SPIN {
                 std::thread::yield_now();
             } else {
                 std::hint::spin_loop();
@@ -153,7 +153,7 @@ fn next_generation(shared: &Shared, seen: u64) -> Option<u64> {
             return Some(generation);
         }
         spins = spins.wrapping_add(1);
-        if spins % 64 != 0 || started.elapsed() < SPIN {
+        if !spins.is_multiple_of(64) || started.elapsed() < SPIN {
             std::hint::spin_loop();
             continue;
         }
