@@ -1,0 +1,349 @@
+//! Every primitive op, compiled, against the reference interpreter; matmuls of every shape
+//! class (register tile and tuned GEMM, transposed operands, batches); results independent of
+//! the thread count; bad feeds and data-dependent errors reported, not undefined.
+//!
+//! Tolerances, per op class (relative to the magnitude, absolute below 1):
+//! - exact ops (movement, comparisons, selects, casts, integer arithmetic, gathers): 0;
+//! - float arithmetic and sums of a few terms: 1e-6;
+//! - transcendentals (polynomials in IR, a few ulp) and long sums or matmuls (another order
+//!   of accumulation than the interpreter's): 1e-4.
+
+use kiln::compiler::random;
+use kiln::prelude::*;
+
+const EXACT: f64 = 0.0;
+const ARITHMETIC: f64 = 1e-6;
+const APPROXIMATE: f64 = 1e-4;
+
+/// Standard-normal `f32` values of `shape`, reproducible from `seed`.
+fn normal(shape: &[usize], seed: u64) -> Value {
+    let key = random::draw_key(seed, 23);
+    let n: usize = shape.iter().product();
+    Value::f32(shape.to_vec(), (0..n as u64).map(|i| random::normal(key, i) as f32).collect())
+}
+
+/// Integers uniform in `0..below`, as `i64`.
+fn indices(shape: &[usize], below: u32, seed: u64) -> Value {
+    let key = random::draw_key(seed, 29);
+    let n: usize = shape.iter().product();
+    Value::i64(shape.to_vec(), (0..n as u64).map(|i| i64::from(random::bits(key, i) % below)).collect())
+}
+
+/// Compiles `outputs`, runs them on 1 and on 2 threads and in the interpreter, and checks
+/// that the two compiled runs agree bit for bit and match the interpreter within `tolerance`.
+fn check(what: &str, g: &Graph, inputs: &[Tensor], values: &[Value], outputs: &[Tensor], tolerance: f64) {
+    let mut f = function(g, inputs, outputs, &[]).unwrap_or_else(|e| panic!("{what}: does not compile: {e}"));
+    f.set_threads(1);
+    let one = f.call(values).unwrap_or_else(|e| panic!("{what}: fails on 1 thread: {e}"));
+    f.set_threads(2);
+    let two = f.call(values).unwrap_or_else(|e| panic!("{what}: fails on 2 threads: {e}"));
+    let mut feeds = Feeds::new();
+    for (input, value) in inputs.iter().zip(values) {
+        feeds.insert(&input.name().expect("inputs have names"), value.clone());
+    }
+    let reference =
+        Interpreter::new(g).run(&feeds, &f.params(), outputs).unwrap_or_else(|e| panic!("{what}: interpreter: {e}"));
+    for (i, ((a, b), r)) in one.iter().zip(&two).zip(&reference).enumerate() {
+        assert_eq!(a.shape(), r.shape(), "{what}: output {i} shape");
+        assert_eq!(a.dtype(), r.dtype(), "{what}: output {i} dtype");
+        let (a, b, r) = (a.to_f64_vec(), b.to_f64_vec(), r.to_f64_vec());
+        for (k, ((x, y), z)) in a.iter().zip(&b).zip(&r).enumerate() {
+            assert!(x.to_bits() == y.to_bits(), "{what}: output {i} element {k}: {x} on 1 thread, {y} on 2");
+            let close = (x - z).abs() <= tolerance * z.abs().max(1.0) || (x.is_nan() && z.is_nan()) || x == z;
+            assert!(close, "{what}: output {i} element {k}: compiled {x}, interpreter {z}\n{}", f.listing());
+        }
+    }
+}
+
+#[test]
+fn unary_ops() -> Result<()> {
+    let g = Graph::new();
+    let x = g.input("x", [Dim::sym("B"), 5.into()])?;
+    let positive = x.abs()? + 0.25;
+    let cases: Vec<(&str, Tensor, f64)> = vec![
+        ("neg", x.neg()?, EXACT),
+        ("abs", x.abs()?, EXACT),
+        ("exp", x.exp()?, APPROXIMATE),
+        ("log", positive.log()?, APPROXIMATE),
+        ("sqrt", positive.sqrt()?, ARITHMETIC),
+        ("sin", (x * 4.0).sin()?, APPROXIMATE),
+        ("cos", (x * 4.0).cos()?, APPROXIMATE),
+        ("tanh", (x * 3.0).tanh()?, APPROXIMATE),
+        ("recip", positive.recip()?, ARITHMETIC),
+        ("powf 3", x.powf(3.0)?, ARITHMETIC),
+        ("powf -0.5", positive.powf(-0.5)?, ARITHMETIC),
+        ("powf 1.7", positive.powf(1.7)?, APPROXIMATE),
+    ];
+    for batch in [1, 6, 333] {
+        for (name, y, tolerance) in &cases {
+            check(name, &g, &[x], &[normal(&[batch, 5], 1)], &[*y], *tolerance);
+        }
+    }
+    Ok(())
+}
+
+#[test]
+fn binary_ops_with_broadcasting_and_masks() -> Result<()> {
+    let g = Graph::new();
+    let x = g.input("x", [Dim::sym("B"), 6.into()])?;
+    let row = g.input("row", [6])?;
+    let column = g.input("column", [Dim::sym("B"), 1.into()])?;
+    let cases: Vec<(&str, Tensor, f64)> = vec![
+        ("add", x + row, ARITHMETIC),
+        ("sub", column - x, ARITHMETIC),
+        ("mul", x * row * column, ARITHMETIC),
+        ("div", x / (row.square()? + 1.0), ARITHMETIC),
+        ("maximum", x.maximum(column)?, EXACT),
+        ("minimum", row.minimum(x)?, EXACT),
+        ("lt", x.lt(row)?.cast(DType::F32)?, EXACT),
+        ("le", x.le(column)?.cast(DType::F32)?, EXACT),
+        ("gt", x.gt(0.0)?.select(x, row)?, EXACT),
+        ("ge", x.ge(row)?.select(column, 2.0)?, EXACT),
+        ("eq", x.eq(x.maximum(row)?)?.cast(DType::F32)?, EXACT),
+    ];
+    for batch in [1, 7, 100] {
+        let values = [normal(&[batch, 6], 2), normal(&[6], 3), normal(&[batch, 1], 4)];
+        for (name, y, tolerance) in &cases {
+            check(name, &g, &[x, row, column], &values, &[*y], *tolerance);
+        }
+    }
+    Ok(())
+}
+
+#[test]
+fn movement_ops() -> Result<()> {
+    let g = Graph::new();
+    let x = g.input("x", [Dim::sym("B"), 6.into()])?;
+    let grid = x.reshape([Dim::sym("B"), 2.into(), 3.into()])?;
+    let cases: Vec<(&str, Tensor)> = vec![
+        ("reshape", grid * 1.5),
+        ("permute", grid.permute(&[2, 0, 1])? + 0.0),
+        ("transpose", x.t()?.exp()?),
+        (
+            "broadcast_to",
+            x.reshape([Dim::sym("B"), 1.into(), 6.into()])?.broadcast_to([Dim::sym("B"), 4.into(), 6.into()])?,
+        ),
+        ("slice", x.slice(1, 2, 5)?.neg()?),
+        ("concat", Tensor::concat(&[x.slice(1, 4, 6)?, x, x.slice(1, 0, 1)?], 1)? * 2.0),
+        ("concat of rows", Tensor::concat(&[x.t()?, x.t()?.neg()?], 0)?),
+    ];
+    for batch in [1, 5, 64] {
+        for (name, y) in &cases {
+            let tolerance = if *name == "transpose" { APPROXIMATE } else { EXACT };
+            check(name, &g, &[x], &[normal(&[batch, 6], 5)], &[*y], tolerance);
+        }
+    }
+    Ok(())
+}
+
+#[test]
+fn casts_and_integer_arithmetic() -> Result<()> {
+    let g = Graph::new();
+    let x = g.input("x", [Dim::sym("B"), 4.into()])?;
+    let labels = g.typed_input("labels", [Dim::sym("B")], DType::I64)?;
+    let scaled = x * 10.0;
+    let cases: Vec<(&str, Tensor)> = vec![
+        ("f32 to i32 and back", scaled.cast(DType::I32)?.cast(DType::F32)?),
+        ("f32 to i64", scaled.cast(DType::I64)?),
+        ("i64 to f32", labels.cast(DType::F32)? * 0.5),
+        ("i64 arithmetic", (labels * 3.0 + 1.0 - labels) / 2.0),
+        ("i64 max", labels.maximum(2.0)?),
+        ("i32 from i64", labels.cast(DType::I32)? * 7.0),
+        ("mask to f32", x.gt(0.0)?.cast(DType::F32)?),
+    ];
+    for batch in [1, 9, 50] {
+        let values = [normal(&[batch, 4], 6), indices(&[batch], 5, 7)];
+        for (name, y) in &cases {
+            check(name, &g, &[x, labels], &values, &[*y], EXACT);
+        }
+    }
+    Ok(())
+}
+
+#[test]
+fn reductions_small_and_large_over_every_axis() -> Result<()> {
+    let g = Graph::new();
+    let small = g.input("small", [Dim::sym("B"), 3.into(), 2.into()])?;
+    let large = g.input("large", [Dim::sym("B"), 37.into()])?;
+    let mut cases: Vec<(String, Tensor, f64)> = Vec::new();
+    for keepdims in [false, true] {
+        for axes in [vec![0], vec![1], vec![2], vec![1, 2], vec![0, 2], vec![0, 1, 2]] {
+            cases.push((format!("sum {axes:?} keepdims={keepdims}"), small.sum(&axes, keepdims)?, APPROXIMATE));
+            cases.push((format!("max {axes:?} keepdims={keepdims}"), small.max(&axes, keepdims)?, EXACT));
+        }
+        for axes in [vec![0], vec![1], vec![0, 1]] {
+            cases.push((
+                format!("sum of [B, 37] {axes:?} keepdims={keepdims}"),
+                large.sum(&axes, keepdims)?,
+                APPROXIMATE,
+            ));
+            cases.push((format!("max of [B, 37] {axes:?} keepdims={keepdims}"), large.max(&axes, keepdims)?, EXACT));
+        }
+    }
+    cases.push(("softmax".into(), layers::softmax(large, 1)?, APPROXIMATE));
+    cases.push(("log_softmax of 2 classes".into(), layers::log_softmax(small, 2)?, APPROXIMATE));
+    for batch in [1, 4, 300] {
+        let values = [normal(&[batch, 3, 2], 8), normal(&[batch, 37], 9)];
+        for (name, y, tolerance) in &cases {
+            check(name, &g, &[small, large], &values, &[*y], *tolerance);
+        }
+    }
+    Ok(())
+}
+
+#[test]
+fn gather_scatter_and_one_hot() -> Result<()> {
+    let g = Graph::new();
+    let table = g.input("table", [10, 4])?;
+    let ids = g.typed_input("ids", [Dim::sym("B"), 3.into()], DType::I64)?;
+    let updates = g.input("updates", [Dim::sym("B"), 3.into(), 4.into()])?;
+    let cases: Vec<(&str, Tensor, f64)> = vec![
+        ("gather", table.gather(ids)? * 2.0, EXACT),
+        ("scatter_add", ids.scatter_add(updates, 10)?, APPROXIMATE),
+        ("one_hot", ids.one_hot(10)?, EXACT),
+        ("embedding sum", table.gather(ids)?.sum(&[1], false)?, APPROXIMATE),
+    ];
+    for batch in [1, 6, 200] {
+        let values = [normal(&[10, 4], 10), indices(&[batch, 3], 10, 11), normal(&[batch, 3, 4], 12)];
+        for (name, y, tolerance) in &cases {
+            check(name, &g, &[table, ids, updates], &values, &[*y], *tolerance);
+        }
+    }
+    Ok(())
+}
+
+#[test]
+fn random_draws_are_the_interpreters() -> Result<()> {
+    let g = Graph::new();
+    let step = g.typed_input("step", Shape::scalar(), DType::I64)?;
+    // Odd sizes so that vector loops have tails.
+    let uniform = g.random_uniform([37, 3], 4, step)?;
+    let normal_draws = g.random_normal([1001], 5, step)?;
+    let transposed = g.random_normal([5, 7], 6, step)?.t()?;
+    for s in [0, 1, 7, 1 << 40] {
+        let values = [Value::i64([], vec![s])];
+        check("random_uniform", &g, &[step], &values, &[uniform], EXACT);
+        check("random_normal", &g, &[step], &values, &[normal_draws, transposed], APPROXIMATE);
+    }
+    Ok(())
+}
+
+#[test]
+fn gradients_through_every_op_class() -> Result<()> {
+    let g = Graph::new();
+    let x = g.input("x", [Dim::sym("B"), 6.into()])?;
+    let ids = g.typed_input("ids", [Dim::sym("B")], DType::I64)?;
+    let table = g.param("table", [5, 6], Init::Normal { mean: 0.0, std: 1.0 })?;
+    let layer = layers::Linear::new(&g, "layer", 6, 3)?;
+    let h = (x + table.gather(ids)?).tanh()?;
+    let h = Tensor::concat(&[h.slice(1, 3, 6)?, h.slice(1, 0, 3)?], 1)?;
+    let logits = layer.forward(layers::relu(h)?)?;
+    let loss =
+        layers::cross_entropy(logits, ids.cast(DType::I32)?.minimum(2.0)?)? + layers::mean_all(h.max(&[1], false)?)?;
+    let grads = g.grad(loss, &[x, table, layer.weight, layer.bias])?;
+    let mut wanted = vec![loss];
+    wanted.extend(&grads);
+    for batch in [1, 3, 400] {
+        let values = [normal(&[batch, 6], 13), indices(&[batch], 5, 14)];
+        check("gradients", &g, &[x, ids], &values, &wanted, APPROXIMATE);
+    }
+    Ok(())
+}
+
+mod matmuls {
+    //! Products of every shape class: the register tile below the GEMM threshold, the tuned
+    //! GEMM above it, blocks that end inside a batch, transposed operands read in place.
+
+    use super::*;
+    use proptest::prelude::*;
+
+    fn sizes() -> impl Strategy<Value = usize> {
+        prop_oneof![1usize..6, 6usize..40, Just(129), Just(300)]
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 40, ..ProptestConfig::default() })]
+
+        #[test]
+        fn matmuls_of_every_shape_match(
+            m in sizes(), k in sizes(), n in sizes(),
+            batch in prop_oneof![Just(0usize), Just(1), Just(3)],
+            transpose_a in any::<bool>(), transpose_b in any::<bool>(),
+            seed in 0u64..1000,
+        ) {
+            let g = Graph::new();
+            // Batch 0 means unbatched operands; otherwise `a` is batched and `b` shared.
+            let a_shape: Vec<usize> = if transpose_a { vec![k, m] } else { vec![m, k] };
+            let a_shape: Vec<usize> = if batch > 0 { [vec![batch], a_shape].concat() } else { a_shape };
+            let b_shape: Vec<usize> = if transpose_b { vec![n, k] } else { vec![k, n] };
+            let a = g.input("a", a_shape.clone()).expect("a");
+            let b = g.input("b", b_shape.clone()).expect("b");
+            let a_matrix = if transpose_a { a.transpose().expect("transposes") } else { a };
+            let b_matrix = if transpose_b { b.t().expect("transposes") } else { b };
+            let product = a_matrix.matmul(b_matrix).expect("multiplies");
+            let values = [normal(&a_shape, seed), normal(&b_shape, seed + 1)];
+            check(&format!("matmul {a_shape:?} {b_shape:?} (ta={transpose_a}, tb={transpose_b})"), &g, &[a, b], &values, &[product], APPROXIMATE);
+        }
+    }
+
+    #[test]
+    fn batched_products_with_blocks_spanning_batches() -> Result<()> {
+        let g = Graph::new();
+        let a = g.input("a", [Dim::sym("B"), 100.into(), 64.into()])?;
+        let b = g.input("b", [Dim::sym("B"), 64.into(), 200.into()])?;
+        let product = a.matmul(b)?;
+        for batch in [1, 3] {
+            let values = [normal(&[batch, 100, 64], 20), normal(&[batch, 64, 200], 21)];
+            check("batched matmul", &g, &[a, b], &values, &[product], APPROXIMATE);
+        }
+        Ok(())
+    }
+
+    #[test]
+    fn an_empty_contraction_gives_zeros() -> Result<()> {
+        let g = Graph::new();
+        let a = g.input("a", [Dim::sym("B"), 0.into()])?;
+        let b = g.input("b", [0, 300])?;
+        let product = a.matmul(b)?;
+        check("k = 0", &g, &[a, b], &[Value::f32([400, 0], vec![]), Value::f32([0, 300], vec![])], &[product], EXACT);
+        Ok(())
+    }
+}
+
+#[test]
+fn bad_feeds_are_errors_naming_the_input() -> Result<()> {
+    let g = Graph::new();
+    let x = g.input("x", [Dim::sym("B"), 3.into()])?;
+    let ids = g.typed_input("ids", [Dim::sym("B")], DType::I64)?;
+    let table = g.param("table", [4, 3], Init::ONES)?;
+    let y = (x + table.gather(ids)?).sum_all()?;
+    let mut f = function(&g, &[x, ids], &[y], &[])?;
+    let ok_ids = Value::i64([2], vec![0, 3]);
+    let cases = [
+        (vec![Value::f32([2, 4], vec![0.0; 8]), ok_ids.clone()], "input `x`"),
+        (vec![Value::i64([2, 3], vec![0; 6]), ok_ids.clone()], "dtype"),
+        (vec![Value::f32([2, 3], vec![0.0; 6]), Value::i64([3], vec![0; 3])], "B = 2"),
+        (vec![Value::f32([2, 3], vec![0.0; 6])], "expected 2 inputs"),
+    ];
+    for (values, expected) in cases {
+        let error = f.call(&values).expect_err("a bad feed is an error");
+        assert!(error.to_string().contains(expected), "`{error}` does not mention {expected}");
+    }
+    // An index outside the table is reported by the kernel, not read out of bounds.
+    let error = f.call(&[Value::f32([2, 3], vec![0.0; 6]), Value::i64([2], vec![0, 4])]).expect_err("out of range");
+    assert!(error.to_string().contains("index 4 is out of range"), "{error}");
+    // And the function still works afterwards.
+    assert_eq!(f.call(&[Value::f32([2, 3], vec![1.0; 6]), ok_ids])?[0].item(), Some(12.0));
+    Ok(())
+}
+
+#[test]
+fn integer_division_by_zero_is_reported() -> Result<()> {
+    let g = Graph::new();
+    let a = g.typed_input("a", [4], DType::I64)?;
+    let b = g.typed_input("b", [4], DType::I64)?;
+    let mut f = function(&g, &[a, b], &[a / b], &[])?;
+    let error = f.call(&[Value::i64([4], vec![1, 2, 3, 4]), Value::i64([4], vec![1, 1, 0, 1])]).expect_err("div by 0");
+    assert!(error.to_string().contains("division by zero"), "{error}");
+    Ok(())
+}
