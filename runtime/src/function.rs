@@ -33,8 +33,11 @@ pub struct Function {
     compile_time: Duration,
     /// For each positional input: its name and buffer.
     inputs: Vec<(String, usize)>,
-    /// Memory of every buffer that owns storage (aliases have none).
+    /// Memory of every input, param and constant buffer (temporaries live in `scratch`,
+    /// aliases in their target's memory).
     memory: Vec<Vec<u128>>,
+    /// Memory of every scratch slot of the memory plan.
+    scratch: Vec<Vec<u128>>,
     pool: Pool,
     /// Time spent in each kernel over all calls, when `KILN_PROFILE` is set.
     profile: Option<Vec<Duration>>,
@@ -94,6 +97,7 @@ pub fn function<'g>(
     let profile = std::env::var_os("KILN_PROFILE").map(|_| vec![Duration::ZERO; program.kernels.len()]);
     let mut function = Function {
         memory: vec![Vec::new(); program.buffers.len()],
+        scratch: vec![Vec::new(); program.slots.iter().flatten().map(|&slot| slot + 1).max().unwrap_or(0)],
         compiled: compiled.program,
         compile_time: compiled.time,
         inputs: positional,
@@ -201,22 +205,26 @@ impl Function {
     pub fn call(&mut self, inputs: &[Value]) -> Result<Vec<Value>> {
         let symbols = self.bind_symbols(inputs)?;
         let program = &self.compiled.program;
-        // Size every buffer, then copy the inputs in.
+        // Size every scratch slot for its largest buffer, then copy the inputs in.
+        let mut words = vec![1usize; self.scratch.len()];
         for (buffer, declared) in program.buffers.iter().enumerate() {
-            if matches!(declared.role, Role::Temporary) {
+            if let (Role::Temporary, Some(slot)) = (&declared.role, program.slots[buffer]) {
                 let elements = elements(&declared.shape, &symbols, &program.symbols);
-                // At least one word, so no buffer's address dangles even when it is empty.
-                let words = (elements * byte_size(declared.dtype)).div_ceil(16).max(1);
-                if self.memory[buffer].len() != words {
-                    self.memory[buffer] = vec![0; words];
-                }
+                words[slot] = words[slot].max((elements * byte_size(declared.dtype)).div_ceil(16));
+            }
+        }
+        for (memory, &words) in self.scratch.iter_mut().zip(&words) {
+            // At least one word, so no buffer's address dangles even when it is empty.
+            if memory.len() < words {
+                *memory = vec![0; words];
             }
         }
         for ((_, buffer), value) in self.inputs.iter().zip(inputs) {
             self.memory[*buffer] = to_memory(value.data());
         }
-        let pointers: Vec<*mut u8> =
-            (0..program.buffers.len()).map(|b| self.memory[program.storage(b)].as_mut_ptr().cast::<u8>()).collect();
+        let buffers = program.buffers.len();
+        let pointers: Vec<*mut u8> = (0..buffers).map(|b| self.storage_mut(b).as_mut_ptr().cast::<u8>()).collect();
+        let program = &self.compiled.program;
         let call = Call { buffers: pointers.as_ptr(), sizes: symbols.as_ptr() };
         self.calls += 1;
         for (number, (compiled, kernel)) in self.compiled.kernels.iter().zip(&program.kernels).enumerate() {
@@ -243,12 +251,31 @@ impl Function {
             })
             .collect();
         for &(param, value) in &program.updates {
-            let source = self.memory[program.storage(value)].clone();
+            let source = self.storage(value).to_vec();
             let target = program.storage(param);
             let words = self.memory[target].len();
             self.memory[target].copy_from_slice(&source[..words]);
         }
         Ok(outputs)
+    }
+
+    /// The memory holding buffer `buffer` (aliases resolved, temporaries in their slot).
+    fn storage(&self, buffer: usize) -> &[u128] {
+        let program = &self.compiled.program;
+        let owner = program.storage(buffer);
+        match (&program.buffers[owner].role, program.slots[owner]) {
+            (Role::Temporary, Some(slot)) => &self.scratch[slot],
+            _ => &self.memory[owner],
+        }
+    }
+
+    fn storage_mut(&mut self, buffer: usize) -> &mut Vec<u128> {
+        let program = &self.compiled.program;
+        let owner = program.storage(buffer);
+        match (&program.buffers[owner].role, program.slots[owner]) {
+            (Role::Temporary, Some(slot)) => &mut self.scratch[slot],
+            _ => &mut self.memory[owner],
+        }
     }
 
     /// Checks the inputs against their buffers' declarations and returns every symbol's value.
@@ -306,7 +333,7 @@ impl Function {
     fn read(&self, buffer: usize, shape: &[usize]) -> Value {
         let program = &self.compiled.program;
         let dtype = program.buffers[buffer].dtype;
-        let memory = &self.memory[program.storage(buffer)];
+        let memory = self.storage(buffer);
         let elements: usize = shape.iter().product();
         let bytes: &[u8] = bytemuck_bytes(memory);
         let data = from_bytes(dtype, &bytes[..elements * byte_size(dtype)]);

@@ -52,6 +52,7 @@ pub fn lower(graph: &Graph, outputs: &[NodeId], updates: &[(NodeId, NodeId)]) ->
     program.updates = updates.iter().map(|&(param, value)| (buffer(param), buffer(value))).collect();
     super::merge_neighbours(&mut program);
     super::collapse_loops(&mut program);
+    super::plan_memory(&mut program);
     Ok((program, notes))
 }
 
@@ -98,7 +99,14 @@ impl<'a> Lowering<'a> {
                 }
             }
         }
-        let program = Program { symbols: names, buffers: vec![], kernels: vec![], outputs: vec![], updates: vec![] };
+        let program = Program {
+            symbols: names,
+            buffers: vec![],
+            kernels: vec![],
+            outputs: vec![],
+            updates: vec![],
+            slots: vec![],
+        };
         let n = nodes.len();
         let buffer_of = vec![None; n];
         Lowering { nodes, symbols, buffer_of, needs_buffer: vec![false; n], program, notes: vec![], ones: None }

@@ -16,11 +16,13 @@
 
 mod collapse;
 mod lower;
+mod memory;
 mod merge;
 mod print;
 
 pub use collapse::collapse_loops;
 pub use lower::{FusionNote, lower};
+pub use memory::plan_memory;
 pub use merge::merge_neighbours;
 
 use crate::graph::{Binary, Compare, DType, Distribution, Shape, Unary};
@@ -213,7 +215,8 @@ pub enum Role {
     Param(String),
     /// A constant, filled once at compile time.
     Constant(Value),
-    /// Computed by a kernel.
+    /// Computed by a kernel, held in a scratch slot shared with temporaries whose lifetimes
+    /// do not overlap.
     Temporary,
     /// The same memory as another buffer, under this buffer's shape (a reshape).
     Alias(usize),
@@ -241,8 +244,11 @@ pub struct Program {
     pub kernels: Vec<Kernel>,
     /// The buffer holding each requested output.
     pub outputs: Vec<usize>,
-    /// `(param buffer, new value buffer)`: copied after every call.
+    /// `(param buffer, new value buffer)`: copied after every call (updates done in place
+    /// are not listed: their value buffer is an alias of the param).
     pub updates: Vec<(usize, usize)>,
+    /// For each buffer: the scratch slot holding it, for temporaries (see `plan_memory`).
+    pub slots: Vec<Option<usize>>,
 }
 
 impl Program {

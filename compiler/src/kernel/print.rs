@@ -42,7 +42,10 @@ impl Program {
                 Role::Input(name) => format!("input {name:?}"),
                 Role::Param(name) => format!("param {name:?}"),
                 Role::Constant(_) => "constant".to_string(),
-                Role::Temporary => "temporary".to_string(),
+                Role::Temporary => match self.slots.get(i).copied().flatten() {
+                    Some(slot) => format!("temporary in slot {slot}"),
+                    None => "temporary".to_string(),
+                },
                 Role::Alias(target) => format!("alias of b{target}"),
             };
             let _ = writeln!(out, "b{i}: {} {} {role}", buffer.shape, buffer.dtype);
