@@ -169,9 +169,7 @@ impl<'a> Lowering<'a> {
             if materialise {
                 self.buffer_of[index] = Some(self.new_buffer(node));
             }
-            if self.fusible_node(index) {
-                self.notes.push(FusionNote { node: NodeId(index), op: node.op.name(), decision: reason });
-            }
+            self.notes.push(FusionNote { node: NodeId(index), op: node.op.name(), decision: reason });
         }
         self.notes.reverse();
     }
