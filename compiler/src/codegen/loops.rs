@@ -58,14 +58,20 @@ fn vectorizable(kernel: &LoopKernel, program: &Program) -> bool {
             Expr::Compare(_, a, _) => kernel.body[*a].1 == DType::F32,
             Expr::Cast(x) => matches!(kernel.body[*x].1, DType::F32 | DType::Bool) && *dtype == DType::F32,
             Expr::Random { index, .. } => moves_by_0_or_1(index),
-            Expr::LoopIndex(_) | Expr::Gather { .. } => false,
+            // A row picked once per innermost loop, read along it.
+            Expr::Gather { buffer, row, index, .. } => {
+                program.buffers[*buffer].dtype == DType::F32 && uniform[*row] && moves_by_0_or_1(index)
+            }
+            Expr::LoopIndex(_) => false,
         }
     });
     let stores_ok = kernel.stores.iter().all(|(value, buffer, index)| {
         let dtype_ok = program.buffers[*buffer].dtype == DType::F32 && kernel.body[*value].1 == DType::F32;
-        let in_reduction = kernel.reduce.is_some();
+        // A reduction into registers stores once, after its innermost loop; every other store
+        // (accumulating in place included) writes 4 adjacent elements at a time.
+        let in_registers = kernel.reduce.is_some() && kernel.kept_inside == 0;
         let unit = index.strides.get(innermost).and_then(Size::as_fixed) == Some(1);
-        dtype_ok && (in_reduction || unit)
+        dtype_ok && (in_registers || unit)
     });
     body_ok && stores_ok
 }
@@ -274,8 +280,11 @@ impl Nest<'_> {
     fn level(&mut self, emitter: &mut Emitter, level: usize, from: Value, to: Value) {
         let innermost = level + 1 == self.kernel.loops.len();
         let reduce = self.kernel.reduce.filter(|&(_, first)| first == level);
-        if let Some((op, _)) = reduce {
-            self.start_reduction(emitter, op);
+        let in_place = self.kernel.kept_inside > 0;
+        match reduce {
+            Some((op, _)) if in_place => self.fill_identity(emitter, op),
+            Some((op, _)) => self.start_reduction(emitter, op),
+            None => {}
         }
         let counter = emitter.builder.declare_var(types::I64);
         emitter.builder.def_var(counter, from);
@@ -297,9 +306,51 @@ impl Nest<'_> {
         }
         self.indices.pop();
         loop_end(emitter.builder, counter, frame);
-        if let Some((op, _)) = reduce {
+        if let (Some((op, _)), false) = (reduce, in_place) {
             self.finish_reduction(emitter, op);
         }
+    }
+
+    /// The identity of `op`, as a scalar of the result's dtype.
+    fn identity(&self, emitter: &mut Emitter, op: Reduce) -> Value {
+        let dtype = self.kernel.body[self.kernel.stores[0].0].1;
+        match op {
+            Reduce::Sum => constant(emitter.builder, dtype, 0.0, 0),
+            Reduce::Max => constant(emitter.builder, dtype, f64::NEG_INFINITY, i64::MIN),
+        }
+    }
+
+    /// Stores the identity of `op` into every result the loops inside the reduction reach,
+    /// before a reduction that accumulates in place (the reduction loops' indices do not move
+    /// the result, so they are 0 here).
+    fn fill_identity(&mut self, emitter: &mut Emitter, op: Reduce) {
+        let identity = self.identity(emitter, op);
+        let inside = self.kernel.loops.len() - self.kernel.kept_inside;
+        let outer = self.indices.len();
+        while self.indices.len() < inside {
+            let zero = emitter.iconst(0);
+            self.indices.push(zero);
+        }
+        self.fill_level(emitter, inside, identity);
+        self.indices.truncate(outer);
+    }
+
+    fn fill_level(&mut self, emitter: &mut Emitter, level: usize, identity: Value) {
+        let counter = emitter.builder.declare_var(types::I64);
+        let zero = emitter.iconst(0);
+        emitter.builder.def_var(counter, zero);
+        let (i, frame) = loop_begin(emitter.builder, counter, self.extents[level], 1);
+        self.indices.push(i);
+        if level + 1 == self.kernel.loops.len() {
+            let (_, buffer, index) = &self.kernel.stores[0];
+            let offset = emitter.offset(index, &self.indices);
+            let address = emitter.element_address(*buffer, offset);
+            emitter.builder.ins().store(super::trusted(), identity, address, 0);
+        } else {
+            self.fill_level(emitter, level + 1, identity);
+        }
+        self.indices.pop();
+        loop_end(emitter.builder, counter, frame);
     }
 
     fn start_reduction(&mut self, emitter: &mut Emitter, op: Reduce) {
@@ -368,6 +419,19 @@ impl Nest<'_> {
             let acc = emitter.builder.use_var(var);
             let next = combine(emitter.builder, op, dtype, acc, value);
             emitter.builder.def_var(var, next);
+            return;
+        }
+        if let (Some((op, _)), true) = (self.kernel.reduce, self.kernel.kept_inside > 0) {
+            // Accumulate in the result itself: it is this kernel's only store, read nowhere
+            // else in the kernel, so a plain load sees the previous iteration's store.
+            let (value, buffer, index) = &self.kernel.stores[0];
+            let dtype = self.kernel.body[*value].1;
+            let offset = emitter.offset(index, &self.indices);
+            let address = emitter.element_address(*buffer, offset);
+            let ty = if vector { types::F32X4 } else { scalar_type(dtype) };
+            let old = emitter.builder.ins().load(ty, super::trusted(), address, 0);
+            let next = combine(emitter.builder, op, dtype, old, values[*value]);
+            emitter.builder.ins().store(super::trusted(), next, address, 0);
             return;
         }
         for (value, buffer, index) in &self.kernel.stores {
@@ -531,7 +595,12 @@ impl Body<'_> {
                 let inner = emitter.offset(index, self.indices);
                 let offset = emitter.builder.ins().iadd(row_offset, inner);
                 let address = emitter.element_address(*buffer, offset);
-                emitter.builder.ins().load(scalar_type(dtype), super::read_only(), address, 0)
+                let innermost = self.kernel.loops.len() - 1;
+                if self.vector && index.strides.get(innermost).and_then(Size::as_fixed) == Some(1) {
+                    return emitter.builder.ins().load(types::F32X4, super::read_only(), address, 0);
+                }
+                let value = emitter.builder.ins().load(scalar_type(dtype), super::read_only(), address, 0);
+                self.splat_if_vector(emitter.builder, value, dtype)
             }
         }
     }

@@ -243,16 +243,17 @@ pub(crate) fn entry(builder: &mut FunctionBuilder) -> Params {
     Params { buffers: p[0], sizes: p[1], start: p[2], end: p[3], status: p[4] }
 }
 
-/// Flags for loads and stores of buffers the runtime has checked: in bounds, aligned to their
-/// element, and never trapping.
+/// Flags for loads and stores of buffers the runtime has checked: in bounds, never trapping.
+/// Not `aligned`: a vector of 4 lanes may start at any element, and an SSE instruction that
+/// folds an "aligned" load would fault on such an address.
 pub(crate) fn trusted() -> ir::MemFlagsData {
-    ir::MemFlagsData::trusted()
+    ir::MemFlagsData::new().with_notrap()
 }
 
 /// Flags for loads of buffers the kernel reads: trusted, and also never written during the
 /// call (a kernel never writes a buffer it reads), so Cranelift may hoist and merge them.
 pub(crate) fn read_only() -> ir::MemFlagsData {
-    ir::MemFlagsData::trusted().with_readonly().with_can_move()
+    trusted().with_readonly().with_can_move()
 }
 
 /// The value of a size, from the symbol values in `sizes`.

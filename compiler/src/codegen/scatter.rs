@@ -1,7 +1,8 @@
 //! Scatter-add to Cranelift IR: zero the result, then add each update row at its index.
 //!
 //! The splittable range is the columns of a row, so threads never write the same element and
-//! every element sums its updates in order of position, whatever the thread count.
+//! every element sums its updates in order of position, whatever the thread count. Columns
+//! run 4 lanes at a time, then one by one.
 
 use cranelift_codegen::ir::condcodes::IntCC;
 use cranelift_codegen::ir::{InstBuilder, types};
@@ -32,11 +33,14 @@ pub(super) fn build(builder: &mut FunctionBuilder, kernel: &ScatterKernel, progr
     let row_start = builder.ins().imul(r, row_len);
     let column = builder.declare_var(types::I64);
     builder.def_var(column, params.start);
-    let (c, column_frame) = loop_begin(builder, column, params.end, 1);
-    let offset = builder.ins().iadd(row_start, c);
-    let address = f32_element(builder, out, offset);
-    builder.ins().store(trusted(), zero_f, address, 0);
-    loop_end(builder, column, column_frame);
+    for lanes in [4, 1] {
+        let (c, column_frame) = loop_begin(builder, column, params.end, lanes);
+        let offset = builder.ins().iadd(row_start, c);
+        let address = f32_element(builder, out, offset);
+        let zero = if lanes == 4 { builder.ins().splat(types::F32X4, zero_f) } else { zero_f };
+        builder.ins().store(trusted(), zero, address, 0);
+        loop_end(builder, column, column_frame);
+    }
     loop_end(builder, row, row_frame);
 
     // out[indices[p], start..end] += updates[p, start..end], skipping bad indices.
@@ -75,16 +79,19 @@ pub(super) fn build(builder: &mut FunctionBuilder, kernel: &ScatterKernel, progr
     let source_start = builder.ins().imul(p, row_len);
     let target_start = builder.ins().imul(target_row, row_len);
     builder.def_var(column, params.start);
-    let (c, column_frame) = loop_begin(builder, column, params.end, 1);
-    let source = builder.ins().iadd(source_start, c);
-    let source = f32_element(builder, updates, source);
-    let target = builder.ins().iadd(target_start, c);
-    let target = f32_element(builder, out, target);
-    let update = builder.ins().load(types::F32, trusted(), source, 0);
-    let current = builder.ins().load(types::F32, trusted(), target, 0);
-    let sum = builder.ins().fadd(current, update);
-    builder.ins().store(trusted(), sum, target, 0);
-    loop_end(builder, column, column_frame);
+    for lanes in [4, 1] {
+        let ty = if lanes == 4 { types::F32X4 } else { types::F32 };
+        let (c, column_frame) = loop_begin(builder, column, params.end, lanes);
+        let source = builder.ins().iadd(source_start, c);
+        let source = f32_element(builder, updates, source);
+        let target = builder.ins().iadd(target_start, c);
+        let target = f32_element(builder, out, target);
+        let update = builder.ins().load(ty, trusted(), source, 0);
+        let current = builder.ins().load(ty, trusted(), target, 0);
+        let sum = builder.ins().fadd(current, update);
+        builder.ins().store(trusted(), sum, target, 0);
+        loop_end(builder, column, column_frame);
+    }
     builder.ins().jump(next_block, &[]);
 
     builder.switch_to_block(next_block);

@@ -82,7 +82,9 @@ fn indices(kernel: &LoopKernel) -> impl Iterator<Item = &Index> {
 
 fn can_collapse(kernel: &LoopKernel, level: usize) -> bool {
     let inner = level + 1;
-    let crosses_reduction = kernel.reduce.is_some_and(|(_, first)| first == inner);
+    let inside = kernel.loops.len() - kernel.kept_inside;
+    let crosses_reduction =
+        kernel.reduce.is_some_and(|(_, first)| first == inner || (kernel.kept_inside > 0 && inside == inner));
     let reads_index =
         kernel.body.iter().any(|(expr, _)| matches!(expr, Expr::LoopIndex(l) if *l == level || *l == inner));
     if crosses_reduction || reads_index {
@@ -104,6 +106,9 @@ fn same(a: &Size, b: &Size) -> bool {
 /// Replaces loops `level` and `level + 1` by one loop over both, with the inner loop's strides.
 fn merge_levels(kernel: &mut LoopKernel, level: usize) {
     let inner = level + 1;
+    if level >= kernel.loops.len() - kernel.kept_inside {
+        kernel.kept_inside -= 1;
+    }
     let extent = kernel.loops.remove(inner);
     kernel.loops[level] = kernel.loops[level].times(&extent);
     let fix = |index: &mut Index| {
@@ -145,6 +150,7 @@ mod tests {
             name: "k".into(),
             loops: loops.iter().map(|&e| Size::fixed(e)).collect(),
             reduce: None,
+            kept_inside: 0,
             body: vec![(Expr::Load { buffer: 0, index: index(load) }, DType::F32)],
             stores: vec![(0, 1, index(store))],
         }

@@ -291,6 +291,7 @@ impl<'a> Lowering<'a> {
             name: name.to_string(),
             loops,
             reduce: None,
+            kept_inside: 0,
             body: body.exprs,
             stores: vec![(value, out, index)],
         };
@@ -305,7 +306,10 @@ impl<'a> Lowering<'a> {
         let input = node.inputs[0];
         let input_shape = &self.nodes[input.0].shape;
         let kept: Vec<usize> = (0..input_shape.rank()).filter(|d| !axes.contains(d)).collect();
-        let order: Vec<usize> = kept.iter().chain(axes).copied().collect();
+        // Kept dims after the last reduced one stay innermost (see `LoopKernel::kept_inside`).
+        let last_reduced = axes.iter().copied().max().unwrap_or(0);
+        let (outer, inside): (Vec<usize>, Vec<usize>) = kept.iter().partition(|&&d| d < last_reduced);
+        let order: Vec<usize> = outer.iter().chain(axes).chain(&inside).copied().collect();
         let loops: Vec<Size> = order.iter().map(|&d| self.size(&input_shape.dims()[d])).collect();
         let mut map: DimMap = vec![(None, 0); input_shape.rank()];
         for (level, &d) in order.iter().enumerate() {
@@ -315,9 +319,11 @@ impl<'a> Lowering<'a> {
         let out_strides = self.contiguous_strides(&node.shape);
         let keepdims = node.shape.rank() == input_shape.rank();
         let mut store_strides = vec![Size::fixed(0); loops.len()];
-        for (level, &d) in kept.iter().enumerate() {
-            let out_dim = if keepdims { d } else { level };
-            store_strides[level] = out_strides[out_dim].clone();
+        for (level, &d) in order.iter().enumerate() {
+            if let Some(position) = kept.iter().position(|&k| k == d) {
+                let out_dim = if keepdims { d } else { position };
+                store_strides[level] = out_strides[out_dim].clone();
+            }
         }
         let mut body = Body::default();
         let value = self.expr(&mut body, input, &map);
@@ -326,7 +332,8 @@ impl<'a> Lowering<'a> {
         let kernel = LoopKernel {
             name,
             loops,
-            reduce: Some((reduce, kept.len())),
+            reduce: Some((reduce, outer.len())),
+            kept_inside: inside.len(),
             body: body.exprs,
             stores: vec![(value, out, index)],
         };
@@ -414,7 +421,14 @@ impl<'a> Lowering<'a> {
         }
         let index = Index { base: vec![], strides: store };
         let name = format!("copy{id}");
-        let kernel = LoopKernel { name, loops, reduce: None, body: body.exprs, stores: vec![(value, buffer, index)] };
+        let kernel = LoopKernel {
+            name,
+            loops,
+            reduce: None,
+            kept_inside: 0,
+            body: body.exprs,
+            stores: vec![(value, buffer, index)],
+        };
         self.program.kernels.push(Kernel::Loop(kernel));
         buffer
     }

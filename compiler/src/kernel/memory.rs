@@ -169,6 +169,7 @@ mod tests {
             name: format!("b{out}"),
             loops: vec![Size::fixed(8)],
             reduce: None,
+            kept_inside: 0,
             body,
             stores: vec![(value, out, unit())],
         })

@@ -146,8 +146,15 @@ pub struct LoopKernel {
     pub name: String,
     /// Loop extents, outermost first.
     pub loops: Vec<Size>,
-    /// For reductions: how, and the first reduction loop (all loops after it reduce too).
+    /// For reductions: how, and the first reduction loop. The loops after it reduce too,
+    /// except the last `kept_inside`.
     pub reduce: Option<(Reduce, usize)>,
+    /// For reductions: the number of innermost loops that are not reduced. With none, each
+    /// result is accumulated in registers and stored once; with some, the reduction loops run
+    /// outside them and every result accumulates in the output buffer itself (initialised to
+    /// the identity first), so the innermost kept loop can run 4 lanes at a time: summing
+    /// `[B, P, D]` over `P` walks rows of `D`, not columns.
+    pub kept_inside: usize,
     /// The body, in dependency order, with each expression's dtype.
     pub body: Vec<(Expr, DType)>,
     /// `(value, buffer, index)`: stored every innermost iteration, or, for reductions, the

@@ -68,6 +68,10 @@ impl Program {
                 let loops: Vec<String> =
                     k.loops.iter().enumerate().map(|(l, s)| format!("i{l} < {}", self.size(s))).collect();
                 let reduce = match k.reduce {
+                    Some((op, from)) if k.kept_inside > 0 => {
+                        let to = k.loops.len() - k.kept_inside;
+                        format!(" reduce {op:?} over i{from}..i{to}, accumulated in place")
+                    }
                     Some((op, from)) => format!(" reduce {op:?} over i{from}.."),
                     None => String::new(),
                 };
