@@ -1,7 +1,10 @@
 //! kiln-bench: the workloads W1–W5 of the shared benchmark definition, built with kiln's
 //! function API and timed.
 //!
-//! `cargo run --release -p kiln-bench -- <w1|w2|w3|w4|w5|all> [--threads N] [--repeat N]`
+//! `cargo run --release -p kiln-bench -- <w1|w2|w3|w4|w5|all|matmul> [--threads N] [--repeat N]`
+//!
+//! `matmul` calibrates the GEMM threshold: every matmul shape of the workloads, timed in the
+//! register tile and in the tuned GEMM.
 //!
 //! Prints one JSON line per workload and repeat:
 //! `{"workload":"w1","threads":1,"compile_ms":..,"steps":..,"seconds":..,"steps_per_s":..,"quality":..}`
@@ -258,6 +261,59 @@ fn char_title() -> Result<Run> {
     Ok(Run { workload: "w5", compile_ms, steps: 300, seconds, quality })
 }
 
+/// Calibration of the GEMM threshold: each matmul shape of W1, W3 and W4 (and a few between)
+/// timed in the register tile and in the tuned GEMM, medians of 15 calls.
+fn matmul_paths(threads: usize) {
+    let shapes: [(usize, usize, usize); 14] = [
+        (1, 2, 20),
+        (1, 20, 20),
+        (16, 16, 16),
+        (32, 32, 32),
+        (64, 64, 64),
+        (10_000, 2, 20),
+        (10_000, 20, 20),
+        (10_000, 20, 2),
+        (20, 10_000, 20),
+        (128, 784, 256),
+        (128, 256, 256),
+        (128, 256, 10),
+        (256, 128, 784),
+        (10, 128, 256),
+    ];
+    for (m, k, n) in shapes {
+        let time = |min_work: i64| -> Result<f64> {
+            // SAFETY: no other thread reads the environment while it is set.
+            unsafe { std::env::set_var("KILN_GEMM_MIN_WORK", min_work.to_string()) };
+            let g = Graph::new();
+            let a = g.input("a", [m, k])?;
+            let b = g.input("b", [k, n])?;
+            let mut f = function(&g, &[a, b], &[a.matmul(b)?], &[])?;
+            let values = [Value::f32([m, k], normal_values(m * k, 1)), Value::f32([k, n], normal_values(k * n, 2))];
+            f.call(&values)?;
+            let mut samples = Vec::new();
+            for _ in 0..15 {
+                let repeats = (2_000_000 / (m * k * n)).clamp(1, 1000);
+                let started = Instant::now();
+                for _ in 0..repeats {
+                    f.call(&values)?;
+                }
+                samples.push(started.elapsed().as_secs_f64() * 1e6 / repeats as f64);
+            }
+            samples.sort_by(f64::total_cmp);
+            Ok(samples[samples.len() / 2])
+        };
+        match (time(i64::MAX), time(0)) {
+            (Ok(tile), Ok(gemm)) => println!(
+                r#"{{"workload":"matmul","threads":{threads},"m":{m},"k":{k},"n":{n},"work":{},"tile_us":{tile:.2},"gemm_us":{gemm:.2}}}"#,
+                m * k * n
+            ),
+            (Err(e), _) | (_, Err(e)) => eprintln!("matmul {m}x{k}x{n} failed: {e}"),
+        }
+    }
+    // SAFETY: as above.
+    unsafe { std::env::remove_var("KILN_GEMM_MIN_WORK") };
+}
+
 fn report(run: Result<Run>, threads: usize) {
     match run {
         Ok(r) => println!(
@@ -292,7 +348,7 @@ fn main() {
         i += 2;
     }
     let Some(workload) = workload else {
-        eprintln!("usage: kiln-bench <w1|w2|w3|w4|w5|all> [--threads N] [--repeat N]");
+        eprintln!("usage: kiln-bench <w1|w2|w3|w4|w5|all|matmul> [--threads N] [--repeat N]");
         std::process::exit(2);
     };
     // Functions read KILN_THREADS when they are built.
@@ -309,6 +365,7 @@ fn main() {
                 "w3" => mlp_infer(threads),
                 "w4" => report(wide_mlp(), threads),
                 "w5" => report(char_title(), threads),
+                "matmul" => matmul_paths(threads),
                 other => {
                     eprintln!("unknown workload `{other}`; expected w1..w5 or all");
                     std::process::exit(2);

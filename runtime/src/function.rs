@@ -220,7 +220,7 @@ impl Function {
             }
         }
         for ((_, buffer), value) in self.inputs.iter().zip(inputs) {
-            self.memory[*buffer] = to_memory(value.data());
+            write_memory(&mut self.memory[*buffer], value.data());
         }
         let buffers = program.buffers.len();
         let pointers: Vec<*mut u8> = (0..buffers).map(|b| self.storage_mut(b).as_mut_ptr().cast::<u8>()).collect();
@@ -390,19 +390,32 @@ fn bytemuck_bytes(words: &[u128]) -> &[u8] {
     unsafe { std::slice::from_raw_parts(words.as_ptr().cast::<u8>(), std::mem::size_of_val(words)) }
 }
 
-/// Typed data as 16-byte-aligned memory (rounded up to whole words).
+/// Typed data as 16-byte-aligned memory (rounded up to whole words, at least one).
 fn to_memory(data: &Data) -> Vec<u128> {
-    let bytes: Vec<u8> = match data {
-        Data::F32(v) => v.iter().flat_map(|x| x.to_ne_bytes()).collect(),
-        Data::F64(v) => v.iter().flat_map(|x| x.to_ne_bytes()).collect(),
-        Data::I32(v) => v.iter().flat_map(|x| x.to_ne_bytes()).collect(),
-        Data::I64(v) => v.iter().flat_map(|x| x.to_ne_bytes()).collect(),
-        Data::Bool(v) => v.iter().map(|&b| u8::from(b)).collect(),
-    };
-    let mut words = vec![0u128; bytes.len().div_ceil(16).max(1)];
-    // SAFETY: the words hold at least `bytes.len()` bytes, and any byte pattern is a valid u128.
-    unsafe { std::ptr::copy_nonoverlapping(bytes.as_ptr(), words.as_mut_ptr().cast::<u8>(), bytes.len()) };
+    let mut words = Vec::new();
+    write_memory(&mut words, data);
     words
+}
+
+/// Writes typed data into `words`, reusing its allocation when it has the right size.
+fn write_memory(words: &mut Vec<u128>, data: &Data) {
+    fn copy<T: Copy>(words: &mut Vec<u128>, values: &[T]) {
+        let bytes = std::mem::size_of_val(values);
+        let len = bytes.div_ceil(16).max(1);
+        if words.len() != len {
+            *words = vec![0u128; len];
+        }
+        // SAFETY: the words hold at least `bytes` bytes; the source is plain data (numbers,
+        // bools as 0/1 bytes) and any byte pattern is a valid u128.
+        unsafe { std::ptr::copy_nonoverlapping(values.as_ptr().cast::<u8>(), words.as_mut_ptr().cast::<u8>(), bytes) };
+    }
+    match data {
+        Data::F32(v) => copy(words, v),
+        Data::F64(v) => copy(words, v),
+        Data::I32(v) => copy(words, v),
+        Data::I64(v) => copy(words, v),
+        Data::Bool(v) => copy(words, v),
+    }
 }
 
 fn from_bytes(dtype: DType, bytes: &[u8]) -> Data {

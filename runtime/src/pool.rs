@@ -87,13 +87,14 @@ impl Pool {
     /// `call` must satisfy the contract of [`CompiledKernel::run`] for `0..extent`.
     pub unsafe fn run(&self, kernel: &CompiledKernel, call: Call, extent: i64, split: bool) -> [i64; 2] {
         let parts = if split { (self.threads as i64).min(extent).max(1) } else { 1 };
+        if parts == 1 {
+            let mut status = [0i64; 2];
+            // SAFETY: the caller's contract, over the whole range.
+            unsafe { kernel.run(call.buffers, call.sizes, 0, extent, status.as_mut_ptr()) };
+            return status;
+        }
         let ranges: Vec<(i64, i64)> = (0..parts).map(|p| (extent * p / parts, extent * (p + 1) / parts)).collect();
         let mut statuses = vec![[0i64; 2]; ranges.len()];
-        if ranges.len() == 1 {
-            // SAFETY: the caller's contract, over the whole range.
-            unsafe { kernel.run(call.buffers, call.sizes, 0, extent, statuses[0].as_mut_ptr()) };
-            return statuses[0];
-        }
         let shared = &self.shared;
         let job = Arc::new(Job { kernel: kernel.clone(), call, ranges, statuses: statuses.as_mut_ptr() });
         shared.pending.store(job.ranges.len() - 1, Ordering::Release);

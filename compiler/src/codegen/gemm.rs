@@ -3,8 +3,9 @@
 //! Cranelift lowers only 128-bit vectors on x86-64 and does not schedule for register
 //! pressure, so its best register tile reaches a fraction of what a packing GEMM with
 //! AVX-512 does on the same core (see CRANELIFT.md). Matmul kernels therefore branch at run
-//! time: products of at least [`GEMM_MIN_WORK`] multiply-adds call [`kiln_sgemm`], smaller ones
-//! (batch-1 inference, tiny layers) stay in the register tile, which has no call overhead.
+//! time: products of at least [`GEMM_MIN_WORK`] multiply-adds (and a contraction of at least
+//! [`GEMM_MIN_K`]) call [`kiln_sgemm`]; smaller ones (batch-1 inference, tiny layers) stay in
+//! the register tile, which has no call overhead.
 //!
 //! The shim is `extern "C"`, registered with the JIT under [`SYMBOL`], and never unwinds:
 //! a panic inside the GEMM would abort through JIT frames, so it is caught and reported as a
@@ -17,9 +18,22 @@ pub(crate) const SYMBOL: &str = "kiln_sgemm";
 
 /// Products of fewer multiply-adds (`m·k·n` of one batch) run in the register tile.
 ///
-/// Calibrated with `cargo run --release -p kiln-bench -- matmul`: on W1's and W4's shapes the
-/// GEMM wins from a few tens of thousands of multiply-adds up; below that its setup dominates.
-pub const GEMM_MIN_WORK: i64 = 32_768;
+/// Calibrated with `cargo run --release -p kiln-bench -- matmul` (medians, 1 thread): the
+/// GEMM's setup makes it lose on a batch-1 layer (1×20×20: 0.71 µs against the tile's 0.53),
+/// but from 16×16×16 up it wins (1.0 against 1.2 µs), and by 2.5–5× on W1's and W4's
+/// shapes (10000×20×20: 0.41 against 1.0 ms; 128×784×256: 0.9 against 5.4 ms).
+pub const GEMM_MIN_WORK: i64 = 4096;
+
+/// ...and contractions shorter than this run in the tile whatever their size: with `k = 2`
+/// (the first layer's input gradient in W1) packing costs more than it saves (10000×2×20:
+/// the tile 151 µs, the GEMM 174).
+pub const GEMM_MIN_K: i64 = 8;
+
+/// The threshold in force: [`GEMM_MIN_WORK`], or `KILN_GEMM_MIN_WORK` if set (`0` sends every
+/// matmul to the GEMM, a huge value none; `kiln-bench matmul` uses it to calibrate).
+pub fn min_work() -> i64 {
+    std::env::var("KILN_GEMM_MIN_WORK").ok().and_then(|v| v.parse().ok()).unwrap_or(GEMM_MIN_WORK)
+}
 
 /// Rows per block: the range of a matmul kernel counts blocks of this many rows...
 pub const CHUNK_ROWS: i64 = 256;

@@ -39,7 +39,8 @@ struct Operands {
 
 /// Builds the function of a matmul kernel. Its range counts blocks of [`gemm::CHUNK_ROWS`]
 /// result rows (batch and rows flattened) by [`gemm::CHUNK_COLUMNS`] columns, row-major. With `gemm`, products of at
-/// least [`gemm::GEMM_MIN_WORK`] multiply-adds call the tuned GEMM; the rest run the tile.
+/// least `target.gemm_min_work` multiply-adds over a `k` of at least [`gemm::GEMM_MIN_K`]
+/// call the tuned GEMM; the rest run the tile.
 pub(super) fn build(
     builder: &mut FunctionBuilder,
     kernel: &MatMulKernel,
@@ -65,7 +66,9 @@ pub(super) fn build(
         let called = builder.create_block();
         let rows_k = builder.ins().imul(operands.m, operands.k);
         let work = builder.ins().imul(rows_k, operands.n);
-        let big = builder.ins().icmp_imm_s(IntCC::SignedGreaterThanOrEqual, work, gemm::GEMM_MIN_WORK);
+        let much_work = builder.ins().icmp_imm_s(IntCC::SignedGreaterThanOrEqual, work, target.gemm_min_work);
+        let long_k = builder.ins().icmp_imm_s(IntCC::SignedGreaterThanOrEqual, operands.k, gemm::GEMM_MIN_K);
+        let big = builder.ins().band(much_work, long_k);
         builder.ins().brif(big, called, &[], tiled, &[]);
         builder.switch_to_block(called);
         call_gemm(builder, shim, &operands, total_rows, (params.start, params.end), params.status);

@@ -110,12 +110,14 @@ unsafe impl Sync for CompiledProgram {}
 pub(crate) struct Target {
     /// Fused multiply-add is a native instruction (not a libcall).
     pub fma: bool,
+    /// Matmuls of at least this many multiply-adds call the tuned GEMM.
+    pub gemm_min_work: i64,
 }
 
 /// Compiles every kernel of `program` for the host.
 pub fn compile(program: Program) -> Result<CompiledProgram> {
     let isa = host_isa()?;
-    let target = Target { fma: host_has_fma() };
+    let target = Target { fma: host_has_fma(), gemm_min_work: gemm::min_work() };
     let mut jit = JITBuilder::with_isa(isa, default_libcall_names());
     jit.symbol(gemm::SYMBOL, gemm::kiln_sgemm as *const u8);
     let mut module = JITModule::new(jit);
