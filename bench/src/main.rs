@@ -12,93 +12,9 @@
 
 use std::time::Instant;
 
-use kiln::compiler::random;
 use kiln::prelude::*;
-
-type Update<'g> = (Tensor<'g>, Tensor<'g>);
-
-/// Layer sizes to a stack of `Linear` layers with ReLU between them; returns the logits.
-fn mlp<'g>(g: &'g Graph, x: Tensor<'g>, sizes: &[usize]) -> Result<Tensor<'g>> {
-    let mut h = x;
-    for (i, pair) in sizes.windows(2).enumerate() {
-        let layer = layers::Linear::new(g, &format!("layer{}", i + 1), pair[0], pair[1])?;
-        h = layer.forward(h)?;
-        if i + 2 < sizes.len() {
-            h = layers::relu(h)?;
-        }
-    }
-    Ok(h)
-}
-
-fn trainable(g: &Graph) -> Vec<Tensor<'_>> {
-    g.params().into_iter().filter(|(_, _, trainable)| *trainable).map(|(t, _, _)| t).collect()
-}
-
-/// Plain SGD: `p ← p - lr·g`.
-fn sgd<'g>(params: &[Tensor<'g>], grads: &[Tensor<'g>], lr: f64) -> Result<Vec<Update<'g>>> {
-    params.iter().zip(grads).map(|(p, g)| Ok((*p, p.sub(g.mul(lr)?)?))).collect()
-}
-
-/// SGD with momentum, PyTorch's form: `buf ← μ·buf + g`, `p ← p - lr·buf`.
-fn sgd_momentum<'g>(
-    g: &'g Graph,
-    params: &[Tensor<'g>],
-    grads: &[Tensor<'g>],
-    lr: f64,
-    momentum: f64,
-) -> Result<Vec<Update<'g>>> {
-    let mut updates = Vec::new();
-    for (p, grad) in params.iter().zip(grads) {
-        let name = p.name().expect("params are named");
-        let buffer = g.param_with(&format!("momentum.{name}"), p.shape(), Init::ZEROS, false)?;
-        let next = buffer.mul(momentum)?.add(*grad)?;
-        updates.push((buffer, next));
-        updates.push((*p, p.sub(next.mul(lr)?)?));
-    }
-    Ok(updates)
-}
-
-/// Adam with bias correction; `t` is the 1-based step as an f32 scalar input.
-fn adam<'g>(
-    g: &'g Graph,
-    params: &[Tensor<'g>],
-    grads: &[Tensor<'g>],
-    t: Tensor<'g>,
-    lr: f64,
-) -> Result<Vec<Update<'g>>> {
-    let (beta1, beta2, eps) = (0.9f64, 0.999f64, 1e-8);
-    let correction1 = 1.0 - t.mul(beta1.ln())?.exp()?;
-    let correction2 = 1.0 - t.mul(beta2.ln())?.exp()?;
-    let mut updates = Vec::new();
-    for (p, grad) in params.iter().zip(grads) {
-        let name = p.name().expect("params are named");
-        let m = g.param_with(&format!("adam.m.{name}"), p.shape(), Init::ZEROS, false)?;
-        let v = g.param_with(&format!("adam.v.{name}"), p.shape(), Init::ZEROS, false)?;
-        let m_next = m.mul(beta1)?.add(grad.mul(1.0 - beta1)?)?;
-        let v_next = v.mul(beta2)?.add(grad.square()?.mul(1.0 - beta2)?)?;
-        let step = m_next.div(correction1)?.div(v_next.div(correction2)?.sqrt()?.add(eps)?)?;
-        updates.push((m, m_next));
-        updates.push((v, v_next));
-        updates.push((*p, p.sub(step.mul(lr)?)?));
-    }
-    Ok(updates)
-}
-
-/// The notebook's target: 1 where `y > sin(3x)`.
-fn classify<'g>(points: Tensor<'g>, n: impl Into<Dim>) -> Result<Tensor<'g>> {
-    let (x, y) = (points.slice(1, 0, 1)?, points.slice(1, 1, 2)?);
-    y.gt((x * 3.0).sin()?)?.cast(DType::I64)?.reshape([n.into()])
-}
-
-fn normal_values(n: usize, seed: u64) -> Vec<f32> {
-    let key = random::draw_key(seed, 0);
-    (0..n as u64).map(|i| random::normal(key, i) as f32).collect()
-}
-
-fn labels(n: usize, classes: u32, seed: u64) -> Vec<i64> {
-    let key = random::draw_key(seed, 1);
-    (0..n as u64).map(|i| i64::from(random::bits(key, i) % classes)).collect()
-}
+use kiln_bench as workloads;
+use kiln_bench::normal_values;
 
 struct Run {
     workload: &'static str,
@@ -114,7 +30,7 @@ fn train(
     f: &mut Function,
     compile_started: Instant,
     steps: usize,
-    inputs: impl Fn(usize) -> Vec<Value>,
+    inputs: &dyn Fn(usize) -> Vec<Value>,
 ) -> Result<(f64, f64, Vec<Value>)> {
     f.call(&inputs(0))?;
     let compile_ms = compile_started.elapsed().as_secs_f64() * 1e3;
@@ -132,31 +48,17 @@ fn train(
 
 /// W1 and W2: the notebook's MLP on a batch of 10000 points drawn in the graph every step.
 fn seed_mlp(adam_optimizer: bool) -> Result<Run> {
-    const BATCH: usize = 10_000;
     let started = Instant::now();
     let g = Graph::new();
-    let step = g.typed_input("step", Shape::scalar(), DType::I64)?;
-    let t = g.input("t", Shape::scalar())?;
-    let points = g.random_normal([BATCH, 2], 1, step)?;
-    let targets = classify(points, BATCH)?;
-    let loss = layers::cross_entropy(mlp(&g, points, &[2, 20, 20, 2])?, targets)?;
-    let params = trainable(&g);
-    let grads = g.grad(loss, &params)?;
-    let updates = if adam_optimizer { adam(&g, &params, &grads, t, 0.01)? } else { sgd(&params, &grads, 0.01)? };
-    let mut f = function(&g, &[step, t], &[loss], &updates)?;
-    let inputs = |s: usize| vec![Value::i64([], vec![s as i64]), Value::f32([], vec![(s + 1) as f32])];
-    let (compile_ms, seconds, _) = train(&mut f, started, 1024, inputs)?;
-
+    let step = workloads::seed_mlp(&g, 10_000, adam_optimizer)?;
+    let mut f = step.compile(&g)?;
+    let (compile_ms, seconds, _) = train(&mut f, started, 1024, &step.feed)?;
     // Accuracy on 10000 held-out points drawn with another seed.
     let e = Graph::new();
-    let x = e.input("x", [Dim::sym("N"), 2.into()])?;
-    let logits = mlp(&e, x, &[2, 20, 20, 2])?;
-    let predicted = logits.slice(1, 1, 2)?.gt(logits.slice(1, 0, 1)?)?.cast(DType::I64)?.reshape([Dim::sym("N")])?;
-    let accuracy = layers::mean_all(predicted.eq(classify(x, "N")?)?.cast(DType::F32)?)?;
-    let mut evaluate = function(&e, &[x], &[accuracy], &[])?;
+    let accuracy = workloads::seed_mlp_accuracy(&e)?;
+    let mut evaluate = accuracy.compile(&e)?;
     evaluate.set_params(&f.params())?;
-    let held_out = Value::f32([BATCH, 2], normal_values(2 * BATCH, 99));
-    let quality = evaluate.call(&[held_out])?[0].item().unwrap_or(f64::NAN);
+    let quality = evaluate.call(&(accuracy.feed)(0))?[0].item().unwrap_or(f64::NAN);
     Ok(Run { workload: if adam_optimizer { "w2" } else { "w1" }, compile_ms, steps: 1024, seconds, quality })
 }
 
@@ -165,9 +67,7 @@ fn mlp_infer(threads: usize) {
     let run = || -> Result<String> {
         let started = Instant::now();
         let g = Graph::new();
-        let x = g.input("x", [Dim::sym("B"), 2.into()])?;
-        let logits = mlp(&g, x, &[2, 20, 20, 2])?;
-        let mut f = function(&g, &[x], &[logits], &[])?;
+        let mut f = workloads::mlp_infer(&g, 1)?.compile(&g)?;
         f.set_threads(threads);
         let one = [Value::f32([1, 2], vec![0.3, -0.7])];
         f.call(&one)?;
@@ -205,58 +105,20 @@ fn mlp_infer(threads: usize) {
 fn wide_mlp() -> Result<Run> {
     let started = Instant::now();
     let g = Graph::new();
-    let x = g.input("x", [128, 784])?;
-    let y = g.typed_input("labels", [128], DType::I64)?;
-    let loss = layers::cross_entropy(mlp(&g, x, &[784, 256, 256, 10])?, y)?;
-    let params = trainable(&g);
-    let grads = g.grad(loss, &params)?;
-    let updates = sgd_momentum(&g, &params, &grads, 0.01, 0.9)?;
-    let mut f = function(&g, &[x, y], &[loss], &updates)?;
-    let batches: Vec<[Value; 2]> = (0..8)
-        .map(|b| [Value::f32([128, 784], normal_values(128 * 784, 10 + b)), Value::i64([128], labels(128, 10, 20 + b))])
-        .collect();
-    let (compile_ms, seconds, last) = train(&mut f, started, 300, |s| batches[s % 8].to_vec())?;
+    let step = workloads::wide_mlp(&g)?;
+    let mut f = step.compile(&g)?;
+    let (compile_ms, seconds, last) = train(&mut f, started, 300, &step.feed)?;
     let quality = last[0].item().unwrap_or(f64::NAN);
     Ok(Run { workload: "w4", compile_ms, steps: 300, seconds, quality })
 }
 
 /// W5: character ids, embeddings weighted by a sinusoidal position table, a small MLP, Adam.
 fn char_title() -> Result<Run> {
-    const BATCH: usize = 256;
-    const LENGTH: usize = 48;
-    const CHARS: usize = 100;
-    const WIDTH: usize = 64;
     let started = Instant::now();
     let g = Graph::new();
-    let ids = g.typed_input("ids", [BATCH, LENGTH], DType::I64)?;
-    let y = g.typed_input("labels", [BATCH], DType::I64)?;
-    let t = g.input("t", Shape::scalar())?;
-    let embedding = g.param("embedding", [CHARS, WIDTH], Init::Normal { mean: 0.0, std: 1.0 })?;
-    let mut table = Vec::with_capacity(LENGTH * WIDTH);
-    for p in 0..LENGTH {
-        for i in 0..WIDTH {
-            let angle = p as f64 / 10_000f64.powf((2 * (i / 2)) as f64 / WIDTH as f64);
-            table.push(if i % 2 == 0 { angle.sin() } else { angle.cos() } as f32);
-        }
-    }
-    let positions = g.constant(Value::f32([LENGTH, WIDTH], table));
-    let features = embedding.gather(ids)?.mul(positions)?.sum(&[1], false)?;
-    let loss = layers::cross_entropy(mlp(&g, features, &[WIDTH, 64, 8])?, y)?;
-    let params = trainable(&g);
-    let grads = g.grad(loss, &params)?;
-    let updates = adam(&g, &params, &grads, t, 1e-3)?;
-    let mut f = function(&g, &[ids, y, t], &[loss], &updates)?;
-    let batches: Vec<[Value; 2]> = (0..16)
-        .map(|b| {
-            let ids = labels(BATCH * LENGTH, CHARS as u32, 40 + b);
-            [Value::i64([BATCH, LENGTH], ids), Value::i64([BATCH], labels(BATCH, 8, 60 + b))]
-        })
-        .collect();
-    let inputs = |s: usize| {
-        let [ids, y] = batches[s % 16].clone();
-        vec![ids, y, Value::f32([], vec![(s + 1) as f32])]
-    };
-    let (compile_ms, seconds, last) = train(&mut f, started, 300, inputs)?;
+    let step = workloads::char_title(&g)?;
+    let mut f = step.compile(&g)?;
+    let (compile_ms, seconds, last) = train(&mut f, started, 300, &step.feed)?;
     let quality = last[0].item().unwrap_or(f64::NAN);
     Ok(Run { workload: "w5", compile_ms, steps: 300, seconds, quality })
 }

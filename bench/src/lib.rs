@@ -1,0 +1,200 @@
+//! The workloads W1–W5 of the shared benchmark definition, as kiln graphs.
+//!
+//! Each builder returns a [`Step`]: the inputs, outputs and updates of one compiled call, and
+//! the values to feed at step `s`. `main.rs` times them; `tests/` checks each compiled step
+//! against the reference interpreter.
+
+use kiln::compiler::random;
+use kiln::prelude::*;
+
+/// `(param, new value)`.
+pub type Update<'g> = (Tensor<'g>, Tensor<'g>);
+
+/// One training (or inference) call of a workload.
+pub struct Step<'g> {
+    /// The function's inputs, in feeding order.
+    pub inputs: Vec<Tensor<'g>>,
+    /// Its outputs; the loss first for training workloads.
+    pub outputs: Vec<Tensor<'g>>,
+    /// The optimizer's updates.
+    pub updates: Vec<Update<'g>>,
+    /// The values fed at step `s` (0-based).
+    pub feed: Box<dyn Fn(usize) -> Vec<Value>>,
+}
+
+impl<'g> Step<'g> {
+    /// Compiles the step.
+    pub fn compile(&self, graph: &'g Graph) -> Result<Function> {
+        function(graph, &self.inputs, &self.outputs, &self.updates)
+    }
+}
+
+/// Layer sizes to a stack of `Linear` layers (`layer1`, `layer2`, ...) with ReLU between them;
+/// returns the logits.
+pub fn mlp<'g>(g: &'g Graph, x: Tensor<'g>, sizes: &[usize]) -> Result<Tensor<'g>> {
+    let mut h = x;
+    for (i, pair) in sizes.windows(2).enumerate() {
+        let layer = layers::Linear::new(g, &format!("layer{}", i + 1), pair[0], pair[1])?;
+        h = layer.forward(h)?;
+        if i + 2 < sizes.len() {
+            h = layers::relu(h)?;
+        }
+    }
+    Ok(h)
+}
+
+fn trainable(g: &Graph) -> Vec<Tensor<'_>> {
+    g.params().into_iter().filter(|(_, _, trainable)| *trainable).map(|(t, _, _)| t).collect()
+}
+
+/// Plain SGD: `p ← p - lr·g`.
+pub fn sgd<'g>(params: &[Tensor<'g>], grads: &[Tensor<'g>], lr: f64) -> Result<Vec<Update<'g>>> {
+    params.iter().zip(grads).map(|(p, g)| Ok((*p, p.sub(g.mul(lr)?)?))).collect()
+}
+
+/// SGD with momentum, PyTorch's form: `buf ← μ·buf + g`, `p ← p - lr·buf`.
+pub fn sgd_momentum<'g>(
+    g: &'g Graph,
+    params: &[Tensor<'g>],
+    grads: &[Tensor<'g>],
+    lr: f64,
+    momentum: f64,
+) -> Result<Vec<Update<'g>>> {
+    let mut updates = Vec::new();
+    for (p, grad) in params.iter().zip(grads) {
+        let name = p.name().expect("params are named");
+        let buffer = g.param_with(&format!("momentum.{name}"), p.shape(), Init::ZEROS, false)?;
+        let next = buffer.mul(momentum)?.add(*grad)?;
+        updates.push((buffer, next));
+        updates.push((*p, p.sub(next.mul(lr)?)?));
+    }
+    Ok(updates)
+}
+
+/// Adam with bias correction; `t` is the 1-based step as an `f32` scalar input.
+pub fn adam<'g>(
+    g: &'g Graph,
+    params: &[Tensor<'g>],
+    grads: &[Tensor<'g>],
+    t: Tensor<'g>,
+    lr: f64,
+) -> Result<Vec<Update<'g>>> {
+    let (beta1, beta2, eps) = (0.9f64, 0.999f64, 1e-8);
+    let correction1 = 1.0 - t.mul(beta1.ln())?.exp()?;
+    let correction2 = 1.0 - t.mul(beta2.ln())?.exp()?;
+    let mut updates = Vec::new();
+    for (p, grad) in params.iter().zip(grads) {
+        let name = p.name().expect("params are named");
+        let m = g.param_with(&format!("adam.m.{name}"), p.shape(), Init::ZEROS, false)?;
+        let v = g.param_with(&format!("adam.v.{name}"), p.shape(), Init::ZEROS, false)?;
+        let m_next = m.mul(beta1)?.add(grad.mul(1.0 - beta1)?)?;
+        let v_next = v.mul(beta2)?.add(grad.square()?.mul(1.0 - beta2)?)?;
+        let step = m_next.div(correction1)?.div(v_next.div(correction2)?.sqrt()?.add(eps)?)?;
+        updates.push((m, m_next));
+        updates.push((v, v_next));
+        updates.push((*p, p.sub(step.mul(lr)?)?));
+    }
+    Ok(updates)
+}
+
+/// The notebook's target: 1 where `y > sin(3x)`.
+pub fn classify<'g>(points: Tensor<'g>, n: impl Into<Dim>) -> Result<Tensor<'g>> {
+    let (x, y) = (points.slice(1, 0, 1)?, points.slice(1, 1, 2)?);
+    y.gt((x * 3.0).sin()?)?.cast(DType::I64)?.reshape([n.into()])
+}
+
+/// `n` standard-normal `f32` values, reproducible from `seed`.
+pub fn normal_values(n: usize, seed: u64) -> Vec<f32> {
+    let key = random::draw_key(seed, 0);
+    (0..n as u64).map(|i| random::normal(key, i) as f32).collect()
+}
+
+/// `n` labels uniform in `0..classes`, reproducible from `seed`.
+pub fn labels(n: usize, classes: u32, seed: u64) -> Vec<i64> {
+    let key = random::draw_key(seed, 1);
+    (0..n as u64).map(|i| i64::from(random::bits(key, i) % classes)).collect()
+}
+
+/// W1 (SGD) and W2 (Adam): the notebook's MLP on `batch` points drawn in the graph at every
+/// step (W1 and W2 use 10000).
+pub fn seed_mlp(g: &Graph, batch: usize, adam_optimizer: bool) -> Result<Step<'_>> {
+    let step = g.typed_input("step", Shape::scalar(), DType::I64)?;
+    let t = g.input("t", Shape::scalar())?;
+    let points = g.random_normal([batch, 2], 1, step)?;
+    let targets = classify(points, batch)?;
+    let loss = layers::cross_entropy(mlp(g, points, &[2, 20, 20, 2])?, targets)?;
+    let params = trainable(g);
+    let grads = g.grad(loss, &params)?;
+    let updates = if adam_optimizer { adam(g, &params, &grads, t, 0.01)? } else { sgd(&params, &grads, 0.01)? };
+    let feed = Box::new(|s: usize| vec![Value::i64([], vec![s as i64]), Value::f32([], vec![(s + 1) as f32])]);
+    Ok(Step { inputs: vec![step, t], outputs: vec![loss], updates, feed })
+}
+
+/// The accuracy of the notebook's MLP (params by the same names) on points `x: [N, 2]`.
+pub fn seed_mlp_accuracy(g: &Graph) -> Result<Step<'_>> {
+    let x = g.input("x", [Dim::sym("N"), 2.into()])?;
+    let logits = mlp(g, x, &[2, 20, 20, 2])?;
+    let predicted = logits.slice(1, 1, 2)?.gt(logits.slice(1, 0, 1)?)?.cast(DType::I64)?.reshape([Dim::sym("N")])?;
+    let accuracy = layers::mean_all(predicted.eq(classify(x, "N")?)?.cast(DType::F32)?)?;
+    let feed = Box::new(|_| vec![Value::f32([10_000, 2], normal_values(20_000, 99))]);
+    Ok(Step { inputs: vec![x], outputs: vec![accuracy], updates: vec![], feed })
+}
+
+/// W3: the W1 net's forward pass on `x: [B, 2]`; fed a batch of `batch` points.
+pub fn mlp_infer(g: &Graph, batch: usize) -> Result<Step<'_>> {
+    let x = g.input("x", [Dim::sym("B"), 2.into()])?;
+    let logits = mlp(g, x, &[2, 20, 20, 2])?;
+    let feed = Box::new(move |s: usize| vec![Value::f32([batch, 2], normal_values(2 * batch, 3 + s as u64))]);
+    Ok(Step { inputs: vec![x], outputs: vec![logits], updates: vec![], feed })
+}
+
+/// W4: a wide MLP on 8 fixed batches of 128, SGD with momentum.
+pub fn wide_mlp(g: &Graph) -> Result<Step<'_>> {
+    let x = g.input("x", [128, 784])?;
+    let y = g.typed_input("labels", [128], DType::I64)?;
+    let loss = layers::cross_entropy(mlp(g, x, &[784, 256, 256, 10])?, y)?;
+    let params = trainable(g);
+    let grads = g.grad(loss, &params)?;
+    let updates = sgd_momentum(g, &params, &grads, 0.01, 0.9)?;
+    let batches: Vec<[Value; 2]> = (0..8)
+        .map(|b| [Value::f32([128, 784], normal_values(128 * 784, 10 + b)), Value::i64([128], labels(128, 10, 20 + b))])
+        .collect();
+    let feed = Box::new(move |s: usize| batches[s % 8].to_vec());
+    Ok(Step { inputs: vec![x, y], outputs: vec![loss], updates, feed })
+}
+
+/// W5: character ids, embeddings weighted by a sinusoidal position table, a small MLP, Adam.
+pub fn char_title(g: &Graph) -> Result<Step<'_>> {
+    const BATCH: usize = 256;
+    const LENGTH: usize = 48;
+    const CHARS: usize = 100;
+    const WIDTH: usize = 64;
+    let ids = g.typed_input("ids", [BATCH, LENGTH], DType::I64)?;
+    let y = g.typed_input("labels", [BATCH], DType::I64)?;
+    let t = g.input("t", Shape::scalar())?;
+    let embedding = g.param("embedding", [CHARS, WIDTH], Init::Normal { mean: 0.0, std: 1.0 })?;
+    let mut table = Vec::with_capacity(LENGTH * WIDTH);
+    for p in 0..LENGTH {
+        for i in 0..WIDTH {
+            let angle = p as f64 / 10_000f64.powf((2 * (i / 2)) as f64 / WIDTH as f64);
+            table.push(if i % 2 == 0 { angle.sin() } else { angle.cos() } as f32);
+        }
+    }
+    let positions = g.constant(Value::f32([LENGTH, WIDTH], table));
+    let features = embedding.gather(ids)?.mul(positions)?.sum(&[1], false)?;
+    let loss = layers::cross_entropy(mlp(g, features, &[WIDTH, 64, 8])?, y)?;
+    let params = trainable(g);
+    let grads = g.grad(loss, &params)?;
+    let updates = adam(g, &params, &grads, t, 1e-3)?;
+    let batches: Vec<[Value; 2]> = (0..16)
+        .map(|b| {
+            let ids = labels(BATCH * LENGTH, CHARS as u32, 40 + b);
+            [Value::i64([BATCH, LENGTH], ids), Value::i64([BATCH], labels(BATCH, 8, 60 + b))]
+        })
+        .collect();
+    let feed = Box::new(move |s: usize| {
+        let [ids, y] = batches[s % 16].clone();
+        vec![ids, y, Value::f32([], vec![(s + 1) as f32])]
+    });
+    Ok(Step { inputs: vec![ids, y, t], outputs: vec![loss], updates, feed })
+}
