@@ -1,9 +1,11 @@
 //! Loop kernels to Cranelift IR: the loop nest, the body in scalar and 4-lane vector form,
 //! stores and reductions.
 //!
-//! The innermost loop runs 4 elements at a time (`f32x4`, the widest vector Cranelift lowers on
-//! x86-64) when every value of the body is an `f32` or a mask and every load and store moves by
-//! 0 or 1 element along it; a scalar loop finishes the remainder. Reductions keep a vector and a
+//! One loop runs 4 elements at a time (`f32x4`, the widest vector Cranelift lowers on x86-64)
+//! when every value of the body is an `f32`, a mask or an integer that does not change along
+//! it: the innermost loop, or the one around it when the innermost is too short to fill a
+//! vector (then the lanes hold 4 rows). Reads and writes that move by one element along it are
+//! vector loads and stores; others go lane by lane. A scalar loop finishes the remainder. Reductions keep a vector and a
 //! scalar accumulator and combine them in a fixed order, so results do not depend on how the
 //! outer loop is split across threads.
 
@@ -15,7 +17,7 @@ use cranelift_frontend::{FunctionBuilder, Variable};
 
 use super::{KernelShape, STATUS_DIVISION_BY_ZERO, STATUS_INDEX_OUT_OF_RANGE, Target, math};
 use crate::graph::{Binary, Compare, DType, Distribution, Unary};
-use crate::kernel::{Expr, Index, LoopKernel, Program, Reduce, Size};
+use crate::kernel::{Expr, ExprId, Index, LoopKernel, Program, Reduce, Size};
 
 /// Vector width in `f32` lanes.
 const LANES: i64 = 4;
@@ -30,35 +32,64 @@ pub(super) fn build(
     let params = super::entry(builder);
     let mut emitter = Emitter::new(builder, params.sizes, params.buffers, program, target);
     emitter.prepare(kernel);
-    let vector = vectorizable(kernel, program);
+    let vector_level = vector_level(kernel, program);
     let extents: Vec<Value> = kernel.loops.iter().map(|s| emitter.size(s)).collect();
-    let mut nest = Nest { kernel, extents, vector, indices: vec![], accumulators: None };
-    nest.level(&mut emitter, 0, params.start, params.end);
+    let mut nest = Nest { kernel, extents, vector_level, indices: vec![], accumulators: None };
+    nest.level(&mut emitter, 0, params.start, params.end, false);
     emitter.status.store(emitter.builder, params.status);
     emitter.builder.ins().return_(&[]);
     let splittable = kernel.reduce.is_none_or(|(_, from)| from > 0);
     KernelShape { chunks: vec![(kernel.loops[0].clone(), 1)], splittable }
 }
 
-/// True if the innermost loop can run 4 lanes at a time.
-fn vectorizable(kernel: &LoopKernel, program: &Program) -> bool {
+/// The loop that runs 4 lanes at a time, if any: the innermost one, or, when the innermost
+/// loop is too short to fill a vector (a softmax over 2 classes), the one around it, with
+/// the rows of the result in the lanes.
+fn vector_level(kernel: &LoopKernel, program: &Program) -> Option<usize> {
     let innermost = kernel.loops.len() - 1;
+    let short = |level: usize| kernel.loops[level].as_fixed().is_some_and(|n| n < LANES);
+    if short(innermost) && innermost > 0 && !short(innermost - 1) {
+        let outer = innermost - 1;
+        // Lanes may only hold independent results: a reduction must run inside them.
+        let reduction_inside = kernel.reduce.is_none_or(|(_, first)| first > outer && kernel.kept_inside == 0);
+        if reduction_inside && vectorizable_at(kernel, program, outer) {
+            return Some(outer);
+        }
+    }
+    vectorizable_at(kernel, program, innermost).then_some(innermost)
+}
+
+/// True if loop `level` can run 4 lanes at a time: every value is an `f32` or a mask, or an
+/// integer that does not change along the lanes; reads and writes that do not move by one
+/// element along the loop gather and scatter lane by lane.
+fn vectorizable_at(kernel: &LoopKernel, program: &Program, level: usize) -> bool {
     let moves_by_0_or_1 =
-        |index: &Index| index.strides.get(innermost).is_none_or(|s| matches!(s.as_fixed(), Some(0) | Some(1)));
-    let uniform = uniform_exprs(kernel);
+        |index: &Index| index.strides.get(level).is_none_or(|s| matches!(s.as_fixed(), Some(0) | Some(1)));
+    let uniform = uniform_exprs(kernel, level);
     let body_ok = kernel.body.iter().enumerate().all(|(id, (expr, dtype))| {
-        // Integers stay scalars in a vector body, so they must not change along the lanes.
-        if !matches!(dtype, DType::F32 | DType::Bool) {
-            return uniform[id];
+        if uniform[id] {
+            return true;
+        }
+        if dtype.is_int() {
+            // Integers that change along the lanes are computed lane by lane.
+            return match expr {
+                Expr::Load { buffer, .. } => program.buffers[*buffer].dtype == *dtype,
+                Expr::LoopIndex(loop_level) => *loop_level == level,
+                Expr::Cast(_) | Expr::Select(..) => true,
+                Expr::Unary(op, _) => matches!(op, Unary::Neg | Unary::Abs),
+                // Division reports a zero divisor: it stays scalar.
+                Expr::Binary(op, ..) => *op != Binary::Div,
+                _ => false,
+            };
         }
         match expr {
-            Expr::Load { buffer, index } => program.buffers[*buffer].dtype == DType::F32 && moves_by_0_or_1(index),
+            Expr::Load { buffer, .. } => program.buffers[*buffer].dtype == DType::F32,
             Expr::Const(_) | Expr::Size(_) => true,
             Expr::Unary(..) | Expr::Pow(..) | Expr::Binary(..) | Expr::Select(..) => true,
-            Expr::Compare(_, a, _) => kernel.body[*a].1 == DType::F32,
-            Expr::Cast(x) => matches!(kernel.body[*x].1, DType::F32 | DType::Bool) && *dtype == DType::F32,
+            Expr::Compare(..) => true,
+            Expr::Cast(_) => *dtype == DType::F32,
             Expr::Random { index, .. } => moves_by_0_or_1(index),
-            // A row picked once per innermost loop, read along it.
+            // A row picked once per vector, read along it.
             Expr::Gather { buffer, row, index, .. } => {
                 program.buffers[*buffer].dtype == DType::F32 && uniform[*row] && moves_by_0_or_1(index)
             }
@@ -66,29 +97,30 @@ fn vectorizable(kernel: &LoopKernel, program: &Program) -> bool {
         }
     });
     let stores_ok = kernel.stores.iter().all(|(value, buffer, index)| {
-        let dtype_ok = program.buffers[*buffer].dtype == DType::F32 && kernel.body[*value].1 == DType::F32;
-        // A reduction into registers stores once, after its innermost loop; every other store
-        // (accumulating in place included) writes 4 adjacent elements at a time.
-        let in_registers = kernel.reduce.is_some() && kernel.kept_inside == 0;
-        let unit = index.strides.get(innermost).and_then(Size::as_fixed) == Some(1);
-        dtype_ok && (in_registers || unit)
+        let value_dtype = kernel.body[*value].1;
+        let buffer_dtype = program.buffers[*buffer].dtype;
+        let float = buffer_dtype == DType::F32 && value_dtype == DType::F32;
+        // Integer results are stored lane by lane, outside reductions.
+        let int = buffer_dtype.is_int() && value_dtype == buffer_dtype && kernel.reduce.is_none();
+        // Accumulating in place reads and writes 4 adjacent results at a time.
+        let unit = index.strides.get(level).and_then(Size::as_fixed) == Some(1);
+        (float || int) && (kernel.kept_inside == 0 || unit)
     });
     body_ok && stores_ok
 }
 
-/// For each expression of the body: true if it has the same value at every iteration of the
-/// innermost loop (built from constants, sizes and loads that do not move along it).
-fn uniform_exprs(kernel: &LoopKernel) -> Vec<bool> {
-    let innermost = kernel.loops.len() - 1;
+/// For each expression of the body: true if it has the same value at every iteration of loop
+/// `level` (built from constants, sizes and loads that do not move along it).
+fn uniform_exprs(kernel: &LoopKernel, level: usize) -> Vec<bool> {
     let mut uniform: Vec<bool> = Vec::with_capacity(kernel.body.len());
     for (expr, _) in &kernel.body {
         let value = match expr {
             Expr::Const(_) | Expr::Size(_) => true,
-            Expr::Load { index, .. } => index.strides.get(innermost).is_none_or(|s| s.as_fixed() == Some(0)),
+            Expr::Load { index, .. } => index.strides.get(level).is_none_or(|s| s.as_fixed() == Some(0)),
             Expr::Unary(_, x) | Expr::Pow(_, x) | Expr::Cast(x) => uniform[*x],
             Expr::Binary(_, a, b) | Expr::Compare(_, a, b) => uniform[*a] && uniform[*b],
             Expr::Select(m, a, b) => uniform[*m] && uniform[*a] && uniform[*b],
-            Expr::LoopIndex(level) => *level != innermost,
+            Expr::LoopIndex(loop_level) => *loop_level != level,
             Expr::Random { .. } | Expr::Gather { .. } => false,
         };
         uniform.push(value);
@@ -269,45 +301,50 @@ fn scalar_type(dtype: DType) -> Type {
 struct Nest<'k> {
     kernel: &'k LoopKernel,
     extents: Vec<Value>,
-    vector: bool,
+    /// The loop that runs 4 lanes at a time (see [`vector_level`]).
+    vector_level: Option<usize>,
     indices: Vec<Value>,
     /// The scalar and (if vectorised) vector accumulators of a reduction.
     accumulators: Option<(Variable, Option<Variable>)>,
 }
 
 impl Nest<'_> {
-    /// Emits loop `level` over `from..to` and everything inside it.
-    fn level(&mut self, emitter: &mut Emitter, level: usize, from: Value, to: Value) {
+    /// Emits loop `level` over `from..to` and everything inside it; `vector` when an outer
+    /// loop already runs 4 lanes at a time.
+    fn level(&mut self, emitter: &mut Emitter, level: usize, from: Value, to: Value, vector: bool) {
         let innermost = level + 1 == self.kernel.loops.len();
         let reduce = self.kernel.reduce.filter(|&(_, first)| first == level);
         let in_place = self.kernel.kept_inside > 0;
         match reduce {
             Some((op, _)) if in_place => self.fill_identity(emitter, op),
-            Some((op, _)) => self.start_reduction(emitter, op),
+            Some((op, _)) => self.start_reduction(emitter, op, vector),
             None => {}
         }
         let counter = emitter.builder.declare_var(types::I64);
         emitter.builder.def_var(counter, from);
-        if innermost && self.vector {
+        let inner = |nest: &mut Self, emitter: &mut Emitter, vector: bool| {
+            if innermost {
+                nest.body(emitter, vector);
+            } else {
+                let zero = emitter.iconst(0);
+                let extent = nest.extents[level + 1];
+                nest.level(emitter, level + 1, zero, extent, vector);
+            }
+        };
+        if self.vector_level == Some(level) {
             let (i, frame) = loop_begin(emitter.builder, counter, to, LANES);
             self.indices.push(i);
-            self.body(emitter, true);
+            inner(self, emitter, true);
             self.indices.pop();
             loop_end(emitter.builder, counter, frame);
         }
         let (i, frame) = loop_begin(emitter.builder, counter, to, 1);
         self.indices.push(i);
-        if innermost {
-            self.body(emitter, false);
-        } else {
-            let zero = emitter.iconst(0);
-            let extent = self.extents[level + 1];
-            self.level(emitter, level + 1, zero, extent);
-        }
+        inner(self, emitter, vector);
         self.indices.pop();
         loop_end(emitter.builder, counter, frame);
         if let (Some((op, _)), false) = (reduce, in_place) {
-            self.finish_reduction(emitter, op);
+            self.finish_reduction(emitter, op, vector);
         }
     }
 
@@ -353,7 +390,9 @@ impl Nest<'_> {
         loop_end(emitter.builder, counter, frame);
     }
 
-    fn start_reduction(&mut self, emitter: &mut Emitter, op: Reduce) {
+    /// Declares the accumulators of a reduction starting here: a vector one if this loop or
+    /// one inside it runs 4 lanes at a time, and a scalar one for the rest.
+    fn start_reduction(&mut self, emitter: &mut Emitter, op: Reduce, vector: bool) {
         let dtype = self.kernel.body[self.kernel.stores[0].0].1;
         let ty = scalar_type(dtype);
         let identity = match op {
@@ -371,7 +410,9 @@ impl Nest<'_> {
             },
         );
         emitter.builder.def_var(scalar, initial);
-        let vector = self.vector.then(|| {
+        let level = self.kernel.reduce.map_or(0, |(_, first)| first);
+        let needs_vector = vector || self.vector_level.is_some_and(|v| v >= level);
+        let vector = needs_vector.then(|| {
             let var = emitter.builder.declare_var(types::F32X4);
             let splat = emitter.builder.ins().splat(types::F32X4, initial);
             emitter.builder.def_var(var, splat);
@@ -380,11 +421,19 @@ impl Nest<'_> {
         self.accumulators = Some((scalar, vector));
     }
 
-    fn finish_reduction(&mut self, emitter: &mut Emitter, op: Reduce) {
-        let (scalar, vector) = self.accumulators.take().expect("bug in kiln: reduction without accumulators");
+    /// Stores a reduction's result: with `vector` (the lanes are 4 results of an outer loop),
+    /// the vector accumulator as it is; otherwise the scalar one plus the vector one's lanes.
+    fn finish_reduction(&mut self, emitter: &mut Emitter, op: Reduce, vector: bool) {
+        let (scalar, vector_acc) = self.accumulators.take().expect("bug in kiln: reduction without accumulators");
+        let (_, buffer, index) = &self.kernel.stores[0];
+        if vector {
+            let lanes = emitter.builder.use_var(vector_acc.expect("bug in kiln: a vector reduction without lanes"));
+            self.store(emitter, lanes, *buffer, index, true);
+            return;
+        }
         let mut total = emitter.builder.use_var(scalar);
         let dtype = self.kernel.body[self.kernel.stores[0].0].1;
-        if let Some(vector) = vector {
+        if let Some(vector) = vector_acc {
             let lanes = emitter.builder.use_var(vector);
             let lane = |b: &mut FunctionBuilder, i: u8| b.ins().extractlane(lanes, i);
             let (l0, l1, l2, l3) = (
@@ -398,15 +447,54 @@ impl Nest<'_> {
             let lanes_total = combine(emitter.builder, op, dtype, low, high);
             total = combine(emitter.builder, op, dtype, lanes_total, total);
         }
-        let (_, buffer, index) = &self.kernel.stores[0];
+        self.store(emitter, total, *buffer, index, false);
+    }
+
+    /// Stores four scalars, the lanes of an integer result, at `index` of `buffer` and the
+    /// next 3 elements along the vector loop.
+    fn store_lanes(&self, emitter: &mut Emitter, four: [Value; 4], buffer: usize, index: &Index) {
         let offset = emitter.offset(index, &self.indices);
-        let address = emitter.element_address(*buffer, offset);
-        emitter.builder.ins().store(super::trusted(), total, address, 0);
+        let address = emitter.element_address(buffer, offset);
+        let level = self.vector_level.unwrap_or(0);
+        let stride = index.strides.get(level).cloned().unwrap_or_else(|| Size::fixed(0));
+        let bytes = byte_size(emitter.program.buffers[buffer].dtype);
+        let step = emitter.size(&stride);
+        let step = emitter.builder.ins().imul_imm_s(step, bytes);
+        let mut lane_address = address;
+        for (lane, &value) in four.iter().enumerate() {
+            if lane > 0 {
+                lane_address = emitter.builder.ins().iadd(lane_address, step);
+            }
+            emitter.builder.ins().store(super::trusted(), value, lane_address, 0);
+        }
+    }
+
+    /// Stores `value` (4 lanes along the vector loop with `vector`) at `index` of `buffer`:
+    /// one store where the lanes are adjacent, one per lane elsewhere.
+    fn store(&self, emitter: &mut Emitter, value: Value, buffer: usize, index: &Index, vector: bool) {
+        let offset = emitter.offset(index, &self.indices);
+        let address = emitter.element_address(buffer, offset);
+        let level = self.vector_level.unwrap_or(0);
+        let stride = index.strides.get(level).cloned().unwrap_or_else(|| Size::fixed(0));
+        if !vector || stride.as_fixed() == Some(1) {
+            emitter.builder.ins().store(super::trusted(), value, address, 0);
+            return;
+        }
+        let bytes = byte_size(emitter.program.buffers[buffer].dtype);
+        let step = emitter.size(&stride);
+        let step = emitter.builder.ins().imul_imm_s(step, bytes);
+        let mut lane_address = address;
+        for lane in 0..LANES as u8 {
+            let element = emitter.builder.ins().extractlane(value, lane);
+            emitter.builder.ins().store(super::trusted(), element, lane_address, 0);
+            lane_address = emitter.builder.ins().iadd(lane_address, step);
+        }
     }
 
     /// The innermost body at the current indices, in vector (4 lanes) or scalar form.
     fn body(&mut self, emitter: &mut Emitter, vector: bool) {
-        let values = Body { kernel: self.kernel, indices: &self.indices, vector }.emit(emitter);
+        let level = self.vector_level.unwrap_or(0);
+        let (values, lanes) = Body { kernel: self.kernel, indices: &self.indices, vector, level }.emit(emitter);
         if let Some((scalar, vector_acc)) = self.accumulators {
             let (op, _) = self.kernel.reduce.expect("bug in kiln: accumulators without a reduction");
             let value = values[self.kernel.stores[0].0];
@@ -435,9 +523,10 @@ impl Nest<'_> {
             return;
         }
         for (value, buffer, index) in &self.kernel.stores {
-            let offset = emitter.offset(index, &self.indices);
-            let address = emitter.element_address(*buffer, offset);
-            emitter.builder.ins().store(super::trusted(), values[*value], address, 0);
+            match lanes[*value] {
+                Some(four) => self.store_lanes(emitter, four, *buffer, index),
+                None => self.store(emitter, values[*value], *buffer, index, vector),
+            }
         }
     }
 }
@@ -494,21 +583,158 @@ pub(super) fn loop_end(builder: &mut FunctionBuilder, counter: Variable, frame: 
     builder.switch_to_block(frame.exit);
 }
 
+/// The four lanes of each integer value that changes along the vector loop (`None` for the
+/// others).
+type Lanes = Vec<Option<[Value; 4]>>;
+
 /// Emits a kernel body's expressions at the current loop indices.
 struct Body<'k> {
     kernel: &'k LoopKernel,
     indices: &'k [Value],
+    /// The body runs 4 lanes of loop `level` at a time.
     vector: bool,
+    level: usize,
 }
 
 impl Body<'_> {
-    fn emit(&self, emitter: &mut Emitter) -> Vec<Value> {
+    /// The body's values: scalars, or in a vector body 4-lane vectors (`f32x4`, masks as
+    /// `i32x4`) and, for integers that change along the lanes, their lane 0 (all four lanes
+    /// are in `Lanes`).
+    fn emit(&self, emitter: &mut Emitter) -> (Vec<Value>, Lanes) {
+        let uniform =
+            if self.vector { uniform_exprs(self.kernel, self.level) } else { vec![true; self.kernel.body.len()] };
         let mut values: Vec<Value> = Vec::with_capacity(self.kernel.body.len());
-        for (expr, dtype) in &self.kernel.body {
-            let value = self.expr(emitter, expr, *dtype, &values);
+        let mut lanes: Lanes = vec![None; self.kernel.body.len()];
+        for (id, (expr, dtype)) in self.kernel.body.iter().enumerate() {
+            let value = if dtype.is_int() && !uniform[id] {
+                let four = self.int_lanes(emitter, expr, *dtype, &values, &lanes);
+                lanes[id] = Some(four);
+                four[0]
+            } else {
+                self.expr(emitter, expr, *dtype, &values, &lanes)
+            };
             values.push(value);
         }
-        values
+        (values, lanes)
+    }
+
+    /// Lane `lane` of integer value `id`: its own lane, or the value itself if uniform.
+    fn lane(values: &[Value], lanes: &Lanes, id: ExprId, lane: usize) -> Value {
+        lanes[id].map_or(values[id], |four| four[lane])
+    }
+
+    /// The four lanes of an integer expression that changes along the vector loop.
+    fn int_lanes(
+        &self,
+        emitter: &mut Emitter,
+        expr: &Expr,
+        dtype: DType,
+        values: &[Value],
+        lanes: &Lanes,
+    ) -> [Value; 4] {
+        let ty = scalar_type(dtype);
+        let builder_lanes = |emitter: &mut Emitter, f: &mut dyn FnMut(&mut Emitter, usize) -> Value| {
+            [f(emitter, 0), f(emitter, 1), f(emitter, 2), f(emitter, 3)]
+        };
+        match expr {
+            Expr::Load { buffer, index } => {
+                let offset = emitter.offset(index, self.indices);
+                let address = emitter.element_address(*buffer, offset);
+                let stride = index.strides.get(self.level).cloned().unwrap_or_else(|| Size::fixed(0));
+                let step = emitter.size(&stride);
+                let step = emitter.builder.ins().imul_imm_s(step, byte_size(dtype));
+                builder_lanes(emitter, &mut |emitter, lane| {
+                    let skip = emitter.builder.ins().imul_imm_s(step, lane as i64);
+                    let lane_address = emitter.builder.ins().iadd(address, skip);
+                    emitter.builder.ins().load(ty, super::read_only(), lane_address, 0)
+                })
+            }
+            Expr::LoopIndex(level) => {
+                let index = self.indices[*level];
+                builder_lanes(emitter, &mut |emitter, lane| emitter.builder.ins().iadd_imm_s(index, lane as i64))
+            }
+            Expr::Cast(x) => {
+                let from = self.kernel.body[*x].1;
+                builder_lanes(emitter, &mut |emitter, lane| {
+                    let source = match from {
+                        // A vector mask lane is 0 or -1 (`i32`); a float lane is an `f32`.
+                        DType::Bool if self.vector && lanes[*x].is_none() && !self.is_scalar(emitter, values[*x]) => {
+                            let wide = emitter.builder.ins().extractlane(values[*x], lane as u8);
+                            let bit = emitter.builder.ins().icmp_imm_s(IntCC::NotEqual, wide, 0);
+                            return cast(emitter.builder, DType::Bool, dtype, bit);
+                        }
+                        DType::F32 if !self.is_scalar(emitter, values[*x]) => {
+                            emitter.builder.ins().extractlane(values[*x], lane as u8)
+                        }
+                        _ => Self::lane(values, lanes, *x, lane),
+                    };
+                    cast(emitter.builder, from, dtype, source)
+                })
+            }
+            Expr::Unary(op, x) => builder_lanes(emitter, &mut |emitter, lane| {
+                let x = Self::lane(values, lanes, *x, lane);
+                unary(emitter.builder, emitter.target, *op, dtype, x, false)
+            }),
+            Expr::Binary(op, a, b) => builder_lanes(emitter, &mut |emitter, lane| {
+                let (a, b) = (Self::lane(values, lanes, *a, lane), Self::lane(values, lanes, *b, lane));
+                binary(emitter, *op, dtype, a, b)
+            }),
+            Expr::Select(mask, a, b) => builder_lanes(emitter, &mut |emitter, lane| {
+                let wide = emitter.builder.ins().extractlane(values[*mask], lane as u8);
+                let bit = emitter.builder.ins().icmp_imm_s(IntCC::NotEqual, wide, 0);
+                let (a, b) = (Self::lane(values, lanes, *a, lane), Self::lane(values, lanes, *b, lane));
+                emitter.builder.ins().select(bit, a, b)
+            }),
+            _ => unreachable!("bug in kiln: `vectorizable_at` admits no other integer lanes"),
+        }
+    }
+
+    /// A mask as 4 lanes of 0 or -1: itself, or a uniform scalar mask (`i8` 0/1) spread.
+    fn vector_mask(&self, emitter: &mut Emitter, mask: Value) -> Value {
+        if !self.is_scalar(emitter, mask) {
+            return mask;
+        }
+        let wide = emitter.builder.ins().sextend(types::I32, mask);
+        let wide = emitter.builder.ins().ineg(wide);
+        emitter.builder.ins().splat(types::I32X4, wide)
+    }
+
+    /// A mask as a scalar `i8`: itself, or lane 0 of a vector mask that is uniform.
+    fn scalar_mask(&self, emitter: &mut Emitter, mask: Value) -> Value {
+        if self.is_scalar(emitter, mask) {
+            return mask;
+        }
+        let wide = emitter.builder.ins().extractlane(mask, 0);
+        emitter.builder.ins().icmp_imm_s(IntCC::NotEqual, wide, 0)
+    }
+
+    /// True if `value` is a scalar (not a vector).
+    fn is_scalar(&self, emitter: &mut Emitter, value: Value) -> bool {
+        !emitter.builder.func.dfg.value_type(value).is_vector()
+    }
+
+    /// Four scalars as one vector of `ty`.
+    fn build_vector(emitter: &mut Emitter, ty: Type, four: [Value; 4]) -> Value {
+        let mut vector = emitter.builder.ins().splat(ty, four[0]);
+        for (lane, &value) in four.iter().enumerate().skip(1) {
+            vector = emitter.builder.ins().insertlane(vector, value, lane as u8);
+        }
+        vector
+    }
+
+    /// The `f32` elements at `address` and 3 more, `stride` elements apart, as 4 lanes.
+    fn gather_lanes(&self, emitter: &mut Emitter, address: Value, stride: &Size) -> Value {
+        let step = emitter.size(stride);
+        let step = emitter.builder.ins().imul_imm_s(step, 4);
+        let first = emitter.builder.ins().load(types::F32, super::read_only(), address, 0);
+        let mut lanes = emitter.builder.ins().splat(types::F32X4, first);
+        let mut lane_address = address;
+        for lane in 1..LANES as u8 {
+            lane_address = emitter.builder.ins().iadd(lane_address, step);
+            let element = emitter.builder.ins().load(types::F32, super::read_only(), lane_address, 0);
+            lanes = emitter.builder.ins().insertlane(lanes, element, lane);
+        }
+        lanes
     }
 
     /// A scalar as the body's form of a value of `dtype`: splat to lanes in a vector body,
@@ -517,16 +743,18 @@ impl Body<'_> {
         if self.vector && !dtype.is_int() { builder.ins().splat(types::F32X4, value) } else { value }
     }
 
-    fn expr(&self, emitter: &mut Emitter, expr: &Expr, dtype: DType, values: &[Value]) -> Value {
+    fn expr(&self, emitter: &mut Emitter, expr: &Expr, dtype: DType, values: &[Value], lanes: &Lanes) -> Value {
         let target = emitter.target;
         match expr {
             Expr::Load { buffer, index } => {
                 let offset = emitter.offset(index, self.indices);
                 let address = emitter.element_address(*buffer, offset);
-                let innermost = self.kernel.loops.len() - 1;
-                let contiguous = index.strides.get(innermost).and_then(Size::as_fixed) == Some(1);
-                if self.vector && contiguous {
+                let stride = index.strides.get(self.level).cloned().unwrap_or_else(|| Size::fixed(0));
+                if self.vector && stride.as_fixed() == Some(1) {
                     return emitter.builder.ins().load(types::F32X4, super::read_only(), address, 0);
+                }
+                if self.vector && stride.as_fixed() != Some(0) {
+                    return self.gather_lanes(emitter, address, &stride);
                 }
                 let value = if dtype == DType::Bool {
                     let byte = emitter.builder.ins().load(types::I8, super::read_only(), address, 0);
@@ -551,20 +779,41 @@ impl Body<'_> {
             Expr::Binary(op, a, b) => binary(emitter, *op, dtype, values[*a], values[*b]),
             Expr::Compare(op, a, b) => {
                 let operand = self.kernel.body[*a].1;
+                if self.vector && operand.is_int() && (lanes[*a].is_some() || lanes[*b].is_some()) {
+                    // Lane by lane, as a mask of 0 or -1 per `i32` lane, like `fcmp` gives.
+                    let mut four = [values[*a]; 4];
+                    for (lane, slot) in four.iter_mut().enumerate() {
+                        let (x, y) = (Self::lane(values, lanes, *a, lane), Self::lane(values, lanes, *b, lane));
+                        let bit = compare(emitter.builder, *op, operand, x, y);
+                        let wide = emitter.builder.ins().sextend(types::I32, bit);
+                        *slot = emitter.builder.ins().ineg(wide);
+                    }
+                    return Self::build_vector(emitter, types::I32X4, four);
+                }
                 compare(emitter.builder, *op, operand, values[*a], values[*b])
             }
             Expr::Select(mask, a, b) => {
-                if self.vector {
-                    let mask = emitter.builder.ins().bitcast(types::F32X4, little_endian(), values[*mask]);
+                if self.vector && !dtype.is_int() {
+                    let mask = self.vector_mask(emitter, values[*mask]);
+                    let mask = emitter.builder.ins().bitcast(types::F32X4, little_endian(), mask);
                     emitter.builder.ins().bitselect(mask, values[*a], values[*b])
                 } else {
-                    emitter.builder.ins().select(values[*mask], values[*a], values[*b])
+                    let mask = self.scalar_mask(emitter, values[*mask]);
+                    emitter.builder.ins().select(mask, values[*a], values[*b])
                 }
             }
             Expr::Cast(x) => {
                 let from = self.kernel.body[*x].1;
+                if self.vector && !dtype.is_int() && from.is_int() {
+                    let mut four = [values[*x]; 4];
+                    for (lane, slot) in four.iter_mut().enumerate() {
+                        *slot = cast(emitter.builder, from, dtype, Self::lane(values, lanes, *x, lane));
+                    }
+                    return Self::build_vector(emitter, types::F32X4, four);
+                }
                 if self.vector && !dtype.is_int() {
-                    vector_cast(emitter.builder, from, values[*x])
+                    let x = if from == DType::Bool { self.vector_mask(emitter, values[*x]) } else { values[*x] };
+                    vector_cast(emitter.builder, from, x)
                 } else {
                     cast(emitter.builder, from, dtype, values[*x])
                 }
@@ -572,8 +821,7 @@ impl Body<'_> {
             Expr::Random { seed, distribution, counter, index } => {
                 let offset = emitter.offset(index, self.indices);
                 let counter = values[*counter];
-                let innermost = self.kernel.loops.len() - 1;
-                let moves = index.strides.get(innermost).and_then(Size::as_fixed) == Some(1);
+                let moves = index.strides.get(self.level).and_then(Size::as_fixed) == Some(1);
                 let key = random_key(emitter.builder, *seed, counter);
                 if self.vector && moves {
                     return random_lanes(emitter.builder, target, *distribution, key, offset);
@@ -595,8 +843,7 @@ impl Body<'_> {
                 let inner = emitter.offset(index, self.indices);
                 let offset = emitter.builder.ins().iadd(row_offset, inner);
                 let address = emitter.element_address(*buffer, offset);
-                let innermost = self.kernel.loops.len() - 1;
-                if self.vector && index.strides.get(innermost).and_then(Size::as_fixed) == Some(1) {
+                if self.vector && index.strides.get(self.level).and_then(Size::as_fixed) == Some(1) {
                     return emitter.builder.ins().load(types::F32X4, super::read_only(), address, 0);
                 }
                 let value = emitter.builder.ins().load(scalar_type(dtype), super::read_only(), address, 0);
