@@ -34,12 +34,42 @@ pub(super) fn build(
     emitter.prepare(kernel);
     let vector_level = vector_level(kernel, program);
     let extents: Vec<Value> = kernel.loops.iter().map(|s| emitter.size(s)).collect();
-    let mut nest = Nest { kernel, extents, vector_level, indices: vec![], accumulators: None };
+    let mut nest = Nest { kernel, extents, vector_level, indices: vec![], accumulators: None, columns: None };
     nest.level(&mut emitter, 0, params.start, params.end, false);
     emitter.status.store(emitter.builder, params.status);
     emitter.builder.ins().return_(&[]);
     let splittable = kernel.reduce.is_none_or(|(_, from)| from > 0);
     KernelShape { chunks: vec![(kernel.loops[0].clone(), 1)], splittable }
+}
+
+/// A block of a matmul's result: rows `rows.0..rows.1`, columns `columns.0..columns.1`.
+#[derive(Clone, Copy)]
+pub(super) struct ResultBlock {
+    pub rows: (Value, Value),
+    pub columns: (Value, Value),
+}
+
+/// Emits the elementwise loop kernel `kernel` over `[rows, columns]` at the current position,
+/// for rows `rows.0..rows.1` and columns `columns.0..columns.1` only: a matmul's epilogue on
+/// one block of its result. The kernel cannot fail (`fuse_epilogues` checks), so it has no
+/// status to report.
+pub(super) fn emit_block(
+    builder: &mut FunctionBuilder,
+    kernel: &LoopKernel,
+    program: &Program,
+    target: Target,
+    (sizes, buffers): (Value, Value),
+    block: ResultBlock,
+    written: &[usize],
+) {
+    let ResultBlock { rows, columns } = block;
+    let mut emitter = Emitter::new(builder, sizes, buffers, program, target);
+    emitter.written = written.to_vec();
+    emitter.prepare(kernel);
+    let vector_level = vector_level(kernel, program);
+    let extents: Vec<Value> = kernel.loops.iter().map(|s| emitter.size(s)).collect();
+    let mut nest = Nest { kernel, extents, vector_level, indices: vec![], accumulators: None, columns: Some(columns) };
+    nest.level(&mut emitter, 0, rows.0, rows.1, false);
 }
 
 /// The loop that runs 4 lanes at a time, if any: the innermost one, or, when the innermost
@@ -171,6 +201,9 @@ pub(super) struct Emitter<'a, 'b> {
     status: Status,
     size_cache: HashMap<Size, Value>,
     address_cache: HashMap<usize, Value>,
+    /// Buffers the function writes before this code reads them (a matmul's product, read by
+    /// its epilogue): their loads must not be treated as read-only.
+    written: Vec<usize>,
 }
 
 impl<'a, 'b> Emitter<'a, 'b> {
@@ -191,6 +224,7 @@ impl<'a, 'b> Emitter<'a, 'b> {
             status,
             size_cache: HashMap::new(),
             address_cache: HashMap::new(),
+            written: Vec::new(),
         }
     }
 
@@ -232,6 +266,11 @@ impl<'a, 'b> Emitter<'a, 'b> {
                 slot.insert(super::buffer_address(self.builder, self.buffers, buffer));
             }
         }
+    }
+
+    /// Flags for loads of `buffer`: read-only and movable unless this function writes it.
+    fn load_flags(&self, buffer: usize) -> MemFlagsData {
+        if self.written.contains(&buffer) { super::trusted() } else { super::read_only() }
     }
 
     /// The value of a size (computed by `prepare`).
@@ -306,6 +345,8 @@ struct Nest<'k> {
     indices: Vec<Value>,
     /// The scalar and (if vectorised) vector accumulators of a reduction.
     accumulators: Option<(Variable, Option<Variable>)>,
+    /// The range of the second loop, if not all of it (an epilogue's block of columns).
+    columns: Option<(Value, Value)>,
 }
 
 impl Nest<'_> {
@@ -326,9 +367,11 @@ impl Nest<'_> {
             if innermost {
                 nest.body(emitter, vector);
             } else {
-                let zero = emitter.iconst(0);
-                let extent = nest.extents[level + 1];
-                nest.level(emitter, level + 1, zero, extent, vector);
+                let (from, to) = match nest.columns {
+                    Some(columns) if level == 0 => columns,
+                    _ => (emitter.iconst(0), nest.extents[level + 1]),
+                };
+                nest.level(emitter, level + 1, from, to, vector);
             }
         };
         if self.vector_level == Some(level) {
@@ -646,7 +689,8 @@ impl Body<'_> {
                 builder_lanes(emitter, &mut |emitter, lane| {
                     let skip = emitter.builder.ins().imul_imm_s(step, lane as i64);
                     let lane_address = emitter.builder.ins().iadd(address, skip);
-                    emitter.builder.ins().load(ty, super::read_only(), lane_address, 0)
+                    let flags = emitter.load_flags(*buffer);
+                    emitter.builder.ins().load(ty, flags, lane_address, 0)
                 })
             }
             Expr::LoopIndex(level) => {
@@ -723,15 +767,16 @@ impl Body<'_> {
     }
 
     /// The `f32` elements at `address` and 3 more, `stride` elements apart, as 4 lanes.
-    fn gather_lanes(&self, emitter: &mut Emitter, address: Value, stride: &Size) -> Value {
+    fn gather_lanes(&self, emitter: &mut Emitter, buffer: usize, address: Value, stride: &Size) -> Value {
+        let flags = emitter.load_flags(buffer);
         let step = emitter.size(stride);
         let step = emitter.builder.ins().imul_imm_s(step, 4);
-        let first = emitter.builder.ins().load(types::F32, super::read_only(), address, 0);
+        let first = emitter.builder.ins().load(types::F32, flags, address, 0);
         let mut lanes = emitter.builder.ins().splat(types::F32X4, first);
         let mut lane_address = address;
         for lane in 1..LANES as u8 {
             lane_address = emitter.builder.ins().iadd(lane_address, step);
-            let element = emitter.builder.ins().load(types::F32, super::read_only(), lane_address, 0);
+            let element = emitter.builder.ins().load(types::F32, flags, lane_address, 0);
             lanes = emitter.builder.ins().insertlane(lanes, element, lane);
         }
         lanes
@@ -750,17 +795,18 @@ impl Body<'_> {
                 let offset = emitter.offset(index, self.indices);
                 let address = emitter.element_address(*buffer, offset);
                 let stride = index.strides.get(self.level).cloned().unwrap_or_else(|| Size::fixed(0));
+                let flags = emitter.load_flags(*buffer);
                 if self.vector && stride.as_fixed() == Some(1) {
-                    return emitter.builder.ins().load(types::F32X4, super::read_only(), address, 0);
+                    return emitter.builder.ins().load(types::F32X4, flags, address, 0);
                 }
                 if self.vector && stride.as_fixed() != Some(0) {
-                    return self.gather_lanes(emitter, address, &stride);
+                    return self.gather_lanes(emitter, *buffer, address, &stride);
                 }
                 let value = if dtype == DType::Bool {
-                    let byte = emitter.builder.ins().load(types::I8, super::read_only(), address, 0);
+                    let byte = emitter.builder.ins().load(types::I8, flags, address, 0);
                     emitter.builder.ins().icmp_imm_s(IntCC::NotEqual, byte, 0)
                 } else {
-                    emitter.builder.ins().load(scalar_type(dtype), super::read_only(), address, 0)
+                    emitter.builder.ins().load(scalar_type(dtype), flags, address, 0)
                 };
                 self.splat_if_vector(emitter.builder, value, dtype)
             }

@@ -12,9 +12,9 @@ use cranelift_codegen::ir::condcodes::IntCC;
 use cranelift_codegen::ir::{FuncRef, InstBuilder, StackSlotData, StackSlotKind, Value, types};
 use cranelift_frontend::{FunctionBuilder, Variable};
 
-use super::loops::{loop_begin, loop_end};
+use super::loops::{self, loop_begin, loop_end};
 use super::{KernelShape, STATUS_GEMM_FAILED, Target, gemm, read_only, trusted};
-use crate::kernel::{MatMulKernel, Size};
+use crate::kernel::{MatMulKernel, Program, Size};
 
 /// Rows per tile when rows share the right operand, by vectors per tile: at most ~16 live
 /// vector values (accumulators, the right operand's vectors and one broadcast).
@@ -44,6 +44,7 @@ struct Operands {
 pub(super) fn build(
     builder: &mut FunctionBuilder,
     kernel: &MatMulKernel,
+    program: &Program,
     gemm_shim: Option<FuncRef>,
     target: Target,
 ) -> KernelShape {
@@ -60,21 +61,17 @@ pub(super) fn build(
         b_strides: kernel.b.1.clone().map(|s| size(builder, &s)),
     };
     let total_rows = size(builder, &kernel.batch.times(&kernel.m));
-    let exit = builder.create_block();
-    if let Some(shim) = gemm_shim {
-        let tiled = builder.create_block();
-        let called = builder.create_block();
+    // Big enough for the GEMM? (Decided once per call: it depends on the sizes alone.)
+    let big = gemm_shim.map(|_| {
         let rows_k = builder.ins().imul(operands.m, operands.k);
         let work = builder.ins().imul(rows_k, operands.n);
         let much_work = builder.ins().icmp_imm_s(IntCC::SignedGreaterThanOrEqual, work, target.gemm_min_work);
         let long_k = builder.ins().icmp_imm_s(IntCC::SignedGreaterThanOrEqual, operands.k, gemm::GEMM_MIN_K);
-        let big = builder.ins().band(much_work, long_k);
-        builder.ins().brif(big, called, &[], tiled, &[]);
-        builder.switch_to_block(called);
-        call_gemm(builder, shim, &operands, total_rows, (params.start, params.end), params.status);
-        builder.ins().jump(exit, &[]);
-        builder.switch_to_block(tiled);
-    }
+        builder.ins().band(much_work, long_k)
+    });
+    let failed = builder.declare_var(types::I64);
+    let zero = builder.ins().iconst(types::I64, 0);
+    builder.def_var(failed, zero);
     // Rows of one tile may belong to different batches; they share `b` only if it is unbatched.
     let shared_b = kernel.batch.as_fixed() == Some(1) || kernel.b.1[0].as_fixed() == Some(0);
     let widest = kernel.n.as_fixed().map_or(2, |n| (n as usize / 4).clamp(1, 5));
@@ -94,6 +91,20 @@ pub(super) fn build(
     let first_column = builder.ins().imul_imm_s(column_chunk, gemm::CHUNK_COLUMNS);
     let last_column = builder.ins().iadd_imm_s(first_column, gemm::CHUNK_COLUMNS);
     let columns = (first_column, builder.ins().smin(last_column, operands.n));
+    let block_done = builder.create_block();
+    if let (Some(shim), Some(big)) = (gemm_shim, big) {
+        let tiled = builder.create_block();
+        let called = builder.create_block();
+        builder.ins().brif(big, called, &[], tiled, &[]);
+        builder.switch_to_block(called);
+        let next = builder.ins().iadd_imm_s(chunk, 1);
+        let status = call_gemm(builder, shim, &operands, total_rows, (chunk, next));
+        let so_far = builder.use_var(failed);
+        let status = builder.ins().bor(so_far, status);
+        builder.def_var(failed, status);
+        builder.ins().jump(block_done, &[]);
+        builder.switch_to_block(tiled);
+    }
     let row = builder.declare_var(types::I64);
     builder.def_var(row, first_row);
     if shared_b {
@@ -105,23 +116,26 @@ pub(super) fn build(
     let (first, frame) = loop_begin(builder, row, last_row, 1);
     tile.rows(builder, first, 1, columns);
     loop_end(builder, row, frame);
+    builder.ins().jump(block_done, &[]);
+    builder.switch_to_block(block_done);
+    if let Some(epilogue) = &kernel.epilogue {
+        // The block is in cache: finish it (bias, activation, mask) before the next one.
+        let (sizes, buffers) = (params.sizes, params.buffers);
+        let block = loops::ResultBlock { rows: (first_row, last_row), columns };
+        loops::emit_block(builder, epilogue, program, target, (sizes, buffers), block, &[kernel.out]);
+    }
     loop_end(builder, index, chunk_frame);
-    builder.ins().jump(exit, &[]);
-    builder.switch_to_block(exit);
+    let failed = builder.use_var(failed);
+    let code = builder.ins().iconst(types::I64, STATUS_GEMM_FAILED);
+    let code = builder.ins().select(failed, code, zero);
+    builder.ins().store(trusted(), code, params.status, 0);
     builder.ins().return_(&[]);
     let chunks = vec![(kernel.batch.times(&kernel.m), gemm::CHUNK_ROWS), (kernel.n.clone(), gemm::CHUNK_COLUMNS)];
     KernelShape { chunks, splittable: true }
 }
 
-/// Calls the GEMM shim for blocks `start..end`, reporting a failure in the status.
-fn call_gemm(
-    builder: &mut FunctionBuilder,
-    shim: FuncRef,
-    o: &Operands,
-    rows: Value,
-    blocks: (Value, Value),
-    status: Value,
-) {
+/// Calls the GEMM shim for blocks `start..end`; returns its result (nonzero on failure).
+fn call_gemm(builder: &mut FunctionBuilder, shim: FuncRef, o: &Operands, rows: Value, blocks: (Value, Value)) -> Value {
     let slot = builder.create_sized_stack_slot(StackSlotData::new(
         StackSlotKind::ExplicitSlot,
         (gemm::LAYOUT_WORDS * 8) as u32,
@@ -146,12 +160,7 @@ fn call_gemm(
     }
     let layout = builder.ins().stack_addr(types::I64, slot, 0);
     let call = builder.ins().call(shim, &[layout, o.a, o.b, o.out, blocks.0, blocks.1]);
-    let failed = builder.inst_results(call)[0];
-    let code = builder.ins().iconst(types::I64, STATUS_GEMM_FAILED);
-    let zero = builder.ins().iconst(types::I64, 0);
-    let is_failure = builder.ins().icmp(IntCC::NotEqual, failed, zero);
-    let code = builder.ins().select(is_failure, code, zero);
-    builder.ins().store(trusted(), code, status, 0);
+    builder.inst_results(call)[0]
 }
 
 struct Tile<'o> {

@@ -141,7 +141,7 @@ pub fn compile(program: Program) -> Result<CompiledProgram> {
             let mut builder = FunctionBuilder::new(&mut context.func, &mut builder_context);
             let shape = match kernel {
                 Kernel::Loop(k) => loops::build(&mut builder, k, &program, target),
-                Kernel::MatMul(k) => matmul::build(&mut builder, k, Some(gemm_shim), target),
+                Kernel::MatMul(k) => matmul::build(&mut builder, k, &program, Some(gemm_shim), target),
                 Kernel::Scatter(k) => scatter::build(&mut builder, k, &program),
             };
             builder.seal_all_blocks();

@@ -51,6 +51,7 @@ pub fn lower(graph: &Graph, outputs: &[NodeId], updates: &[(NodeId, NodeId)]) ->
     program.outputs = outputs.iter().map(|&id| buffer(id)).collect();
     program.updates = updates.iter().map(|&(param, value)| (buffer(param), buffer(value))).collect();
     super::merge_neighbours(&mut program);
+    super::fuse_epilogues(&mut program);
     super::collapse_loops(&mut program);
     super::plan_memory(&mut program);
     Ok((program, notes))
@@ -379,6 +380,7 @@ impl<'a> Lowering<'a> {
             a: (ones, [zero.clone(), zero.clone(), zero.clone()]),
             b: (buffer, [zero, columns, Size::fixed(1)]),
             out,
+            epilogue: None,
         };
         self.program.kernels.push(Kernel::MatMul(Box::new(kernel)));
         true
@@ -475,6 +477,7 @@ impl<'a> Lowering<'a> {
             a: (a_buffer.0, a_strides),
             b: (b_buffer.0, b_strides),
             out,
+            epilogue: None,
         };
         self.program.kernels.push(Kernel::MatMul(Box::new(kernel)));
     }

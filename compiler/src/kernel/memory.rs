@@ -15,7 +15,7 @@
 //! kernel reads never shares a slot with one it writes, so the invariant "a kernel never
 //! writes a buffer it reads" keeps holding for storage, not just for buffer numbers.
 
-use super::{Expr, Kernel, Program, Role};
+use super::{Expr, Kernel, LoopKernel, Program, Role};
 use crate::graph::Binary;
 
 /// Plans in-place updates and scratch slots for `program` (see the module comment).
@@ -26,19 +26,25 @@ pub fn plan_memory(program: &mut Program) {
 
 /// Storage buffers read and written by kernel `kernel` (aliases resolved).
 fn accesses(program: &Program, kernel: &Kernel) -> (Vec<usize>, Vec<usize>) {
+    let loop_accesses = |k: &LoopKernel| -> (Vec<usize>, Vec<usize>) {
+        let reads = k
+            .body
+            .iter()
+            .filter_map(|(expr, _)| match expr {
+                Expr::Load { buffer, .. } | Expr::Gather { buffer, .. } => Some(*buffer),
+                _ => None,
+            })
+            .collect();
+        (reads, k.stores.iter().map(|(_, buffer, _)| *buffer).collect())
+    };
     let (reads, writes): (Vec<usize>, Vec<usize>) = match kernel {
-        Kernel::Loop(k) => {
-            let reads = k
-                .body
-                .iter()
-                .filter_map(|(expr, _)| match expr {
-                    Expr::Load { buffer, .. } | Expr::Gather { buffer, .. } => Some(*buffer),
-                    _ => None,
-                })
-                .collect();
-            (reads, k.stores.iter().map(|(_, buffer, _)| *buffer).collect())
+        Kernel::Loop(k) => loop_accesses(k),
+        Kernel::MatMul(k) => {
+            let (mut reads, mut writes) = k.epilogue.as_ref().map(loop_accesses).unwrap_or_default();
+            reads.extend([k.a.0, k.b.0]);
+            writes.push(k.out);
+            (reads, writes)
         }
-        Kernel::MatMul(k) => (vec![k.a.0, k.b.0], vec![k.out]),
         Kernel::Scatter(k) => (vec![k.indices, k.updates], vec![k.out]),
     };
     let storage = |buffers: Vec<usize>| buffers.into_iter().map(|b| program.storage(b)).collect();
@@ -73,7 +79,15 @@ fn update_in_place(program: &mut Program) {
             if program.kernels[position..].iter().any(can_fail) {
                 return None;
             }
-            let Kernel::Loop(kernel) = &program.kernels[position] else { return None };
+            // The kernel computing the value: a loop kernel, or a matmul's epilogue, as long as
+            // the product does not read the param (a later block would see the new value).
+            let kernel = match &program.kernels[position] {
+                Kernel::Loop(kernel) => kernel,
+                Kernel::MatMul(matmul) if ![matmul.a.0, matmul.b.0].iter().any(|&b| program.storage(b) == param) => {
+                    matmul.epilogue.as_ref()?
+                }
+                _ => return None,
+            };
             let (_, _, store_index) = kernel.stores.iter().find(|(_, b, _)| *b == value)?;
             // The kernel reads the old value only at the element it writes.
             let reads_elsewhere = kernel.body.iter().any(|(expr, _)| match expr {

@@ -118,6 +118,11 @@ fn drop_dead_stores(program: &mut Program) {
             Kernel::MatMul(k) => {
                 read[k.a.0] = true;
                 read[k.b.0] = true;
+                for (expr, _) in k.epilogue.iter().flat_map(|e| &e.body) {
+                    if let Expr::Load { buffer, .. } | Expr::Gather { buffer, .. } = expr {
+                        read[*buffer] = true;
+                    }
+                }
             }
             Kernel::Scatter(k) => {
                 read[k.indices] = true;

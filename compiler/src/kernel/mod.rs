@@ -15,12 +15,14 @@
 //! into ranges that run independently.
 
 mod collapse;
+mod epilogue;
 mod lower;
 mod memory;
 mod merge;
 mod print;
 
 pub use collapse::collapse_loops;
+pub use epilogue::fuse_epilogues;
 pub use lower::{FusionNote, lower};
 pub use memory::plan_memory;
 pub use merge::merge_neighbours;
@@ -181,6 +183,9 @@ pub struct MatMulKernel {
     pub b: (usize, [Size; 3]),
     /// The result buffer, contiguous `[batch, m, n]`.
     pub out: usize,
+    /// An elementwise kernel over `[m, n]` (bias, activation, mask) run on each block of the
+    /// result right after the block is computed (see `fuse_epilogues`).
+    pub epilogue: Option<LoopKernel>,
 }
 
 /// `out = 0; out[indices[p]] += updates[p]` for rows of `row_len` elements.

@@ -99,6 +99,12 @@ impl Program {
                     k.b.0,
                     strides(&k.b.1)
                 );
+                if let Some(epilogue) = &k.epilogue {
+                    let _ = writeln!(out, "  epilogue on each block of b{}:", k.out);
+                    for line in self.kernel_listing(&Kernel::Loop(epilogue.clone())).lines() {
+                        let _ = writeln!(out, "  {line}");
+                    }
+                }
             }
             Kernel::Scatter(k) => {
                 let _ = writeln!(

@@ -1,0 +1,159 @@
+//! Fusing the elementwise kernel after a matmul into it, as its epilogue.
+//!
+//! In: a program after `merge_neighbours`, before `collapse_loops`. Out: the same program
+//! where a matmul followed by a loop kernel over exactly the matmul's result grid (`[m, n]`,
+//! no batch) carries that kernel as its epilogue, and the loop kernel is gone. The matmul
+//! runs the epilogue on each block of its result right after computing the block (in the
+//! register tile or the GEMM), while the block is still in cache: this is how a bias add and
+//! ReLU after a layer, or the ReLU mask on a gradient, stop costing a pass over memory.
+//!
+//! The epilogue may read the product only at the element it computes, must not write what
+//! the matmul reads or the product itself, and must not be able to fail (no gathers, no
+//! integer division), so a block's epilogue depends on that block alone.
+
+use super::{Expr, Index, Kernel, LoopKernel, MatMulKernel, Program, Size};
+use crate::graph::{Binary, DType};
+
+/// How far back a loop kernel may look for the matmul whose product it reads.
+const REACH: usize = 3;
+
+/// Attaches each loop kernel that can be a matmul's epilogue to that matmul: the kernel
+/// reading the product may follow it directly or a few kernels later, if the kernels between
+/// neither write what it reads nor touch what it writes (so it can move up to the matmul).
+pub fn fuse_epilogues(program: &mut Program) {
+    let kernels = std::mem::take(&mut program.kernels);
+    for kernel in kernels {
+        if let Kernel::Loop(candidate) = &kernel {
+            let start = program.kernels.len().saturating_sub(REACH);
+            let host = (start..program.kernels.len()).rev().find(|&i| match &program.kernels[i] {
+                Kernel::MatMul(matmul) => {
+                    matmul.epilogue.is_none()
+                        && can_be_epilogue(matmul, candidate)
+                        && program.kernels[i + 1..].iter().all(|between| independent(program, between, candidate))
+                }
+                _ => false,
+            });
+            if let Some(i) = host
+                && let Kernel::MatMul(matmul) = &mut program.kernels[i]
+            {
+                matmul.name = format!("{}+{}", matmul.name, candidate.name);
+                matmul.epilogue = Some(candidate.clone());
+                continue;
+            }
+        }
+        program.kernels.push(kernel);
+    }
+}
+
+/// True if `candidate` can run before `kernel` instead of after it.
+fn independent(program: &Program, kernel: &Kernel, candidate: &LoopKernel) -> bool {
+    let storage = |(reads, writes): (Vec<usize>, Vec<usize>)| -> (Vec<usize>, Vec<usize>) {
+        let resolve = |buffers: Vec<usize>| buffers.into_iter().map(|b| program.storage(b)).collect();
+        (resolve(reads), resolve(writes))
+    };
+    let (reads, writes) = storage(buffers(kernel));
+    let (candidate_reads, candidate_writes) = storage(buffers(&Kernel::Loop(candidate.clone())));
+    !writes.iter().any(|b| candidate_reads.contains(b) || candidate_writes.contains(b))
+        && !reads.iter().any(|b| candidate_writes.contains(b))
+}
+
+/// The buffers a kernel reads and writes, by number (aliases not resolved).
+fn buffers(kernel: &Kernel) -> (Vec<usize>, Vec<usize>) {
+    match kernel {
+        Kernel::Loop(k) => {
+            let reads = k
+                .body
+                .iter()
+                .filter_map(|(expr, _)| match expr {
+                    Expr::Load { buffer, .. } | Expr::Gather { buffer, .. } => Some(*buffer),
+                    _ => None,
+                })
+                .collect();
+            (reads, k.stores.iter().map(|(_, b, _)| *b).collect())
+        }
+        Kernel::MatMul(k) => {
+            let (mut reads, mut writes) =
+                k.epilogue.as_ref().map(|e| buffers(&Kernel::Loop(e.clone()))).unwrap_or_default();
+            reads.extend([k.a.0, k.b.0]);
+            writes.push(k.out);
+            (reads, writes)
+        }
+        Kernel::Scatter(k) => (vec![k.indices, k.updates], vec![k.out]),
+    }
+}
+
+fn can_be_epilogue(matmul: &MatMulKernel, candidate: &LoopKernel) -> bool {
+    let grid = vec![matmul.m.clone(), matmul.n.clone()];
+    if matmul.batch.as_fixed() != Some(1) || candidate.reduce.is_some() || candidate.loops != grid {
+        return false;
+    }
+    let element = Index { base: vec![], strides: vec![matmul.n.clone(), Size::fixed(1)] };
+    let reads_ok = candidate.body.iter().all(|(expr, dtype)| match expr {
+        Expr::Load { buffer, index } => *buffer != matmul.out || *index == element,
+        Expr::Gather { .. } => false,
+        Expr::Binary(Binary::Div, ..) => !dtype.is_int(),
+        _ => true,
+    });
+    let writes_ok =
+        candidate.stores.iter().all(|(_, buffer, _)| ![matmul.a.0, matmul.b.0, matmul.out].contains(buffer));
+    let floats = candidate.body.iter().all(|(_, dtype)| matches!(dtype, DType::F32 | DType::Bool));
+    reads_ok && writes_ok && floats
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::graph::Unary;
+
+    fn matmul() -> MatMulKernel {
+        MatMulKernel {
+            name: "matmul".into(),
+            batch: Size::fixed(1),
+            m: Size::fixed(8),
+            k: Size::fixed(3),
+            n: Size::fixed(5),
+            a: (0, [Size::fixed(0), Size::fixed(3), Size::fixed(1)]),
+            b: (1, [Size::fixed(0), Size::fixed(5), Size::fixed(1)]),
+            out: 2,
+            epilogue: None,
+        }
+    }
+
+    /// `b3 = tanh(b2)` over the product's grid, reading it at `load` strides.
+    fn map(load: [i64; 2]) -> LoopKernel {
+        let index = |s: [i64; 2]| Index { base: vec![], strides: s.iter().map(|&x| Size::fixed(x)).collect() };
+        LoopKernel {
+            name: "tanh".into(),
+            loops: vec![Size::fixed(8), Size::fixed(5)],
+            reduce: None,
+            kept_inside: 0,
+            body: vec![
+                (Expr::Load { buffer: 2, index: index(load) }, DType::F32),
+                (Expr::Unary(Unary::Tanh, 0), DType::F32),
+            ],
+            stores: vec![(1, 3, index([5, 1]))],
+        }
+    }
+
+    fn program(kernels: Vec<Kernel>) -> Program {
+        Program { symbols: vec![], buffers: vec![], kernels, outputs: vec![], updates: vec![], slots: vec![] }
+    }
+
+    #[test]
+    fn an_elementwise_reader_of_the_product_becomes_its_epilogue() {
+        let mut p = program(vec![Kernel::MatMul(Box::new(matmul())), Kernel::Loop(map([5, 1]))]);
+        fuse_epilogues(&mut p);
+        assert_eq!(p.kernels.len(), 1);
+        let Kernel::MatMul(m) = &p.kernels[0] else { panic!("a matmul") };
+        assert_eq!(m.epilogue.as_ref().map(|e| e.name.as_str()), Some("tanh"));
+    }
+
+    #[test]
+    fn a_reader_of_the_transposed_product_stays_a_kernel() {
+        let mut other = map([1, 8]);
+        other.loops = vec![Size::fixed(8), Size::fixed(5)];
+        let mut p = program(vec![Kernel::MatMul(Box::new(matmul())), Kernel::Loop(other)]);
+        fuse_epilogues(&mut p);
+        assert_eq!(p.kernels.len(), 2);
+    }
+}
