@@ -34,7 +34,8 @@ pub(super) fn build(
     emitter.prepare(kernel);
     let vector_level = vector_level(kernel, program);
     let extents: Vec<Value> = kernel.loops.iter().map(|s| emitter.size(s)).collect();
-    let mut nest = Nest { kernel, extents, vector_level, indices: vec![], accumulators: None, columns: None };
+    let mut nest =
+        Nest { kernel, extents, vector_level, indices: vec![], accumulators: None, columns: None, product: None };
     nest.level(&mut emitter, 0, params.start, params.end, false);
     emitter.status.store(emitter.builder, params.status);
     emitter.builder.ins().return_(&[]);
@@ -68,8 +69,60 @@ pub(super) fn emit_block(
     emitter.prepare(kernel);
     let vector_level = vector_level(kernel, program);
     let extents: Vec<Value> = kernel.loops.iter().map(|s| emitter.size(s)).collect();
-    let mut nest = Nest { kernel, extents, vector_level, indices: vec![], accumulators: None, columns: Some(columns) };
+    let mut nest = Nest {
+        kernel,
+        extents,
+        vector_level,
+        indices: vec![],
+        accumulators: None,
+        columns: Some(columns),
+        product: None,
+    };
     nest.level(&mut emitter, 0, rows.0, rows.1, false);
+}
+
+/// A matmul's epilogue applied by the register tile to each accumulator, in place of the
+/// epilogue's loads of the product.
+pub(super) struct RegisterEpilogue<'k> {
+    kernel: &'k LoopKernel,
+    program: &'k Program,
+    target: Target,
+    /// The function's `sizes` and `buffers` parameters.
+    tables: (Value, Value),
+    /// The product's buffer.
+    product: usize,
+}
+
+impl<'k> RegisterEpilogue<'k> {
+    /// The register form of `kernel` (over `[rows, columns]`), if it runs 4 columns at a time.
+    pub fn new(
+        kernel: &'k LoopKernel,
+        program: &'k Program,
+        target: Target,
+        (tables, product): ((Value, Value), usize),
+    ) -> Option<Self> {
+        let by_columns = kernel.loops.len() == 2 && vectorizable_at(kernel, program, 1);
+        by_columns.then_some(RegisterEpilogue { kernel, program, target, tables, product })
+    }
+
+    /// Emits the epilogue for the element (or, with `vector`, the 4 columns) at `[row,
+    /// column]` whose product is `value`.
+    pub fn emit(&self, builder: &mut FunctionBuilder, [row, column]: [Value; 2], value: Value, vector: bool) {
+        let (sizes, buffers) = self.tables;
+        let mut emitter = Emitter::new(builder, sizes, buffers, self.program, self.target);
+        emitter.written = vec![self.product];
+        emitter.prepare(self.kernel);
+        let mut nest = Nest {
+            kernel: self.kernel,
+            extents: vec![],
+            vector_level: Some(1),
+            indices: vec![row, column],
+            accumulators: None,
+            columns: None,
+            product: Some((self.product, value)),
+        };
+        nest.body(&mut emitter, vector);
+    }
 }
 
 /// The loop that runs 4 lanes at a time, if any: the innermost one, or, when the innermost
@@ -204,6 +257,17 @@ pub(super) struct Emitter<'a, 'b> {
     /// Buffers the function writes before this code reads them (a matmul's product, read by
     /// its epilogue): their loads must not be treated as read-only.
     written: Vec<usize>,
+    /// Inside an innermost loop (the level): each index's offset and each access's address
+    /// without that loop's term, computed once before the loop, so an access inside costs a
+    /// multiply-add instead of the whole sum over the nest.
+    partials: Option<Partials>,
+}
+
+/// Offsets and addresses without the innermost loop's term (see `Emitter::partials`).
+struct Partials {
+    level: usize,
+    offsets: HashMap<Index, Value>,
+    addresses: HashMap<(usize, Index), Value>,
 }
 
 impl<'a, 'b> Emitter<'a, 'b> {
@@ -225,6 +289,7 @@ impl<'a, 'b> Emitter<'a, 'b> {
             size_cache: HashMap::new(),
             address_cache: HashMap::new(),
             written: Vec::new(),
+            partials: None,
         }
     }
 
@@ -288,23 +353,86 @@ impl<'a, 'b> Emitter<'a, 'b> {
 
     /// The element offset of `index` at loop indices `indices`.
     fn offset(&mut self, index: &Index, indices: &[Value]) -> Value {
+        if let Some(partials) = &self.partials
+            && indices.len() == partials.level + 1
+            && let Some(&partial) = partials.offsets.get(index)
+        {
+            let level = partials.level;
+            return self.add_term(partial, index, level, indices[level]);
+        }
         let mut offset = self.iconst(0);
         for base in &index.base {
             let base = self.size(base);
             offset = self.builder.ins().iadd(offset, base);
         }
-        for (level, stride) in index.strides.iter().enumerate() {
-            match stride.as_fixed() {
-                Some(0) => {}
-                Some(1) => offset = self.builder.ins().iadd(offset, indices[level]),
-                _ => {
-                    let stride = self.size(stride);
-                    let term = self.builder.ins().imul(indices[level], stride);
-                    offset = self.builder.ins().iadd(offset, term);
-                }
-            }
+        for (level, &position) in indices.iter().enumerate() {
+            offset = self.add_term(offset, index, level, position);
         }
         offset
+    }
+
+    /// `offset` plus loop `level`'s term of `index` at `position`.
+    fn add_term(&mut self, offset: Value, index: &Index, level: usize, position: Value) -> Value {
+        match index.strides.get(level).and_then(Size::as_fixed) {
+            Some(0) => offset,
+            Some(1) => self.builder.ins().iadd(offset, position),
+            _ if level >= index.strides.len() => offset,
+            _ => {
+                let stride = self.size(&index.strides[level]);
+                let term = self.builder.ins().imul(position, stride);
+                self.builder.ins().iadd(offset, term)
+            }
+        }
+    }
+
+    /// The address of element `index` of `buffer` at loop indices `indices`.
+    fn access(&mut self, buffer: usize, index: &Index, indices: &[Value]) -> Value {
+        let bytes = byte_size(self.program.buffers[buffer].dtype);
+        if let Some(partials) = &self.partials
+            && indices.len() == partials.level + 1
+            && let Some(&partial) = partials.addresses.get(&(buffer, index.clone()))
+        {
+            let level = partials.level;
+            let position = indices[level];
+            return match index.strides.get(level) {
+                None => partial,
+                Some(stride) => match stride.as_fixed() {
+                    Some(0) => partial,
+                    Some(step) => {
+                        let bytes_in = self.builder.ins().imul_imm_s(position, step * bytes);
+                        self.builder.ins().iadd(partial, bytes_in)
+                    }
+                    None => {
+                        let stride = self.size(stride);
+                        let elements = self.builder.ins().imul(position, stride);
+                        let bytes_in = self.builder.ins().imul_imm_s(elements, bytes);
+                        self.builder.ins().iadd(partial, bytes_in)
+                    }
+                },
+            };
+        }
+        let offset = self.offset(index, indices);
+        self.element_address(buffer, offset)
+    }
+
+    /// Computes the partial offsets and addresses of every access of `kernel` for the loop
+    /// `level` about to open, at the outer loops' indices `outer`.
+    fn enter_innermost(&mut self, kernel: &LoopKernel, level: usize, outer: &[Value]) {
+        let mut partials = Partials { level, offsets: HashMap::new(), addresses: HashMap::new() };
+        for (buffer, index) in accesses(kernel) {
+            if !partials.offsets.contains_key(index) {
+                let offset = self.offset(index, outer);
+                partials.offsets.insert(index.clone(), offset);
+            }
+            if let Some(buffer) = buffer
+                && !partials.addresses.contains_key(&(buffer, index.clone()))
+            {
+                let offset = partials.offsets[index];
+                let address = self.element_address(buffer, offset);
+                partials.addresses.insert((buffer, index.clone()), address);
+            }
+        }
+        self.partials = Some(partials);
     }
 
     /// The address of element `offset` of `buffer`.
@@ -314,6 +442,17 @@ impl<'a, 'b> Emitter<'a, 'b> {
         let byte_offset = self.builder.ins().imul_imm_s(offset, bytes);
         self.builder.ins().iadd(base, byte_offset)
     }
+}
+
+/// Every index a kernel computes, with the buffer it addresses (`None` for a random draw's
+/// element number and a gather's position within its row, which are offsets, not addresses).
+fn accesses(kernel: &LoopKernel) -> Vec<(Option<usize>, &Index)> {
+    let body = kernel.body.iter().filter_map(|(expr, _)| match expr {
+        Expr::Load { buffer, index } => Some((Some(*buffer), index)),
+        Expr::Random { index, .. } | Expr::Gather { index, .. } => Some((None, index)),
+        _ => None,
+    });
+    body.chain(kernel.stores.iter().map(|(_, buffer, index)| (Some(*buffer), index))).collect()
 }
 
 /// Bytes per element.
@@ -347,6 +486,9 @@ struct Nest<'k> {
     accumulators: Option<(Variable, Option<Variable>)>,
     /// The range of the second loop, if not all of it (an epilogue's block of columns).
     columns: Option<(Value, Value)>,
+    /// In a register epilogue: the product's buffer and its value at the current element,
+    /// which loads of that buffer take instead of reading memory.
+    product: Option<(usize, Value)>,
 }
 
 impl Nest<'_> {
@@ -360,6 +502,9 @@ impl Nest<'_> {
             Some((op, _)) if in_place => self.fill_identity(emitter, op),
             Some((op, _)) => self.start_reduction(emitter, op, vector),
             None => {}
+        }
+        if innermost {
+            emitter.enter_innermost(self.kernel, level, &self.indices);
         }
         let counter = emitter.builder.declare_var(types::I64);
         emitter.builder.def_var(counter, from);
@@ -386,6 +531,9 @@ impl Nest<'_> {
         inner(self, emitter, vector);
         self.indices.pop();
         loop_end(emitter.builder, counter, frame);
+        if innermost {
+            emitter.partials = None;
+        }
         if let (Some((op, _)), false) = (reduce, in_place) {
             self.finish_reduction(emitter, op, vector);
         }
@@ -423,8 +571,7 @@ impl Nest<'_> {
         self.indices.push(i);
         if level + 1 == self.kernel.loops.len() {
             let (_, buffer, index) = &self.kernel.stores[0];
-            let offset = emitter.offset(index, &self.indices);
-            let address = emitter.element_address(*buffer, offset);
+            let address = emitter.access(*buffer, index, &self.indices);
             emitter.builder.ins().store(super::trusted(), identity, address, 0);
         } else {
             self.fill_level(emitter, level + 1, identity);
@@ -496,8 +643,7 @@ impl Nest<'_> {
     /// Stores four scalars, the lanes of an integer result, at `index` of `buffer` and the
     /// next 3 elements along the vector loop.
     fn store_lanes(&self, emitter: &mut Emitter, four: [Value; 4], buffer: usize, index: &Index) {
-        let offset = emitter.offset(index, &self.indices);
-        let address = emitter.element_address(buffer, offset);
+        let address = emitter.access(buffer, index, &self.indices);
         let level = self.vector_level.unwrap_or(0);
         let stride = index.strides.get(level).cloned().unwrap_or_else(|| Size::fixed(0));
         let bytes = byte_size(emitter.program.buffers[buffer].dtype);
@@ -515,8 +661,7 @@ impl Nest<'_> {
     /// Stores `value` (4 lanes along the vector loop with `vector`) at `index` of `buffer`:
     /// one store where the lanes are adjacent, one per lane elsewhere.
     fn store(&self, emitter: &mut Emitter, value: Value, buffer: usize, index: &Index, vector: bool) {
-        let offset = emitter.offset(index, &self.indices);
-        let address = emitter.element_address(buffer, offset);
+        let address = emitter.access(buffer, index, &self.indices);
         let level = self.vector_level.unwrap_or(0);
         let stride = index.strides.get(level).cloned().unwrap_or_else(|| Size::fixed(0));
         if !vector || stride.as_fixed() == Some(1) {
@@ -537,7 +682,8 @@ impl Nest<'_> {
     /// The innermost body at the current indices, in vector (4 lanes) or scalar form.
     fn body(&mut self, emitter: &mut Emitter, vector: bool) {
         let level = self.vector_level.unwrap_or(0);
-        let (values, lanes) = Body { kernel: self.kernel, indices: &self.indices, vector, level }.emit(emitter);
+        let body = Body { kernel: self.kernel, indices: &self.indices, vector, level, product: self.product };
+        let (values, lanes) = body.emit(emitter);
         if let Some((scalar, vector_acc)) = self.accumulators {
             let (op, _) = self.kernel.reduce.expect("bug in kiln: accumulators without a reduction");
             let value = values[self.kernel.stores[0].0];
@@ -557,8 +703,7 @@ impl Nest<'_> {
             // else in the kernel, so a plain load sees the previous iteration's store.
             let (value, buffer, index) = &self.kernel.stores[0];
             let dtype = self.kernel.body[*value].1;
-            let offset = emitter.offset(index, &self.indices);
-            let address = emitter.element_address(*buffer, offset);
+            let address = emitter.access(*buffer, index, &self.indices);
             let ty = if vector { types::F32X4 } else { scalar_type(dtype) };
             let old = emitter.builder.ins().load(ty, super::trusted(), address, 0);
             let next = combine(emitter.builder, op, dtype, old, values[*value]);
@@ -637,6 +782,8 @@ struct Body<'k> {
     /// The body runs 4 lanes of loop `level` at a time.
     vector: bool,
     level: usize,
+    /// A buffer whose loads take this value instead (see `Nest::product`).
+    product: Option<(usize, Value)>,
 }
 
 impl Body<'_> {
@@ -681,8 +828,7 @@ impl Body<'_> {
         };
         match expr {
             Expr::Load { buffer, index } => {
-                let offset = emitter.offset(index, self.indices);
-                let address = emitter.element_address(*buffer, offset);
+                let address = emitter.access(*buffer, index, self.indices);
                 let stride = index.strides.get(self.level).cloned().unwrap_or_else(|| Size::fixed(0));
                 let step = emitter.size(&stride);
                 let step = emitter.builder.ins().imul_imm_s(step, byte_size(dtype));
@@ -791,9 +937,11 @@ impl Body<'_> {
     fn expr(&self, emitter: &mut Emitter, expr: &Expr, dtype: DType, values: &[Value], lanes: &Lanes) -> Value {
         let target = emitter.target;
         match expr {
+            Expr::Load { buffer, .. } if self.product.is_some_and(|(product, _)| product == *buffer) => {
+                self.product.expect("checked").1
+            }
             Expr::Load { buffer, index } => {
-                let offset = emitter.offset(index, self.indices);
-                let address = emitter.element_address(*buffer, offset);
+                let address = emitter.access(*buffer, index, self.indices);
                 let stride = index.strides.get(self.level).cloned().unwrap_or_else(|| Size::fixed(0));
                 let flags = emitter.load_flags(*buffer);
                 if self.vector && stride.as_fixed() == Some(1) {

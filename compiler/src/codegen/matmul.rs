@@ -76,7 +76,14 @@ pub(super) fn build(
     let shared_b = kernel.batch.as_fixed() == Some(1) || kernel.b.1[0].as_fixed() == Some(0);
     let widest = kernel.n.as_fixed().map_or(2, |n| (n as usize / 4).clamp(1, 5));
     let unit_columns = kernel.b.1[2].as_fixed() == Some(1);
-    let tile = Tile { operands: &operands, fma: target.fma, widest, unit_columns };
+    // The tile applies the epilogue to its accumulators when the epilogue runs 4 columns at a
+    // time; the GEMM path (and the tile otherwise) applies it to each finished block.
+    let register_epilogue = kernel.epilogue.as_ref().and_then(|epilogue| {
+        let context = ((params.sizes, params.buffers), kernel.out);
+        loops::RegisterEpilogue::new(epilogue, program, target, context)
+    });
+    let tile_finishes = register_epilogue.is_some();
+    let tile = Tile { operands: &operands, fma: target.fma, widest, unit_columns, epilogue: register_epilogue };
     // Each index of the range is one block of CHUNK_ROWS rows × CHUNK_COLUMNS columns.
     let column_chunks = builder.ins().iadd_imm_s(operands.n, gemm::CHUNK_COLUMNS - 1);
     let column_chunks = builder.ins().sdiv_imm_s(column_chunks, gemm::CHUNK_COLUMNS);
@@ -116,7 +123,8 @@ pub(super) fn build(
     let (first, frame) = loop_begin(builder, row, last_row, 1);
     tile.rows(builder, first, 1, columns);
     loop_end(builder, row, frame);
-    builder.ins().jump(block_done, &[]);
+    let finished = builder.create_block();
+    builder.ins().jump(if tile_finishes { finished } else { block_done }, &[]);
     builder.switch_to_block(block_done);
     if let Some(epilogue) = &kernel.epilogue {
         // The block is in cache: finish it (bias, activation, mask) before the next one.
@@ -124,6 +132,8 @@ pub(super) fn build(
         let block = loops::ResultBlock { rows: (first_row, last_row), columns };
         loops::emit_block(builder, epilogue, program, target, (sizes, buffers), block, &[kernel.out]);
     }
+    builder.ins().jump(finished, &[]);
+    builder.switch_to_block(finished);
     loop_end(builder, index, chunk_frame);
     let failed = builder.use_var(failed);
     let code = builder.ins().iconst(types::I64, STATUS_GEMM_FAILED);
@@ -170,6 +180,8 @@ struct Tile<'o> {
     widest: usize,
     /// The right operand's columns are adjacent (column stride 1).
     unit_columns: bool,
+    /// An epilogue applied to the accumulators in registers, before anything is stored.
+    epilogue: Option<loops::RegisterEpilogue<'o>>,
 }
 
 impl Tile<'_> {
@@ -179,9 +191,11 @@ impl Tile<'_> {
         // Element offsets of each row's start in `a` and `out`, and of its batch in `b`.
         let mut a_rows = Vec::with_capacity(rows);
         let mut out_rows = Vec::with_capacity(rows);
+        let mut row_indices = Vec::with_capacity(rows);
         let mut b_base = None;
         for r in 0..rows {
             let row = builder.ins().iadd_imm_s(first, r as i64);
+            row_indices.push(row);
             let batch = builder.ins().udiv(row, o.m);
             let i = builder.ins().urem(row, o.m);
             let batch_offset = builder.ins().imul(batch, o.a_strides[0]);
@@ -195,11 +209,11 @@ impl Tile<'_> {
         builder.def_var(column, columns.0);
         for vectors in [self.widest, 1] {
             let (j, frame) = loop_begin(builder, column, columns.1, 4 * vectors as i64);
-            self.block(builder, &a_rows, &out_rows, b_base, j, vectors, true);
+            self.block(builder, &a_rows, (&out_rows, &row_indices), b_base, j, vectors, true);
             loop_end(builder, column, frame);
         }
         let (j, frame) = loop_begin(builder, column, columns.1, 1);
-        self.block(builder, &a_rows, &out_rows, b_base, j, 1, false);
+        self.block(builder, &a_rows, (&out_rows, &row_indices), b_base, j, 1, false);
         loop_end(builder, column, frame);
     }
 
@@ -210,7 +224,7 @@ impl Tile<'_> {
         &self,
         builder: &mut FunctionBuilder,
         a_rows: &[Value],
-        out_rows: &[Value],
+        (out_rows, row_indices): (&[Value], &[Value]),
         b_base: Value,
         j: Value,
         vectors: usize,
@@ -282,13 +296,16 @@ impl Tile<'_> {
             }
         }
         loop_end(builder, kk, frame);
-        for (&out_row, row_accumulators) in out_rows.iter().zip(&accumulators) {
+        for ((&out_row, &row), row_accumulators) in out_rows.iter().zip(row_indices).zip(&accumulators) {
             for (c, &accumulator) in row_accumulators.iter().enumerate() {
-                let offset = builder.ins().iadd(out_row, j);
-                let offset = builder.ins().iadd_imm_s(offset, 4 * c as i64);
+                let column = builder.ins().iadd_imm_s(j, 4 * c as i64);
+                let offset = builder.ins().iadd(out_row, column);
                 let address = element(builder, o.out, offset);
                 let value = builder.use_var(accumulator);
                 builder.ins().store(trusted(), value, address, 0);
+                if let Some(epilogue) = &self.epilogue {
+                    epilogue.emit(builder, [row, column], value, vector);
+                }
             }
         }
     }
