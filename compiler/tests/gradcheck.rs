@@ -537,18 +537,19 @@ fn constant_case() -> Case {
     })
 }
 
+/// Trial 0: a symbolic batch `[B, 3]` (B drawn); later trials: a random static shape.
+fn symbolic_batch_or_random_shape(s: &mut Setup<'_>, trial: usize) -> (Vec<Dim>, Vec<usize>) {
+    if trial == 0 {
+        let batch = s.rng.int(1, 4);
+        return (vec![Dim::sym("B"), 3.into()], vec![batch, 3]);
+    }
+    let shape = s.rng.shape((1, 3), (1, 4));
+    (shape.iter().map(|&d| d.into()).collect(), shape)
+}
+
 fn fill_case() -> Case {
     Case::new(4, |s, trial| {
-        let (dims, concrete): (Vec<Dim>, Vec<usize>) = match trial {
-            0 => {
-                let batch = s.rng.int(1, 4);
-                (vec![Dim::sym("B"), 3.into()], vec![batch, 3])
-            }
-            _ => {
-                let shape = s.rng.shape((1, 3), (1, 4));
-                (shape.iter().map(|&d| d.into()).collect(), shape)
-            }
-        };
+        let (dims, concrete) = symbolic_batch_or_random_shape(s, trial);
         let x = s.input_dims("x", &dims, &concrete, DType::F32, Dist::Normal(1.0))?;
         let last = concrete.last().copied().unwrap_or(1);
         let scale = s.g.fill(x.shape(), DType::F32, 2.5);
@@ -592,16 +593,7 @@ fn random_case(normal: bool) -> Case {
     Case::new(4, move |s, trial| {
         let counter = s.g.typed_input("step", Shape::scalar(), DType::I64)?;
         s.feeds.insert("step", Value::i64([], vec![trial as i64]));
-        let (dims, concrete): (Vec<Dim>, Vec<usize>) = match trial {
-            0 => {
-                let batch = s.rng.int(1, 4);
-                (vec![Dim::sym("B"), 3.into()], vec![batch, 3])
-            }
-            _ => {
-                let shape = s.rng.shape((1, 3), (1, 4));
-                (shape.iter().map(|&d| d.into()).collect(), shape)
-            }
-        };
+        let (dims, concrete) = symbolic_batch_or_random_shape(s, trial);
         let x = s.input_dims("x", &dims, &concrete, DType::F32, Dist::Normal(1.0))?;
         // The draw covers the trailing dims only (broadcast over the rest) in odd trials.
         let draw_dims = if trial % 2 == 1 { dims[dims.len().min(1)..].to_vec() } else { dims };

@@ -1223,14 +1223,20 @@ fn vector_cast(builder: &mut FunctionBuilder, from: DType, x: Value) -> Value {
     }
 }
 
-/// `mix32` of `random.rs`, on an `i32` value.
+/// `mix32` of `random.rs`, on an `i32` or on four `i32x4` lanes.
 fn mix32(builder: &mut FunctionBuilder, x: Value) -> Value {
+    let ty = builder.func.dfg.value_type(x);
+    let multiply = |builder: &mut FunctionBuilder, x: Value, factor: u32| {
+        let factor = builder.ins().iconst(types::I32, factor as i32 as i64);
+        let factor = if ty.is_vector() { builder.ins().splat(ty, factor) } else { factor };
+        builder.ins().imul(x, factor)
+    };
     let shifted = builder.ins().ushr_imm_s(x, 16);
     let x = builder.ins().bxor(x, shifted);
-    let x = builder.ins().imul_imm_s(x, 0x7feb_352d);
+    let x = multiply(builder, x, 0x7feb_352d);
     let shifted = builder.ins().ushr_imm_s(x, 15);
     let x = builder.ins().bxor(x, shifted);
-    let x = builder.ins().imul_imm_s(x, 0x846c_a68b_u32 as i32 as i64);
+    let x = multiply(builder, x, 0x846c_a68b);
     let shifted = builder.ins().ushr_imm_s(x, 16);
     builder.ins().bxor(x, shifted)
 }
@@ -1240,13 +1246,22 @@ fn uniform_at(builder: &mut FunctionBuilder, key: Value, index: Value) -> Value 
     let low = builder.ins().ireduce(types::I32, index);
     let high = builder.ins().ushr_imm_s(index, 32);
     let high = builder.ins().ireduce(types::I32, high);
+    uniform_from_halves(builder, key, low, high)
+}
+
+/// The uniform of the element whose 64-bit index has halves `low` and `high`, for one `i32`
+/// index or four `i32x4` lanes (with `key` of the same form).
+fn uniform_from_halves(builder: &mut FunctionBuilder, key: Value, low: Value, high: Value) -> Value {
+    let vector = builder.func.dfg.value_type(low).is_vector();
     let mixed = builder.ins().bxor(key, low);
     let mixed = mix32(builder, mixed);
     let mixed = builder.ins().iadd(mixed, high);
     let bits = mix32(builder, mixed);
     let top = builder.ins().ushr_imm_s(bits, 8);
-    let value = builder.ins().fcvt_from_uint(types::F32, top);
+    // Below 2^24, so the signed conversion is exact.
+    let value = builder.ins().fcvt_from_sint(if vector { types::F32X4 } else { types::F32 }, top);
     let scale = builder.ins().f32const(1.0 / 16_777_216.0);
+    let scale = if vector { builder.ins().splat(types::F32X4, scale) } else { scale };
     builder.ins().fmul(value, scale)
 }
 
@@ -1321,14 +1336,14 @@ fn random_lanes(
     match distribution {
         Distribution::Uniform => {
             let (low, high) = lane_halves(builder, index, [0, 1, 2, 3]);
-            uniform_lanes(builder, key, low, high)
+            uniform_from_halves(builder, key, low, high)
         }
         Distribution::Normal => {
             let first = builder.ins().imul_imm_s(index, 2);
             let (low, high) = lane_halves(builder, first, [0, 2, 4, 6]);
-            let u1 = uniform_lanes(builder, key, low, high);
+            let u1 = uniform_from_halves(builder, key, low, high);
             let (low, high) = lane_halves(builder, first, [1, 3, 5, 7]);
-            let u2 = uniform_lanes(builder, key, low, high);
+            let u2 = uniform_from_halves(builder, key, low, high);
             box_muller(builder, target, u1, u2)
         }
     }
@@ -1350,35 +1365,4 @@ fn lane_halves(builder: &mut FunctionBuilder, base: Value, steps: [i32; 4]) -> (
     let high = builder.ins().splat(types::I32X4, base_high);
     let high = builder.ins().isub(high, wrapped);
     (low, high)
-}
-
-/// [`uniform_at`] in four `i32x4` lanes.
-fn uniform_lanes(builder: &mut FunctionBuilder, key: Value, low: Value, high: Value) -> Value {
-    let mixed = builder.ins().bxor(key, low);
-    let mixed = mix32_lanes(builder, mixed);
-    let mixed = builder.ins().iadd(mixed, high);
-    let bits = mix32_lanes(builder, mixed);
-    let top = builder.ins().ushr_imm_s(bits, 8);
-    // Below 2^24, so the signed conversion is exact.
-    let value = builder.ins().fcvt_from_sint(types::F32X4, top);
-    let scale = builder.ins().f32const(1.0 / 16_777_216.0);
-    let scale = builder.ins().splat(types::F32X4, scale);
-    builder.ins().fmul(value, scale)
-}
-
-/// [`mix32`] in four `i32x4` lanes.
-fn mix32_lanes(builder: &mut FunctionBuilder, x: Value) -> Value {
-    let multiply = |builder: &mut FunctionBuilder, x: Value, factor: u32| {
-        let factor = builder.ins().iconst(types::I32, factor as i32 as i64);
-        let factor = builder.ins().splat(types::I32X4, factor);
-        builder.ins().imul(x, factor)
-    };
-    let shifted = builder.ins().ushr_imm_s(x, 16);
-    let x = builder.ins().bxor(x, shifted);
-    let x = multiply(builder, x, 0x7feb_352d);
-    let shifted = builder.ins().ushr_imm_s(x, 15);
-    let x = builder.ins().bxor(x, shifted);
-    let x = multiply(builder, x, 0x846c_a68b);
-    let shifted = builder.ins().ushr_imm_s(x, 16);
-    builder.ins().bxor(x, shifted)
 }

@@ -49,39 +49,12 @@ pub fn fuse_epilogues(program: &mut Program) {
 
 /// True if `candidate` can run before `kernel` instead of after it.
 fn independent(program: &Program, kernel: &Kernel, candidate: &LoopKernel) -> bool {
-    let storage = |(reads, writes): (Vec<usize>, Vec<usize>)| -> (Vec<usize>, Vec<usize>) {
-        let resolve = |buffers: Vec<usize>| buffers.into_iter().map(|b| program.storage(b)).collect();
-        (resolve(reads), resolve(writes))
-    };
-    let (reads, writes) = storage(buffers(kernel));
-    let (candidate_reads, candidate_writes) = storage(buffers(&Kernel::Loop(candidate.clone())));
+    let resolve = |buffers: Vec<usize>| -> Vec<usize> { buffers.into_iter().map(|b| program.storage(b)).collect() };
+    let (reads, writes) = kernel.accesses();
+    let (reads, writes) = (resolve(reads), resolve(writes));
+    let (candidate_reads, candidate_writes) = (resolve(candidate.reads()), resolve(candidate.writes()));
     !writes.iter().any(|b| candidate_reads.contains(b) || candidate_writes.contains(b))
         && !reads.iter().any(|b| candidate_writes.contains(b))
-}
-
-/// The buffers a kernel reads and writes, by number (aliases not resolved).
-fn buffers(kernel: &Kernel) -> (Vec<usize>, Vec<usize>) {
-    match kernel {
-        Kernel::Loop(k) => {
-            let reads = k
-                .body
-                .iter()
-                .filter_map(|(expr, _)| match expr {
-                    Expr::Load { buffer, .. } | Expr::Gather { buffer, .. } => Some(*buffer),
-                    _ => None,
-                })
-                .collect();
-            (reads, k.stores.iter().map(|(_, b, _)| *b).collect())
-        }
-        Kernel::MatMul(k) => {
-            let (mut reads, mut writes) =
-                k.epilogue.as_ref().map(|e| buffers(&Kernel::Loop(e.clone()))).unwrap_or_default();
-            reads.extend([k.a.0, k.b.0]);
-            writes.push(k.out);
-            (reads, writes)
-        }
-        Kernel::Scatter(k) => (vec![k.indices, k.updates], vec![k.out]),
-    }
 }
 
 fn can_be_epilogue(matmul: &MatMulKernel, candidate: &LoopKernel, updated: &[usize]) -> bool {

@@ -15,7 +15,7 @@
 //! kernel reads never shares a slot with one it writes, so the invariant "a kernel never
 //! writes a buffer it reads" keeps holding for storage, not just for buffer numbers.
 
-use super::{Expr, Kernel, LoopKernel, Program, Role};
+use super::{Expr, Kernel, Program, Role};
 use crate::graph::Binary;
 
 /// Plans in-place updates and scratch slots for `program` (see the module comment).
@@ -26,27 +26,7 @@ pub fn plan_memory(program: &mut Program) {
 
 /// Storage buffers read and written by kernel `kernel` (aliases resolved).
 fn accesses(program: &Program, kernel: &Kernel) -> (Vec<usize>, Vec<usize>) {
-    let loop_accesses = |k: &LoopKernel| -> (Vec<usize>, Vec<usize>) {
-        let reads = k
-            .body
-            .iter()
-            .filter_map(|(expr, _)| match expr {
-                Expr::Load { buffer, .. } | Expr::Gather { buffer, .. } => Some(*buffer),
-                _ => None,
-            })
-            .collect();
-        (reads, k.stores.iter().map(|(_, buffer, _)| *buffer).collect())
-    };
-    let (reads, writes): (Vec<usize>, Vec<usize>) = match kernel {
-        Kernel::Loop(k) => loop_accesses(k),
-        Kernel::MatMul(k) => {
-            let (mut reads, mut writes) = k.epilogue.as_ref().map(loop_accesses).unwrap_or_default();
-            reads.extend([k.a.0, k.b.0]);
-            writes.push(k.out);
-            (reads, writes)
-        }
-        Kernel::Scatter(k) => (vec![k.indices, k.updates], vec![k.out]),
-    };
+    let (reads, writes) = kernel.accesses();
     let storage = |buffers: Vec<usize>| buffers.into_iter().map(|b| program.storage(b)).collect();
     (storage(reads), storage(writes))
 }

@@ -47,14 +47,7 @@ fn can_merge(first: &LoopKernel, second: &LoopKernel) -> bool {
         _ => true,
     });
     // And must not overwrite anything the first reads.
-    let first_reads: Vec<usize> = first
-        .body
-        .iter()
-        .filter_map(|(expr, _)| match expr {
-            Expr::Load { buffer, .. } | Expr::Gather { buffer, .. } => Some(*buffer),
-            _ => None,
-        })
-        .collect();
+    let first_reads = first.reads();
     let writes_ok = second.stores.iter().all(|(_, buffer, _)| !first_reads.contains(buffer));
     reads_ok && writes_ok
 }
@@ -107,27 +100,8 @@ fn remap(expr: &Expr, map: &[ExprId]) -> Expr {
 fn drop_dead_stores(program: &mut Program) {
     let mut read = vec![false; program.buffers.len()];
     for kernel in &program.kernels {
-        match kernel {
-            Kernel::Loop(k) => {
-                for (expr, _) in &k.body {
-                    if let Expr::Load { buffer, .. } | Expr::Gather { buffer, .. } = expr {
-                        read[*buffer] = true;
-                    }
-                }
-            }
-            Kernel::MatMul(k) => {
-                read[k.a.0] = true;
-                read[k.b.0] = true;
-                for (expr, _) in k.epilogue.iter().flat_map(|e| &e.body) {
-                    if let Expr::Load { buffer, .. } | Expr::Gather { buffer, .. } = expr {
-                        read[*buffer] = true;
-                    }
-                }
-            }
-            Kernel::Scatter(k) => {
-                read[k.indices] = true;
-                read[k.updates] = true;
-            }
+        for buffer in kernel.accesses().0 {
+            read[buffer] = true;
         }
     }
     for &output in &program.outputs {

@@ -263,6 +263,42 @@ pub struct Program {
     pub slots: Vec<Option<usize>>,
 }
 
+impl LoopKernel {
+    /// The buffers the body reads (by number, with repeats).
+    pub fn reads(&self) -> Vec<usize> {
+        let loads = self.body.iter().filter_map(|(expr, _)| match expr {
+            Expr::Load { buffer, .. } | Expr::Gather { buffer, .. } => Some(*buffer),
+            _ => None,
+        });
+        loads.collect()
+    }
+
+    /// The buffers the kernel stores to (by number).
+    pub fn writes(&self) -> Vec<usize> {
+        self.stores.iter().map(|(_, buffer, _)| *buffer).collect()
+    }
+}
+
+impl Kernel {
+    /// The buffers the kernel reads and those it writes (by number; aliases not resolved),
+    /// a matmul's epilogue included.
+    pub fn accesses(&self) -> (Vec<usize>, Vec<usize>) {
+        match self {
+            Kernel::Loop(k) => (k.reads(), k.writes()),
+            Kernel::MatMul(k) => {
+                let mut reads = vec![k.a.0, k.b.0];
+                let mut writes = vec![k.out];
+                if let Some(epilogue) = &k.epilogue {
+                    reads.extend(epilogue.reads());
+                    writes.extend(epilogue.writes());
+                }
+                (reads, writes)
+            }
+            Kernel::Scatter(k) => (vec![k.indices, k.updates], vec![k.out]),
+        }
+    }
+}
+
 impl Program {
     /// The buffer whose memory `buffer` uses (itself unless it is an alias).
     pub fn storage(&self, mut buffer: usize) -> usize {
