@@ -14,10 +14,13 @@
 //! elements its declared shape gives under `sizes`. The runtime checks that before each call.
 //! `KILN_DUMP=clif` prints the Cranelift IR of every kernel.
 
+mod body;
+mod emitter;
 pub mod gemm;
 mod loops;
 pub(crate) mod math;
 mod matmul;
+mod random;
 mod scatter;
 
 use cranelift_codegen::ir::{self, InstBuilder};
