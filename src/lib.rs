@@ -33,11 +33,13 @@ pub use kiln_compiler::{
     Result, Shape, Tensor, Value, check_gradients, layers,
 };
 
+pub use kiln_runtime::optim;
 pub use kiln_runtime::{Function, function};
 
 /// Everything a model author needs, in one import: `use kiln::prelude::*;`.
 pub mod prelude {
     pub use kiln_compiler::prelude::*;
+    pub use kiln_runtime::optim::{Adagrad, Adam, Ema, Optimizer, RmsProp, Schedule, Sgd};
     pub use kiln_runtime::{Function, function};
 }
 

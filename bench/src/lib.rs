@@ -7,8 +7,7 @@
 use kiln::compiler::random;
 use kiln::prelude::*;
 
-/// `(param, new value)`.
-pub type Update<'g> = (Tensor<'g>, Tensor<'g>);
+pub use kiln::optim::Update;
 
 /// One training (or inference) call of a workload.
 pub struct Step<'g> {
@@ -47,54 +46,18 @@ fn trainable(g: &Graph) -> Vec<Tensor<'_>> {
     g.params().into_iter().filter(|(_, _, trainable)| *trainable).map(|(t, _, _)| t).collect()
 }
 
-/// Plain SGD: `p ← p - lr·g`.
-pub fn sgd<'g>(params: &[Tensor<'g>], grads: &[Tensor<'g>], lr: f64) -> Result<Vec<Update<'g>>> {
-    params.iter().zip(grads).map(|(p, g)| Ok((*p, p.sub(g.mul(lr)?)?))).collect()
-}
-
-/// SGD with momentum, PyTorch's form: `buf ← μ·buf + g`, `p ← p - lr·buf`.
-pub fn sgd_momentum<'g>(
+/// The updates of `optimizer` for every trainable param of `loss`'s graph, and the schedule
+/// inputs they read.
+fn train_with<'g>(
     g: &'g Graph,
-    params: &[Tensor<'g>],
-    grads: &[Tensor<'g>],
-    lr: f64,
-    momentum: f64,
-) -> Result<Vec<Update<'g>>> {
-    let mut updates = Vec::new();
-    for (p, grad) in params.iter().zip(grads) {
-        let name = p.name().expect("params are named");
-        let buffer = g.param_with(&format!("momentum.{name}"), p.shape(), Init::ZEROS, false)?;
-        let next = buffer.mul(momentum)?.add(*grad)?;
-        updates.push((buffer, next));
-        updates.push((*p, p.sub(next.mul(lr)?)?));
-    }
-    Ok(updates)
-}
-
-/// Adam with bias correction; `t` is the 1-based step as an `f32` scalar input.
-pub fn adam<'g>(
-    g: &'g Graph,
-    params: &[Tensor<'g>],
-    grads: &[Tensor<'g>],
-    t: Tensor<'g>,
-    lr: f64,
-) -> Result<Vec<Update<'g>>> {
-    let (beta1, beta2, eps) = (0.9f64, 0.999f64, 1e-8);
-    let correction1 = 1.0 - t.mul(beta1.ln())?.exp()?;
-    let correction2 = 1.0 - t.mul(beta2.ln())?.exp()?;
-    let mut updates = Vec::new();
-    for (p, grad) in params.iter().zip(grads) {
-        let name = p.name().expect("params are named");
-        let m = g.param_with(&format!("adam.m.{name}"), p.shape(), Init::ZEROS, false)?;
-        let v = g.param_with(&format!("adam.v.{name}"), p.shape(), Init::ZEROS, false)?;
-        let m_next = m.mul(beta1)?.add(grad.mul(1.0 - beta1)?)?;
-        let v_next = v.mul(beta2)?.add(grad.square()?.mul(1.0 - beta2)?)?;
-        let step = m_next.div(correction1)?.div(v_next.div(correction2)?.sqrt()?.add(eps)?)?;
-        updates.push((m, m_next));
-        updates.push((v, v_next));
-        updates.push((*p, p.sub(step.mul(lr)?)?));
-    }
-    Ok(updates)
+    loss: Tensor<'g>,
+    optimizer: &dyn Optimizer,
+) -> Result<(Schedule<'g>, Vec<Update<'g>>)> {
+    let params = trainable(g);
+    let grads = g.grad(loss, &params)?;
+    let schedule = Schedule::inputs(g)?;
+    let updates = optimizer.updates(g, &params, &grads, &schedule)?;
+    Ok((schedule, updates))
 }
 
 /// The notebook's target: 1 where `y > sin(3x)`.
@@ -119,15 +82,16 @@ pub fn labels(n: usize, classes: u32, seed: u64) -> Vec<i64> {
 /// step (W1 and W2 use 10000).
 pub fn seed_mlp(g: &Graph, batch: usize, adam_optimizer: bool) -> Result<Step<'_>> {
     let step = g.typed_input("step", Shape::scalar(), DType::I64)?;
-    let t = g.input("t", Shape::scalar())?;
     let points = g.random_normal([batch, 2], 1, step)?;
     let targets = classify(points, batch)?;
     let loss = layers::cross_entropy(mlp(g, points, &[2, 20, 20, 2])?, targets)?;
-    let params = trainable(g);
-    let grads = g.grad(loss, &params)?;
-    let updates = if adam_optimizer { adam(g, &params, &grads, t, 0.01)? } else { sgd(&params, &grads, 0.01)? };
-    let feed = Box::new(|s: usize| vec![Value::i64([], vec![s as i64]), Value::f32([], vec![(s + 1) as f32])]);
-    Ok(Step { inputs: vec![step, t], outputs: vec![loss], updates, feed })
+    let optimizer: &dyn Optimizer = if adam_optimizer { &Adam::new() } else { &Sgd::new() };
+    let (schedule, updates) = train_with(g, loss, optimizer)?;
+    let feed = Box::new(|s: usize| {
+        let [lr, t] = Schedule::values(0.01, s as u64 + 1);
+        vec![Value::i64([], vec![s as i64]), lr, t]
+    });
+    Ok(Step { inputs: vec![step, schedule.lr, schedule.step], outputs: vec![loss], updates, feed })
 }
 
 /// The accuracy of the notebook's MLP (params by the same names) on points `x: [N, 2]`.
@@ -153,14 +117,16 @@ pub fn wide_mlp(g: &Graph) -> Result<Step<'_>> {
     let x = g.input("x", [128, 784])?;
     let y = g.typed_input("labels", [128], DType::I64)?;
     let loss = layers::cross_entropy(mlp(g, x, &[784, 256, 256, 10])?, y)?;
-    let params = trainable(g);
-    let grads = g.grad(loss, &params)?;
-    let updates = sgd_momentum(g, &params, &grads, 0.01, 0.9)?;
+    let (schedule, updates) = train_with(g, loss, &Sgd::momentum(0.9))?;
     let batches: Vec<[Value; 2]> = (0..8)
         .map(|b| [Value::f32([128, 784], normal_values(128 * 784, 10 + b)), Value::i64([128], labels(128, 10, 20 + b))])
         .collect();
-    let feed = Box::new(move |s: usize| batches[s % 8].to_vec());
-    Ok(Step { inputs: vec![x, y], outputs: vec![loss], updates, feed })
+    let feed = Box::new(move |s: usize| {
+        let mut values = batches[s % 8].to_vec();
+        values.extend(Schedule::values(0.01, s as u64 + 1));
+        values
+    });
+    Ok(Step { inputs: vec![x, y, schedule.lr, schedule.step], outputs: vec![loss], updates, feed })
 }
 
 /// W5: character ids, embeddings weighted by a sinusoidal position table, a small MLP, Adam.
@@ -171,7 +137,6 @@ pub fn char_title(g: &Graph) -> Result<Step<'_>> {
     const WIDTH: usize = 64;
     let ids = g.typed_input("ids", [BATCH, LENGTH], DType::I64)?;
     let y = g.typed_input("labels", [BATCH], DType::I64)?;
-    let t = g.input("t", Shape::scalar())?;
     let embedding = g.param("embedding", [CHARS, WIDTH], Init::Normal { mean: 0.0, std: 1.0 })?;
     let mut table = Vec::with_capacity(LENGTH * WIDTH);
     for p in 0..LENGTH {
@@ -183,9 +148,7 @@ pub fn char_title(g: &Graph) -> Result<Step<'_>> {
     let positions = g.constant(Value::f32([LENGTH, WIDTH], table));
     let features = embedding.gather(ids)?.mul(positions)?.sum(&[1], false)?;
     let loss = layers::cross_entropy(mlp(g, features, &[WIDTH, 64, 8])?, y)?;
-    let params = trainable(g);
-    let grads = g.grad(loss, &params)?;
-    let updates = adam(g, &params, &grads, t, 1e-3)?;
+    let (schedule, updates) = train_with(g, loss, &Adam::new())?;
     let batches: Vec<[Value; 2]> = (0..16)
         .map(|b| {
             let ids = labels(BATCH * LENGTH, CHARS as u32, 40 + b);
@@ -194,7 +157,8 @@ pub fn char_title(g: &Graph) -> Result<Step<'_>> {
         .collect();
     let feed = Box::new(move |s: usize| {
         let [ids, y] = batches[s % 16].clone();
-        vec![ids, y, Value::f32([], vec![(s + 1) as f32])]
+        let [lr, t] = Schedule::values(1e-3, s as u64 + 1);
+        vec![ids, y, lr, t]
     });
-    Ok(Step { inputs: vec![ids, y, t], outputs: vec![loss], updates, feed })
+    Ok(Step { inputs: vec![ids, y, schedule.lr, schedule.step], outputs: vec![loss], updates, feed })
 }

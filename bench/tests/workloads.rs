@@ -86,13 +86,17 @@ fn one_compilation_serves_every_batch_size() -> Result<()> {
     let loss = layers::cross_entropy(kiln_bench::mlp(&g, x, &[2, 20, 20, 2])?, labels)?;
     let params: Vec<Tensor> = g.params().iter().map(|(t, _, _)| *t).collect();
     let grads = g.grad(loss, &params)?;
-    let updates = kiln_bench::sgd(&params, &grads, 0.1)?;
+    let schedule = Schedule::inputs(&g)?;
+    let updates = Sgd::new().updates(&g, &params, &grads, &schedule)?;
     let sizes = [1usize, 7, 10_000];
     let step = Step {
-        inputs: vec![x],
+        inputs: vec![x, schedule.lr, schedule.step],
         outputs: vec![loss],
         updates,
-        feed: Box::new(move |s| vec![Value::f32([sizes[s], 2], kiln_bench::normal_values(2 * sizes[s], s as u64))]),
+        feed: Box::new(move |s| {
+            let [lr, t] = Schedule::values(0.1, s as u64 + 1);
+            vec![Value::f32([sizes[s], 2], kiln_bench::normal_values(2 * sizes[s], s as u64)), lr, t]
+        }),
     };
     compare("symbolic batch", &g, &step, 3, 1e-4)
 }

@@ -4,10 +4,13 @@
 //! generation) into a [`Function`] that owns its buffers and params and runs its kernels on a
 //! small thread pool. The runtime never inspects op semantics: it sizes buffers, checks what
 //! callers feed, splits kernel ranges across threads and reports kernel statuses.
+//!
+//! [`optim`] holds the optimizers, as update rules in graph ops that compile with the step.
 
 #![warn(missing_docs)]
 
 mod function;
+pub mod optim;
 mod pool;
 
 pub use function::{Function, function};

@@ -1,0 +1,44 @@
+//! Adagrad, PyTorch's `torch.optim.Adagrad` (no learning-rate decay).
+
+use kiln_compiler::{Graph, Result, Tensor};
+
+use super::{Optimizer, Schedule, Update, check_pairs, name_of, state, with_l2};
+
+/// Adagrad: `s ← s + g²`, `p ← p - lr·g/(√s + ε)`, the sum starting at zero. L2 weight decay
+/// is added to the gradient first.
+#[derive(Clone, Copy, Debug)]
+pub struct Adagrad {
+    /// Added to the root of the sum.
+    pub eps: f64,
+    /// L2 weight decay.
+    pub weight_decay: f64,
+}
+
+impl Default for Adagrad {
+    /// PyTorch's defaults: eps 1e-10, no weight decay.
+    fn default() -> Adagrad {
+        Adagrad { eps: 1e-10, weight_decay: 0.0 }
+    }
+}
+
+impl Optimizer for Adagrad {
+    fn updates<'g>(
+        &self,
+        graph: &'g Graph,
+        params: &[Tensor<'g>],
+        grads: &[Tensor<'g>],
+        schedule: &Schedule<'g>,
+    ) -> Result<Vec<Update<'g>>> {
+        check_pairs(params, grads)?;
+        let mut updates = Vec::with_capacity(params.len() * 2);
+        for (&param, &grad) in params.iter().zip(grads) {
+            let g = with_l2(grad, param, self.weight_decay)?;
+            let sum = state(graph, &format!("adagrad.sum.{}", name_of(param)), param)?;
+            let sum_next = sum.add(g.square()?)?;
+            updates.push((sum, sum_next));
+            let step = g.div(sum_next.sqrt()?.add(self.eps)?)?;
+            updates.push((param, param.sub(step.mul(schedule.lr)?)?));
+        }
+        Ok(updates)
+    }
+}

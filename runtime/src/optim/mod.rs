@@ -1,0 +1,140 @@
+//! Optimizers as graph update rules.
+//!
+//! In: a graph, its trainable params and their gradients (from `Graph::grad`). Out: updates,
+//! `(param or state, new value)` pairs for `function`'s `updates`, so an optimizer's step is
+//! part of the compiled training step and fuses with the backward pass. State (momentum
+//! buffers, moment estimates) lives in non-trainable params named `<optimizer>.<state>.<param>`,
+//! zero at first, updated in place like the params.
+//!
+//! The learning rate and the step count are not constants of the graph but scalar inputs
+//! ([`Schedule`]), fed at every call: a learning-rate schedule, or a changed learning rate,
+//! never recompiles. Bias corrections are computed in the graph from the step.
+//!
+//! Every optimizer follows the semantics and defaults PyTorch documents; their trajectories on
+//! a small problem are tested against optax (`tests/fixtures/optimizers.py`). To write your own
+//! rule, implement [`Optimizer`] with graph ops; [`Ema`] helps build moment estimates.
+
+mod adagrad;
+mod adam;
+mod rmsprop;
+mod sgd;
+
+pub use adagrad::Adagrad;
+pub use adam::Adam;
+pub use rmsprop::RmsProp;
+pub use sgd::Sgd;
+
+use kiln_compiler::{DType, Graph, Init, Location, Result, Shape, Tensor, Value};
+
+/// `(param or optimizer state, its new value)`.
+pub type Update<'g> = (Tensor<'g>, Tensor<'g>);
+
+/// An update rule: appends the new value of every param, and of the optimizer's own state, to
+/// the graph.
+pub trait Optimizer {
+    /// The updates for `params`, whose gradients are `grads` (in the same order), at the
+    /// learning rate and step of `schedule`.
+    fn updates<'g>(
+        &self,
+        graph: &'g Graph,
+        params: &[Tensor<'g>],
+        grads: &[Tensor<'g>],
+        schedule: &Schedule<'g>,
+    ) -> Result<Vec<Update<'g>>>;
+}
+
+/// The scalars an optimizer reads at each call: the learning rate and the step, counting from 1.
+#[derive(Clone, Copy, Debug)]
+pub struct Schedule<'g> {
+    /// The learning rate (`f32` scalar input `optimizer.lr`).
+    pub lr: Tensor<'g>,
+    /// The step, from 1 (`f32` scalar input `optimizer.step`).
+    pub step: Tensor<'g>,
+}
+
+impl<'g> Schedule<'g> {
+    /// Declares the inputs `optimizer.lr` and `optimizer.step` of `graph`.
+    #[track_caller]
+    pub fn inputs(graph: &'g Graph) -> Result<Schedule<'g>> {
+        Ok(Schedule {
+            lr: graph.input("optimizer.lr", Shape::scalar())?,
+            step: graph.input("optimizer.step", Shape::scalar())?,
+        })
+    }
+
+    /// The values to feed for learning rate `lr` at step `step` (from 1), in the order
+    /// `[lr, step]`.
+    pub fn values(lr: f64, step: u64) -> [Value; 2] {
+        [Value::scalar(DType::F32, lr), Value::scalar(DType::F32, step as f64)]
+    }
+
+    /// `1 - beta^step`: the bias correction of an EMA with decay `beta` that started at zero.
+    #[track_caller]
+    pub fn bias_correction(&self, beta: f64) -> Result<Tensor<'g>> {
+        self.step.mul(beta.ln())?.exp()?.neg()?.add(1.0)
+    }
+
+    /// 1 at the first step, 0 after it, as an `f32` scalar.
+    #[track_caller]
+    pub fn first_step(&self) -> Result<Tensor<'g>> {
+        self.step.le(1.0)?.cast(DType::F32)
+    }
+}
+
+/// An exponential moving average `s ← decay·s + (1 - decay)·x` kept in a state param, with
+/// the bias correction of a zero start (the notebook builds Adam from two of these).
+#[derive(Clone, Copy, Debug)]
+pub struct Ema {
+    /// The weight of the old average.
+    pub decay: f64,
+}
+
+impl Ema {
+    /// The state param `name` (shaped like `x`, zero at first) and its new value given `x`.
+    #[track_caller]
+    pub fn update<'g>(&self, graph: &'g Graph, name: &str, x: Tensor<'g>) -> Result<(Tensor<'g>, Tensor<'g>)> {
+        let state = state(graph, name, x)?;
+        Ok((state, state.mul(self.decay)?.add(x.mul(1.0 - self.decay)?)?))
+    }
+
+    /// `average / (1 - decay^step)`: the average without its bias towards zero.
+    #[track_caller]
+    pub fn debiased<'g>(&self, average: Tensor<'g>, schedule: &Schedule<'g>) -> Result<Tensor<'g>> {
+        average.div(schedule.bias_correction(self.decay)?)
+    }
+}
+
+/// The optimizer state param `name`, shaped like `like`, zero at first and never trained.
+#[track_caller]
+pub fn state<'g>(graph: &'g Graph, name: &str, like: Tensor<'g>) -> Result<Tensor<'g>> {
+    graph.param_with(name, like.shape(), Init::ZEROS, false)
+}
+
+/// The name of `param`, for naming its state (`<optimizer>.<state>.<param name>`).
+fn name_of(param: Tensor<'_>) -> String {
+    param.name().unwrap_or_else(|| format!("{}", param.id().map(|id| id.0).unwrap_or(0)))
+}
+
+/// `grad + weight_decay · param` (L2 decay, PyTorch's `weight_decay` of SGD, Adam, RMSprop
+/// and Adagrad), or `grad` itself without decay.
+fn with_l2<'g>(grad: Tensor<'g>, param: Tensor<'g>, weight_decay: f64) -> Result<Tensor<'g>> {
+    if weight_decay == 0.0 { Ok(grad) } else { grad.add(param.mul(weight_decay)?) }
+}
+
+/// Checks that every param has a gradient of its shape.
+#[track_caller]
+fn check_pairs(params: &[Tensor<'_>], grads: &[Tensor<'_>]) -> Result<()> {
+    let location = Location::caller();
+    if params.len() != grads.len() {
+        let detail = format!("{} params but {} gradients", params.len(), grads.len());
+        return Err(kiln_compiler::Error::Argument { op: "optimizer", detail, location });
+    }
+    for (param, grad) in params.iter().zip(grads) {
+        if param.shape() != grad.shape() {
+            let detail =
+                format!("param `{}` is {} but its gradient is {}", name_of(*param), param.shape(), grad.shape());
+            return Err(kiln_compiler::Error::Shape { op: "optimizer", detail, location });
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,59 @@
+//! Stochastic gradient descent, PyTorch's `torch.optim.SGD`.
+
+use kiln_compiler::{Graph, Result, Tensor};
+
+use super::{Optimizer, Schedule, Update, check_pairs, name_of, state, with_l2};
+
+/// SGD with optional momentum, dampening, Nesterov momentum and L2 weight decay:
+/// `g ← grad + wd·p`; with momentum `b ← μ·b + (1 - dampening)·g` (`b ← g` at the first
+/// step), `g ← g + μ·b` (Nesterov) or `g ← b`; then `p ← p - lr·g`.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Sgd {
+    /// Momentum factor μ (0: none).
+    pub momentum: f64,
+    /// Dampening of the momentum.
+    pub dampening: f64,
+    /// Nesterov momentum.
+    pub nesterov: bool,
+    /// L2 weight decay.
+    pub weight_decay: f64,
+}
+
+impl Sgd {
+    /// Plain SGD.
+    pub fn new() -> Sgd {
+        Sgd::default()
+    }
+
+    /// SGD with momentum μ.
+    pub fn momentum(momentum: f64) -> Sgd {
+        Sgd { momentum, ..Sgd::default() }
+    }
+}
+
+impl Optimizer for Sgd {
+    fn updates<'g>(
+        &self,
+        graph: &'g Graph,
+        params: &[Tensor<'g>],
+        grads: &[Tensor<'g>],
+        schedule: &Schedule<'g>,
+    ) -> Result<Vec<Update<'g>>> {
+        check_pairs(params, grads)?;
+        let mut updates = Vec::with_capacity(params.len() * 2);
+        for (&param, &grad) in params.iter().zip(grads) {
+            let mut g = with_l2(grad, param, self.weight_decay)?;
+            if self.momentum != 0.0 {
+                let buffer = state(graph, &format!("sgd.momentum.{}", name_of(param)), param)?;
+                let running = buffer.mul(self.momentum)?.add(g.mul(1.0 - self.dampening)?)?;
+                // PyTorch starts the buffer at the first gradient, undamped.
+                let first = schedule.first_step()?;
+                let next = first.mul(g)?.add(first.neg()?.add(1.0)?.mul(running)?)?;
+                updates.push((buffer, next));
+                g = if self.nesterov { g.add(next.mul(self.momentum)?)? } else { next };
+            }
+            updates.push((param, param.sub(g.mul(schedule.lr)?)?));
+        }
+        Ok(updates)
+    }
+}
