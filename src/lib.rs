@@ -39,7 +39,7 @@ pub use kiln_runtime::{Function, function};
 /// Everything a model author needs, in one import: `use kiln::prelude::*;`.
 pub mod prelude {
     pub use kiln_compiler::prelude::*;
-    pub use kiln_runtime::optim::{Adagrad, Adam, Ema, Optimizer, RmsProp, Schedule, Sgd};
+    pub use kiln_runtime::optim::{Adagrad, Adam, Ema, LrSchedule, Optimizer, ParamGroup, RmsProp, Schedule, Sgd};
     pub use kiln_runtime::{Function, function};
 }
 

@@ -209,6 +209,29 @@ impl Graph {
         Err(Error::Name { detail, location: Location::caller() })
     }
 
+    /// Freezes (or, with `trainable`, unfreezes) every param named `prefix` or `prefix.…`
+    /// (PyTorch's module paths: `layer1` covers `layer1.weight` and `layer1.bias`, not
+    /// `layer10.weight`); returns how many. Gradients built afterwards follow the flags, so a
+    /// step compiled afterwards holds no backward computation for frozen params.
+    #[track_caller]
+    pub fn set_trainable_prefix(&self, prefix: &str, trainable: bool) -> Result<usize> {
+        let mut state = self.state.borrow_mut();
+        let mut count = 0;
+        for node in &mut state.nodes {
+            if let Op::Param { name, trainable: t, .. } = &mut node.op
+                && (name == prefix || name.strip_prefix(prefix).is_some_and(|rest| rest.starts_with('.')))
+            {
+                *t = trainable;
+                count += 1;
+            }
+        }
+        if count == 0 {
+            let detail = format!("the graph has no param named `{prefix}` or `{prefix}.…`");
+            return Err(Error::Name { detail, location: Location::caller() });
+        }
+        Ok(count)
+    }
+
     /// Every param as `(handle, name, trainable)`, in the order they were declared.
     pub fn params(&self) -> Vec<(Tensor<'_>, String, bool)> {
         self.leaves(|op| match op {

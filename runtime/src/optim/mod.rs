@@ -13,15 +13,25 @@
 //! Every optimizer follows the semantics and defaults PyTorch documents; their trajectories on
 //! a small problem are tested against optax (`tests/fixtures/optimizers.py`). To write your own
 //! rule, implement [`Optimizer`] with graph ops; [`Ema`] helps build moment estimates.
+//!
+//! Around them: [`LrSchedule`] (the rate to feed at each step), gradient clipping
+//! ([`clip_by_global_norm`], [`clip_by_value`]) and parameter groups ([`ParamGroup`],
+//! [`split_for_weight_decay`] for the rule "no decay for biases, 1-D params and a skip list").
 
 mod adagrad;
 mod adam;
+mod clip;
+mod groups;
 mod rmsprop;
+mod schedules;
 mod sgd;
 
 pub use adagrad::Adagrad;
 pub use adam::Adam;
+pub use clip::{clip_by_global_norm, clip_by_value};
+pub use groups::{ParamGroup, group_updates, split_for_weight_decay};
 pub use rmsprop::RmsProp;
+pub use schedules::LrSchedule;
 pub use sgd::Sgd;
 
 use kiln_compiler::{DType, Graph, Init, Location, Result, Shape, Tensor, Value};
@@ -53,13 +63,15 @@ pub struct Schedule<'g> {
 }
 
 impl<'g> Schedule<'g> {
-    /// Declares the inputs `optimizer.lr` and `optimizer.step` of `graph`.
+    /// The inputs `optimizer.lr` and `optimizer.step` of `graph`, declared by the first call
+    /// (a step compiled again on the same graph, after unfreezing, say, reads the same ones).
     #[track_caller]
     pub fn inputs(graph: &'g Graph) -> Result<Schedule<'g>> {
-        Ok(Schedule {
-            lr: graph.input("optimizer.lr", Shape::scalar())?,
-            step: graph.input("optimizer.step", Shape::scalar())?,
-        })
+        let input = |name: &str| match graph.leaf(name) {
+            Ok(existing) => Ok(existing),
+            Err(_) => graph.input(name, Shape::scalar()),
+        };
+        Ok(Schedule { lr: input("optimizer.lr")?, step: input("optimizer.step")? })
     }
 
     /// The values to feed for learning rate `lr` at step `step` (from 1), in the order
@@ -105,9 +117,17 @@ impl Ema {
 }
 
 /// The optimizer state param `name`, shaped like `like`, zero at first and never trained.
+/// If the graph has it already (an optimizer applied again to the same graph), it is reused.
 #[track_caller]
 pub fn state<'g>(graph: &'g Graph, name: &str, like: Tensor<'g>) -> Result<Tensor<'g>> {
-    graph.param_with(name, like.shape(), Init::ZEROS, false)
+    match graph.leaf(name) {
+        Ok(existing) if existing.shape() == like.shape() => Ok(existing),
+        Ok(existing) => {
+            let detail = format!("optimizer state `{name}` is {}, its param {}", existing.shape(), like.shape());
+            Err(kiln_compiler::Error::Shape { op: "optimizer", detail, location: Location::caller() })
+        }
+        Err(_) => graph.param_with(name, like.shape(), Init::ZEROS, false),
+    }
 }
 
 /// The name of `param`, for naming its state (`<optimizer>.<state>.<param name>`).
