@@ -5,8 +5,9 @@
 //! the i-th param) and train with plain SGD (lr 0.01) on fresh batches of 10000 normal points.
 //!
 //! The whole step is one graph: the batch is drawn inside it from a counter-based generator
-//! (the step number is the counter), and the SGD updates are graph nodes too. kiln compiles
-//! it once to native code and calls it 1024 times.
+//! (the step number is the counter), and kiln's `Trainer` adds the gradients and the SGD
+//! updates as graph nodes, compiles the step once to native code and runs it 1024 times,
+//! with the gradient diagnostics at the notebook's occasional iterations.
 //!
 //! At iterations 0, 1, 3, 7, ... it prints the loss, the accuracy and a log10 histogram of
 //! |gradient| over all params; at the end, pictures of the target and of what the network
@@ -44,16 +45,9 @@ fn mlp<'g>(g: &'g Graph, x: Tensor<'g>) -> Result<Tensor<'g>> {
     Ok(h)
 }
 
-/// One training step as a graph: draw a batch, compute the loss and accuracy, and the SGD
-/// update of every param.
-struct TrainStep<'g> {
-    loss: Tensor<'g>,
-    accuracy: Tensor<'g>,
-    grads: Vec<Tensor<'g>>,
-    updated: Vec<(String, Tensor<'g>)>,
-}
-
-fn build_train_step(g: &Graph) -> Result<TrainStep<'_>> {
+/// What to train: the loss on a batch drawn inside the graph from the step counter (the
+/// notebook draws `randn` at every step), and the accuracy on that batch.
+fn objective(g: &Graph) -> Result<Objective<'_>> {
     let step = g.typed_input("step", Shape::scalar(), DType::I64)?;
     let points = g.random_normal([BATCH, 2], DATA_SEED, step)?;
     let labels = classify_target(points, BATCH)?;
@@ -61,39 +55,7 @@ fn build_train_step(g: &Graph) -> Result<TrainStep<'_>> {
     let loss = layers::cross_entropy(logits, labels)?;
     let predicted_one = logits.slice(1, 1, 2)?.gt(logits.slice(1, 0, 1)?)?.cast(DType::I64)?.reshape([BATCH])?;
     let accuracy = layers::mean_all(predicted_one.eq(labels)?.cast(DType::F32)?)?;
-
-    let params = g.params();
-    let handles: Vec<Tensor> = params.iter().map(|(t, _, _)| *t).collect();
-    let grads = g.grad(loss, &handles)?;
-    let mut updated = Vec::new();
-    for ((param, name, _), grad) in params.iter().zip(&grads) {
-        updated.push((name.clone(), param.sub(grad.mul(LEARNING_RATE)?)?));
-    }
-    Ok(TrainStep { loss, accuracy, grads, updated })
-}
-
-/// The notebook's `ocassional`: iterations 0, 1, 3, 7, 15, ...
-fn occasional(iteration: u64) -> bool {
-    (iteration + 1).is_power_of_two()
-}
-
-/// A text histogram of log10 |gradient| over all params, one line per decade. As in the
-/// notebook, magnitudes are clamped at 1e-9, so exact zeros land in the lowest decade.
-fn gradient_histogram(grads: &[Value]) -> String {
-    let decades: Vec<i32> =
-        grads.iter().flat_map(Value::to_f64_vec).map(|g| g.abs().max(1e-9).log10().floor() as i32).collect();
-    let (Some(&lowest), Some(&highest)) = (decades.iter().min(), decades.iter().max()) else {
-        return String::new();
-    };
-    let counts: Vec<usize> = (lowest..=highest).map(|d| decades.iter().filter(|&&x| x == d).count()).collect();
-    let largest = counts.iter().copied().max().unwrap_or(1).max(1);
-    let mut text = String::new();
-    for (decade, count) in (lowest..=highest).zip(counts) {
-        let bar = "#".repeat((count * 50).div_ceil(largest));
-        let range = format!("[1e{decade}, 1e{})", decade + 1);
-        text.push_str(&format!("    {range:<13} {count:>5} {bar}\n"));
-    }
-    text
+    Ok(Objective { loss, inputs: vec![step], metrics: vec![("accuracy".into(), accuracy)] })
 }
 
 /// Draws a function on [-2, 2]² as text: `#` for class 1, `.` for class 0.
@@ -144,13 +106,10 @@ fn steps_from_args() -> Result<u64, String> {
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let steps = steps_from_args()?;
     let g = Graph::new();
-    let train = build_train_step(&g)?;
-    let step_input = g.leaf("step")?;
-    let mut outputs = vec![train.loss, train.accuracy];
-    outputs.extend(&train.grads);
-    let updates: Vec<(Tensor, Tensor)> =
-        train.updated.iter().map(|(name, value)| Ok((g.leaf(name)?, *value))).collect::<Result<_>>()?;
-    let mut step = function(&g, &[step_input], &outputs, &updates)?;
+    let objective = objective(&g)?;
+    let sgd = Sgd::new();
+    let mut trainer = Trainer::new(&g, &objective, &Settings::new(&sgd, LEARNING_RATE))?;
+    let step = trainer.function();
     println!(
         "training step: {} graph nodes, compiled to {} kernels in {:.1} ms ({} threads)",
         g.len(),
@@ -158,18 +117,15 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         step.compile_time().as_secs_f64() * 1e3,
         step.threads()
     );
-
-    let started = std::time::Instant::now();
     for iteration in 0..steps {
-        let out = step.call(&[Value::i64([], vec![iteration as i64])])?;
-        if occasional(iteration) || iteration + 1 == steps {
-            let (loss, accuracy) = (out[0].item().unwrap_or(f64::NAN), out[1].item().unwrap_or(f64::NAN));
-            println!("Iteration {iteration} loss {loss:.4} accuracy: {accuracy:.4}");
-            print!("  log10 |gradient| over all params:\n{}", gradient_histogram(&out[2..]));
+        let report = trainer.step(&[Value::i64([], vec![iteration as i64])])?;
+        if let Some(diagnostics) = &report.diagnostics {
+            let accuracy = report.metrics[0].1;
+            println!("Iteration {iteration} loss {:.4} accuracy: {accuracy:.4}", report.loss);
+            print!("  log10 |gradient| over all params:\n{}", diagnostics.histogram);
         }
     }
-    let seconds = started.elapsed().as_secs_f64();
-    println!("{steps} steps in {seconds:.2} s ({:.0} steps/s)", steps as f64 / seconds);
-    show_what_was_learned(&step.params())?;
+    println!("{steps} steps at {:.0} steps/s", trainer.steps_per_second());
+    show_what_was_learned(&trainer.params())?;
     Ok(())
 }

@@ -34,13 +34,13 @@ pub use kiln_compiler::{
 };
 
 pub use kiln_runtime::optim;
-pub use kiln_runtime::{Function, function};
+pub use kiln_runtime::{Diagnostics, Function, Histogram, Objective, ParamScale, Report, Settings, Trainer, function};
 
 /// Everything a model author needs, in one import: `use kiln::prelude::*;`.
 pub mod prelude {
     pub use kiln_compiler::prelude::*;
     pub use kiln_runtime::optim::{Adagrad, Adam, Ema, LrSchedule, Optimizer, ParamGroup, RmsProp, Schedule, Sgd};
-    pub use kiln_runtime::{Function, function};
+    pub use kiln_runtime::{Function, Objective, Settings, Trainer, function};
 }
 
 /// The README's code, compiled and run as a doctest so the tour cannot drift from the API.

@@ -155,6 +155,15 @@ pub enum Error {
         detail: String,
     },
 
+    /// Training stopped: the loss or a gradient stopped being finite.
+    #[error("training stopped at step {step}: {detail}")]
+    Diverged {
+        /// The step (from 1) whose result was not finite.
+        step: u64,
+        /// What went bad first (the loss, or the param whose gradient or value did).
+        detail: String,
+    },
+
     /// A broken internal invariant: a bug in kiln, never the caller's fault.
     #[error("bug in kiln: {0}")]
     Bug(String),

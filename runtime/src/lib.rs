@@ -12,6 +12,8 @@
 mod function;
 pub mod optim;
 mod pool;
+mod trainer;
 
 pub use function::{Function, function};
 pub use kiln_compiler::ParamStore;
+pub use trainer::{Diagnostics, Histogram, Objective, ParamScale, Report, Settings, Trainer, occasionally};

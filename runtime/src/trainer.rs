@@ -1,0 +1,285 @@
+//! Training: one compiled step (forward, backward, optimizer update), run step after step,
+//! with gradient-scale diagnostics now and then and a stop when numbers go bad.
+//!
+//! The trainer compiles the step twice from one graph: the lean step it runs every time, and
+//! a diagnostic step that also returns every gradient, run at occasional steps (by default the
+//! notebook's rule: iterations 0, 1, 3, 7, 15, ...). Both hold the same params; the trainer
+//! moves them across when it switches, which is rare.
+
+use std::time::{Duration, Instant};
+
+use kiln_compiler::{Error, Graph, ParamStore, Result, Tensor, Value};
+
+use crate::function::{Function, function};
+use crate::optim::{LrSchedule, Optimizer, Schedule};
+
+/// What to train: the loss, what to feed, and metrics to report along (accuracy, say).
+pub struct Objective<'g> {
+    /// The scalar loss.
+    pub loss: Tensor<'g>,
+    /// The inputs fed at every step, in order.
+    pub inputs: Vec<Tensor<'g>>,
+    /// Scalars computed with the loss and reported by name.
+    pub metrics: Vec<(String, Tensor<'g>)>,
+}
+
+/// How to train: the optimizer, the learning rate and its schedule, and when to diagnose.
+pub struct Settings<'o> {
+    /// The update rule.
+    pub optimizer: &'o dyn Optimizer,
+    /// The base learning rate.
+    pub lr: f64,
+    /// How the rate moves with the step.
+    pub schedule: LrSchedule,
+    /// At which iterations (from 0) to compute diagnostics.
+    pub diagnose: fn(u64) -> bool,
+}
+
+impl<'o> Settings<'o> {
+    /// `optimizer` at a constant rate `lr`, diagnosed at iterations 0, 1, 3, 7, ...
+    pub fn new(optimizer: &'o dyn Optimizer, lr: f64) -> Settings<'o> {
+        Settings { optimizer, lr, schedule: LrSchedule::Constant, diagnose: occasionally }
+    }
+}
+
+/// The notebook's `occasional`: iterations 0, 1, 3, 7, 15, ...
+pub fn occasionally(iteration: u64) -> bool {
+    (iteration + 1).is_power_of_two()
+}
+
+/// The gradient scales of one param at a diagnosed step.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ParamScale {
+    /// The param's name.
+    pub name: String,
+    /// L2 norm of its gradient.
+    pub grad_norm: f64,
+    /// L2 norm of its value after the step.
+    pub weight_norm: f64,
+    /// `‖Δp‖ / ‖p‖` of the step: how far the update moved it, relative to its size.
+    pub update_ratio: f64,
+}
+
+/// What a diagnosed step shows about the gradient scales.
+#[derive(Clone, Debug)]
+pub struct Diagnostics {
+    /// Per trainable param.
+    pub params: Vec<ParamScale>,
+    /// log10 |gradient| over every element of every trainable param.
+    pub histogram: Histogram,
+}
+
+/// The result of one step.
+#[derive(Clone, Debug)]
+pub struct Report {
+    /// The step's iteration, from 0.
+    pub iteration: u64,
+    /// The learning rate it used.
+    pub lr: f64,
+    /// The loss before the update.
+    pub loss: f64,
+    /// The objective's metrics, by name.
+    pub metrics: Vec<(String, f64)>,
+    /// Present at diagnosed steps.
+    pub diagnostics: Option<Diagnostics>,
+}
+
+/// Counts of log10 |x| by decade, magnitudes clamped at 1e-9 (as the notebook does, so exact
+/// zeros land in the lowest decade).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Histogram {
+    /// The decade of the first count (`[1e{lowest}, 1e{lowest + 1})`).
+    pub lowest: i32,
+    /// One count per decade, upwards.
+    pub counts: Vec<usize>,
+}
+
+impl Histogram {
+    /// The histogram of `values`.
+    pub fn of(values: impl IntoIterator<Item = f64>) -> Histogram {
+        let decades: Vec<i32> = values.into_iter().map(|v| v.abs().max(1e-9).log10().floor() as i32).collect();
+        let (Some(&lowest), Some(&highest)) = (decades.iter().min(), decades.iter().max()) else {
+            return Histogram { lowest: 0, counts: vec![] };
+        };
+        let mut counts = vec![0; (highest - lowest + 1) as usize];
+        for decade in decades {
+            counts[(decade - lowest) as usize] += 1;
+        }
+        Histogram { lowest, counts }
+    }
+}
+
+impl std::fmt::Display for Histogram {
+    /// One line per decade: its range, its count and a bar of up to 50 `#`.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let largest = self.counts.iter().copied().max().unwrap_or(1).max(1);
+        for (i, &count) in self.counts.iter().enumerate() {
+            let decade = self.lowest + i as i32;
+            let bar = "#".repeat((count * 50).div_ceil(largest));
+            let range = format!("[1e{decade}, 1e{})", decade + 1);
+            writeln!(f, "    {range:<13} {count:>5} {bar}")?;
+        }
+        Ok(())
+    }
+}
+
+/// A compiled training step and its state.
+pub struct Trainer {
+    lean: Function,
+    diagnostic: Function,
+    /// Where the params live now: true after a diagnosed step, until the next lean one.
+    in_diagnostic: bool,
+    trainable: Vec<String>,
+    metrics: Vec<String>,
+    lr: f64,
+    schedule: LrSchedule,
+    diagnose: fn(u64) -> bool,
+    iteration: u64,
+    busy: Duration,
+}
+
+impl Trainer {
+    /// Builds the training step of `objective` (gradients of every trainable param, the
+    /// optimizer's updates) and compiles it.
+    #[track_caller]
+    pub fn new<'g>(graph: &'g Graph, objective: &Objective<'g>, settings: &Settings<'_>) -> Result<Trainer> {
+        let trainable: Vec<(Tensor<'g>, String)> =
+            graph.params().into_iter().filter(|(_, _, trainable)| *trainable).map(|(t, name, _)| (t, name)).collect();
+        let params: Vec<Tensor<'g>> = trainable.iter().map(|(t, _)| *t).collect();
+        let grads = graph.grad(objective.loss, &params)?;
+        let schedule = Schedule::inputs(graph)?;
+        let updates = settings.optimizer.updates(graph, &params, &grads, &schedule)?;
+        let mut inputs = objective.inputs.clone();
+        inputs.extend([schedule.lr, schedule.step]);
+        let mut outputs = vec![objective.loss];
+        outputs.extend(objective.metrics.iter().map(|(_, metric)| *metric));
+        let lean = function(graph, &inputs, &outputs, &updates)?;
+        outputs.extend(&grads);
+        let diagnostic = function(graph, &inputs, &outputs, &updates)?;
+        Ok(Trainer {
+            lean,
+            diagnostic,
+            in_diagnostic: false,
+            trainable: trainable.into_iter().map(|(_, name)| name).collect(),
+            metrics: objective.metrics.iter().map(|(name, _)| name.clone()).collect(),
+            lr: settings.lr,
+            schedule: settings.schedule,
+            diagnose: settings.diagnose,
+            iteration: 0,
+            busy: Duration::ZERO,
+        })
+    }
+
+    /// Runs one step on `inputs` (the objective's inputs, in order). A loss or gradient that
+    /// is not finite stops training with [`Error::Diverged`], naming the step and the first
+    /// param that went bad; the params then hold that step's update.
+    pub fn step(&mut self, inputs: &[Value]) -> Result<Report> {
+        let started = Instant::now();
+        let iteration = self.iteration;
+        let lr = self.schedule.at(self.lr, iteration + 1);
+        let mut values = inputs.to_vec();
+        values.extend(Schedule::values(lr, iteration + 1));
+        let diagnosed = (self.diagnose)(iteration);
+        let before = diagnosed.then(|| self.current().params());
+        if diagnosed != self.in_diagnostic {
+            let params = self.current().params();
+            self.in_diagnostic = diagnosed;
+            self.current_mut().set_params(&params)?;
+        }
+        let out = self.current_mut().call(&values)?;
+        self.iteration += 1;
+        let step = self.iteration;
+        let loss = out[0].item().unwrap_or(f64::NAN);
+        let metrics: Vec<(String, f64)> =
+            self.metrics.iter().zip(&out[1..]).map(|(name, v)| (name.clone(), v.item().unwrap_or(f64::NAN))).collect();
+        let diagnostics = match before {
+            Some(before) => Some(self.diagnostics(&before, &out[1 + self.metrics.len()..], step)?),
+            None => None,
+        };
+        if !loss.is_finite() {
+            let params = self.current().params();
+            let bad = self.trainable.iter().find(|name| params.get(name).is_some_and(|v| !all_finite(v)));
+            let largest = |name: &&String| {
+                params.get(name).map_or(0.0, |v| v.to_f64_vec().iter().fold(0.0, |m: f64, x| m.max(x.abs())))
+            };
+            let detail = match bad {
+                Some(name) => format!("the loss is {loss}, and param `{name}` is the first that is no longer finite"),
+                None => match self.trainable.iter().max_by(|a, b| largest(a).total_cmp(&largest(b))) {
+                    Some(name) => format!(
+                        "the loss is {loss}; every param is still finite, the largest is `{name}` (|x| up to {:e})",
+                        largest(&name)
+                    ),
+                    None => format!("the loss is {loss}"),
+                },
+            };
+            return Err(Error::Diverged { step, detail });
+        }
+        self.busy += started.elapsed();
+        Ok(Report { iteration, lr, loss, metrics, diagnostics })
+    }
+
+    fn diagnostics(&self, before: &ParamStore, grads: &[Value], step: u64) -> Result<Diagnostics> {
+        let after = self.current().params();
+        let mut params = Vec::with_capacity(self.trainable.len());
+        for (name, grad) in self.trainable.iter().zip(grads) {
+            if !all_finite(grad) {
+                return Err(Error::Diverged { step, detail: format!("the gradient of `{name}` is not finite") });
+            }
+            let (old, new) = (before.get(name), after.get(name));
+            let (Some(old), Some(new)) = (old, new) else { return Err(Error::MissingParam { name: name.clone() }) };
+            let (old, new) = (old.to_f64_vec(), new.to_f64_vec());
+            let (weight_norm, old_norm) = (norm(new.iter().copied()), norm(old.iter().copied()));
+            let moved = norm(old.iter().zip(&new).map(|(a, b)| b - a));
+            // A param that starts at zero moves infinitely far relative to its size.
+            let update_ratio = match (old_norm > 0.0, moved > 0.0) {
+                (true, _) => moved / old_norm,
+                (false, true) => f64::INFINITY,
+                (false, false) => 0.0,
+            };
+            params.push(ParamScale {
+                name: name.clone(),
+                grad_norm: norm(grad.to_f64_vec()),
+                weight_norm,
+                update_ratio,
+            });
+        }
+        let histogram = Histogram::of(grads.iter().flat_map(Value::to_f64_vec));
+        Ok(Diagnostics { params, histogram })
+    }
+
+    fn current(&self) -> &Function {
+        if self.in_diagnostic { &self.diagnostic } else { &self.lean }
+    }
+
+    fn current_mut(&mut self) -> &mut Function {
+        if self.in_diagnostic { &mut self.diagnostic } else { &mut self.lean }
+    }
+
+    /// The current value of every param (optimizer state included).
+    pub fn params(&self) -> ParamStore {
+        self.current().params()
+    }
+
+    /// Steps run so far.
+    pub fn steps(&self) -> u64 {
+        self.iteration
+    }
+
+    /// Steps per second so far, diagnosed steps included.
+    pub fn steps_per_second(&self) -> f64 {
+        self.iteration as f64 / self.busy.as_secs_f64().max(f64::MIN_POSITIVE)
+    }
+
+    /// The lean step, compiled (for its listing, kernel count and compile time).
+    pub fn function(&self) -> &Function {
+        &self.lean
+    }
+}
+
+fn norm(values: impl IntoIterator<Item = f64>) -> f64 {
+    values.into_iter().map(|v| v * v).sum::<f64>().sqrt()
+}
+
+fn all_finite(value: &Value) -> bool {
+    value.to_f64_vec().iter().all(|v| v.is_finite())
+}
