@@ -3,8 +3,9 @@
 //! In: a graph, its trainable params and their gradients (from `Graph::grad`). Out: updates,
 //! `(param or state, new value)` pairs for `function`'s `updates`, so an optimizer's step is
 //! part of the compiled training step and fuses with the backward pass. State (momentum
-//! buffers, moment estimates) lives in non-trainable params named `<optimizer>.<state>.<param>`,
-//! zero at first, updated in place like the params.
+//! buffers, moment estimates) lives in non-trainable params named
+//! `optimizer.<rule>.<state>.<param>` (`optimizer.adam.m.layer1.weight`, say), zero at first
+//! and updated in place like the params.
 //!
 //! The learning rate and the step count are not constants of the graph but scalar inputs
 //! ([`Schedule`]), fed at every call: a learning-rate schedule, or a changed learning rate,
@@ -116,10 +117,17 @@ impl Ema {
     }
 }
 
-/// The optimizer state param `name`, shaped like `like`, zero at first and never trained.
-/// If the graph has it already (an optimizer applied again to the same graph), it is reused.
+/// The prefix of every optimizer state param's name (and of the schedule's inputs): what a
+/// checkpoint keeps apart from the model's params.
+pub const STATE_PREFIX: &str = "optimizer.";
+
+/// The optimizer state param `optimizer.<name>` (by convention `<rule>.<state>.<param>`),
+/// shaped like `like`, zero at first and never trained. If the graph has it already (an
+/// optimizer applied again to the same graph), it is reused.
 #[track_caller]
 pub fn state<'g>(graph: &'g Graph, name: &str, like: Tensor<'g>) -> Result<Tensor<'g>> {
+    let name = format!("{STATE_PREFIX}{name}");
+    let name = name.as_str();
     match graph.leaf(name) {
         Ok(existing) if existing.shape() == like.shape() => Ok(existing),
         Ok(existing) => {
@@ -130,7 +138,7 @@ pub fn state<'g>(graph: &'g Graph, name: &str, like: Tensor<'g>) -> Result<Tenso
     }
 }
 
-/// The name of `param`, for naming its state (`<optimizer>.<state>.<param name>`).
+/// The name of `param`, for naming its state (`optimizer.<rule>.<state>.<param name>`).
 fn name_of(param: Tensor<'_>) -> String {
     param.name().unwrap_or_else(|| format!("{}", param.id().map(|id| id.0).unwrap_or(0)))
 }
