@@ -34,7 +34,9 @@ pub use kiln_compiler::{
 };
 
 pub use kiln_runtime::optim;
-pub use kiln_runtime::{Diagnostics, Function, Histogram, Objective, ParamScale, Report, Settings, Trainer, function};
+pub use kiln_runtime::{
+    Checkpoint, Diagnostics, Function, Histogram, Objective, ParamScale, Report, Settings, Trainer, function,
+};
 
 /// Everything a model author needs, in one import: `use kiln::prelude::*;`.
 pub mod prelude {

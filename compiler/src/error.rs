@@ -164,6 +164,15 @@ pub enum Error {
         detail: String,
     },
 
+    /// A checkpoint could not be written or read, or does not fit what it is loaded into.
+    #[error("checkpoint {path}: {detail}")]
+    Checkpoint {
+        /// The checkpoint's file.
+        path: String,
+        /// What was wrong (every mismatch, when loading into a model).
+        detail: String,
+    },
+
     /// A broken internal invariant: a bug in kiln, never the caller's fault.
     #[error("bug in kiln: {0}")]
     Bug(String),

@@ -9,11 +9,13 @@
 
 #![warn(missing_docs)]
 
+mod checkpoint;
 mod function;
 pub mod optim;
 mod pool;
 mod trainer;
 
+pub use checkpoint::Checkpoint;
 pub use function::{Function, function};
 pub use kiln_compiler::ParamStore;
 pub use trainer::{Diagnostics, Histogram, Objective, ParamScale, Report, Settings, Trainer, occasionally};

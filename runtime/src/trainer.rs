@@ -6,10 +6,12 @@
 //! notebook's rule: iterations 0, 1, 3, 7, 15, ...). Both hold the same params; the trainer
 //! moves them across when it switches, which is rare.
 
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use kiln_compiler::{Error, Graph, ParamStore, Result, Tensor, Value};
 
+use crate::checkpoint::Checkpoint;
 use crate::function::{Function, function};
 use crate::optim::{LrSchedule, Optimizer, Schedule};
 
@@ -258,6 +260,24 @@ impl Trainer {
     /// The current value of every param (optimizer state included).
     pub fn params(&self) -> ParamStore {
         self.current().params()
+    }
+
+    /// Writes a checkpoint to `path`: the params (safetensors), the optimizer's state, the
+    /// step count and `config` (JSON), atomically.
+    pub fn save(&self, path: &Path, config: serde_json::Value) -> Result<()> {
+        Checkpoint { params: self.params(), step: self.iteration, config }.save(path)
+    }
+
+    /// Restores the params, the optimizer's state and the step count from the checkpoint at
+    /// `path` and returns its config. The checkpoint must have exactly this trainer's params
+    /// (names, shapes, dtypes); otherwise the error lists every mismatch and nothing changes.
+    /// Training on from step k then gives the same bits as a run never interrupted.
+    pub fn load(&mut self, path: &Path) -> Result<serde_json::Value> {
+        let checkpoint = Checkpoint::load(path)?;
+        checkpoint.check_against(path, &self.params())?;
+        self.current_mut().set_params(&checkpoint.params)?;
+        self.iteration = checkpoint.step;
+        Ok(checkpoint.config)
     }
 
     /// Steps run so far.
