@@ -21,7 +21,7 @@ pub mod value;
 
 pub use autodiff::{GradientCheck, check_gradients};
 pub use error::{Error, Location, Result};
-pub use graph::{DType, Dim, Graph, Init, Node, NodeId, Op, OpKind, Shape, Tensor};
+pub use graph::{DType, Dim, Fan, Graph, Init, Node, NodeId, Op, OpKind, Shape, Tensor, gain};
 pub use interp::{Interpreter, ParamStore, Precision};
 pub use value::{Data, Value};
 
@@ -30,7 +30,7 @@ pub mod prelude {
     pub use crate::autodiff::{GradientCheck, check_gradients};
     pub use crate::error::{Error, Result};
     pub use crate::graph::build::Operand;
-    pub use crate::graph::{DType, Dim, Graph, Init, Shape, Tensor};
+    pub use crate::graph::{DType, Dim, Fan, Graph, Init, Shape, Tensor};
     pub use crate::interp::{Feeds, Interpreter, ParamStore, Precision};
     pub use crate::layers;
     pub use crate::value::Value;

@@ -21,7 +21,7 @@ pub mod op;
 
 use std::cell::{Ref, RefCell};
 
-pub use op::{Binary, Compare, Distribution, Init, Op, OpKind, Unary};
+pub use op::{Binary, Compare, Distribution, Fan, Init, Op, OpKind, Unary, gain};
 pub use shape::{DType, Dim, Shape, broadcast_shapes, broadcasts_to};
 
 use crate::error::{Error, Location, Result};

@@ -100,6 +100,23 @@ pub enum Init {
     XavierUniform,
     /// Normal with `std = sqrt(2 / (fan_in + fan_out))` (Glorot and Bengio).
     XavierNormal,
+    /// He et al. with a chosen fan and gain (PyTorch's `kaiming_uniform_` / `kaiming_normal_`
+    /// with `mode` and `nonlinearity`): uniform on `±gain·sqrt(3 / fan)`, or normal with
+    /// `std = gain / sqrt(fan)`. [`Init::KaimingUniform`] is `gain = √2` over `fan_in`.
+    Kaiming {
+        /// Normal instead of uniform.
+        normal: bool,
+        /// Which fan scales it.
+        fan: Fan,
+        /// The gain of the nonlinearity after the layer (see [`gain`]).
+        gain: f64,
+    },
+    /// A (semi-)orthogonal matrix times `gain` (Saxe et al., PyTorch's `orthogonal_`): the
+    /// param viewed as `[rows, Π other dims]` has orthonormal rows, or columns if it has fewer.
+    Orthogonal {
+        /// Scale of the result.
+        gain: f64,
+    },
     /// Evenly spaced from `start` to `end` (inclusive) in row-major order, as the reference
     /// notebook's deliberately poor initialization does.
     Linspace {
@@ -110,6 +127,28 @@ pub enum Init {
     },
     /// Exactly these values (pre-trained weights).
     Values(Value),
+}
+
+/// Which fan an initializer is scaled by.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Fan {
+    /// Inputs per output (keeps the forward pass's variance).
+    In,
+    /// Outputs per input (keeps the backward pass's variance).
+    Out,
+}
+
+/// The gain PyTorch's `calculate_gain` recommends for a nonlinearity: `relu` √2, `tanh` 5/3,
+/// `selu` 3/4, `leaky_relu` `sqrt(2 / (1 + slope²))`, and 1 for `linear`, `sigmoid` and
+/// anything else.
+pub fn gain(nonlinearity: &str, negative_slope: f64) -> f64 {
+    match nonlinearity {
+        "relu" => 2f64.sqrt(),
+        "tanh" => 5.0 / 3.0,
+        "selu" => 0.75,
+        "leaky_relu" => (2.0 / (1.0 + negative_slope * negative_slope)).sqrt(),
+        _ => 1.0,
+    }
 }
 
 impl Init {
@@ -129,6 +168,11 @@ impl fmt::Display for Init {
             Init::KaimingNormal => f.write_str("kaiming_normal"),
             Init::XavierUniform => f.write_str("xavier_uniform"),
             Init::XavierNormal => f.write_str("xavier_normal"),
+            Init::Kaiming { normal, fan, gain } => {
+                let kind = if *normal { "normal" } else { "uniform" };
+                write!(f, "kaiming_{kind}(fan_{}, gain {})", if *fan == Fan::In { "in" } else { "out" }, short(*gain))
+            }
+            Init::Orthogonal { gain } => write!(f, "orthogonal(gain {})", short(*gain)),
             Init::Linspace { start, end } => write!(f, "linspace({}, {})", short(*start), short(*end)),
             Init::Values(v) => write!(f, "values{:?}", v.shape()),
         }

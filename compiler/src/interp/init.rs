@@ -1,6 +1,6 @@
 //! First values of params, from their [`Init`] rules.
 
-use crate::graph::{DType, Init};
+use crate::graph::{DType, Fan, Init};
 use crate::random;
 use crate::value::{Data, Value};
 
@@ -31,6 +31,11 @@ pub(crate) fn initial_value(init: &Init, shape: &[usize], seed: u64, name: &str)
         Init::KaimingNormal => normal(0.0, (2.0 / fan_in as f64).sqrt()),
         Init::XavierUniform => uniform((6.0 / (fan_in + fan_out) as f64).sqrt()),
         Init::XavierNormal => normal(0.0, (2.0 / (fan_in + fan_out) as f64).sqrt()),
+        Init::Kaiming { normal: is_normal, fan, gain } => {
+            let fan = if *fan == Fan::In { fan_in } else { fan_out } as f64;
+            if *is_normal { normal(0.0, gain / fan.sqrt()) } else { uniform(gain * (3.0 / fan).sqrt()) }
+        }
+        Init::Orthogonal { gain } => orthogonal(shape, normal(0.0, 1.0), *gain),
         Init::Linspace { start, end } => {
             let step = if n > 1 { (end - start) / (n - 1) as f64 } else { 0.0 };
             (0..n).map(|i| start + step * i as f64).collect()
@@ -38,4 +43,33 @@ pub(crate) fn initial_value(init: &Init, shape: &[usize], seed: u64, name: &str)
         Init::Values(value) => return value.cast(DType::F32),
     };
     Value::new(shape.to_vec(), Data::F64(values).cast(DType::F32)).expect("bug in kiln: init produced the wrong count")
+}
+
+/// A (semi-)orthogonal matrix of `shape` viewed as `[rows, columns]` from the normal draws
+/// `draws`, times `gain`: the draws' orthonormalised columns if it is tall, rows if it is wide
+/// (modified Gram–Schmidt, signs as QR with a positive diagonal of R gives them).
+fn orthogonal(shape: &[usize], draws: Vec<f64>, gain: f64) -> Vec<f64> {
+    let rows = shape.first().copied().unwrap_or(1);
+    let columns = draws.len() / rows.max(1);
+    // Work on the tall orientation: `vectors` vectors of length `length`.
+    let (vectors, length) = if rows >= columns { (columns, rows) } else { (rows, columns) };
+    let at = |v: usize, i: usize| if rows >= columns { i * columns + v } else { v * columns + i };
+    let mut basis: Vec<Vec<f64>> = (0..vectors).map(|v| (0..length).map(|i| draws[at(v, i)]).collect()).collect();
+    for v in 0..vectors {
+        for u in 0..v {
+            let dot: f64 = (0..length).map(|i| basis[v][i] * basis[u][i]).sum();
+            for i in 0..length {
+                basis[v][i] -= dot * basis[u][i];
+            }
+        }
+        let norm = basis[v].iter().map(|x| x * x).sum::<f64>().sqrt().max(f64::MIN_POSITIVE);
+        basis[v].iter_mut().for_each(|x| *x /= norm);
+    }
+    let mut out = vec![0.0; draws.len()];
+    for (v, vector) in basis.iter().enumerate() {
+        for (i, x) in vector.iter().enumerate() {
+            out[at(v, i)] = gain * x;
+        }
+    }
+    out
 }
