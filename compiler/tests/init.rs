@@ -47,11 +47,9 @@ fn orthogonal_matrices_are_orthonormal_wide_or_tall() {
     for (rows, columns) in [(4, 9), (9, 4), (5, 5)] {
         let w = values(Init::Orthogonal { gain: 2.0 }, &[rows, columns], 7);
         // The smaller side's vectors are orthonormal (times the gain).
-        let (vectors, length, at): (usize, usize, Box<dyn Fn(usize, usize) -> f64>) = if rows <= columns {
-            (rows, columns, Box::new(|v, i| w[v * columns + i]))
-        } else {
-            (columns, rows, Box::new(|v, i| w[i * columns + v]))
-        };
+        let wide = rows <= columns;
+        let (vectors, length) = if wide { (rows, columns) } else { (columns, rows) };
+        let at = |v: usize, i: usize| if wide { w[v * columns + i] } else { w[i * columns + v] };
         for a in 0..vectors {
             for b in 0..vectors {
                 let dot: f64 = (0..length).map(|i| at(a, i) * at(b, i)).sum();

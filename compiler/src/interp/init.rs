@@ -56,14 +56,14 @@ fn orthogonal(shape: &[usize], draws: Vec<f64>, gain: f64) -> Vec<f64> {
     let at = |v: usize, i: usize| if rows >= columns { i * columns + v } else { v * columns + i };
     let mut basis: Vec<Vec<f64>> = (0..vectors).map(|v| (0..length).map(|i| draws[at(v, i)]).collect()).collect();
     for v in 0..vectors {
-        for u in 0..v {
-            let dot: f64 = (0..length).map(|i| basis[v][i] * basis[u][i]).sum();
-            for i in 0..length {
-                basis[v][i] -= dot * basis[u][i];
-            }
+        let (done, rest) = basis.split_at_mut(v);
+        let current = &mut rest[0];
+        for earlier in done.iter() {
+            let dot: f64 = current.iter().zip(earlier).map(|(x, y)| x * y).sum();
+            current.iter_mut().zip(earlier).for_each(|(x, y)| *x -= dot * y);
         }
-        let norm = basis[v].iter().map(|x| x * x).sum::<f64>().sqrt().max(f64::MIN_POSITIVE);
-        basis[v].iter_mut().for_each(|x| *x /= norm);
+        let norm = current.iter().map(|x| x * x).sum::<f64>().sqrt().max(f64::MIN_POSITIVE);
+        current.iter_mut().for_each(|x| *x /= norm);
     }
     let mut out = vec![0.0; draws.len()];
     for (v, vector) in basis.iter().enumerate() {
