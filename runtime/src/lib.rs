@@ -13,6 +13,7 @@ mod checkpoint;
 mod function;
 pub mod optim;
 mod pool;
+mod progress;
 mod trainer;
 
 pub use checkpoint::Checkpoint;

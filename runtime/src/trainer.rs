@@ -14,6 +14,7 @@ use kiln_compiler::{Error, Graph, ParamStore, Result, Tensor, Value};
 use crate::checkpoint::Checkpoint;
 use crate::function::{Function, function};
 use crate::optim::{LrSchedule, Optimizer, Schedule};
+use crate::progress::Progress;
 
 /// What to train: the loss, what to feed, and metrics to report along (accuracy, say).
 pub struct Objective<'g> {
@@ -260,6 +261,31 @@ impl Trainer {
     /// The current value of every param (optimizer state included).
     pub fn params(&self) -> ParamStore {
         self.current().params()
+    }
+
+    /// Runs `steps` steps, feeding `inputs(iteration)` at each, with a progress bar on a
+    /// terminal (plain lines at the diagnosed steps otherwise), and hands every report to
+    /// `on_report`, which may print through the `println` it is given without breaking the bar.
+    pub fn fit(
+        &mut self,
+        steps: u64,
+        mut inputs: impl FnMut(u64) -> Vec<Value>,
+        mut on_report: impl FnMut(&Report, &dyn Fn(&str)),
+    ) -> Result<()> {
+        let progress = Progress::new(self.iteration + steps);
+        for _ in 0..steps {
+            let report = match self.step(&inputs(self.iteration)) {
+                Ok(report) => report,
+                Err(error) => {
+                    progress.finish();
+                    return Err(error);
+                }
+            };
+            progress.update(&report, self.steps_per_second());
+            on_report(&report, &|line: &str| progress.println(line));
+        }
+        progress.finish();
+        Ok(())
     }
 
     /// Writes a checkpoint to `path`: the params (safetensors), the optimizer's state, the

@@ -100,3 +100,23 @@ fn a_diverging_run_stops_naming_the_step_and_the_param() -> Result<()> {
     assert!(matches!(error, Error::Diverged { step: 16, .. }) && message.contains("the largest is `p`"), "{message}");
     Ok(())
 }
+
+/// `fit` runs the steps, hands each report over, and reports progress (plain lines here,
+/// where stdout is not a terminal).
+#[test]
+fn fit_runs_the_steps_and_hands_every_report_over() -> Result<()> {
+    let g = Graph::new();
+    let objective = notebook(&g)?;
+    let sgd = Sgd::new();
+    let mut trainer = Trainer::new(&g, &objective, &Settings::new(&sgd, 0.05))?;
+    let mut seen = Vec::new();
+    trainer.fit(16, counter, |report, println| {
+        seen.push(report.iteration);
+        if report.diagnostics.is_some() {
+            println(&format!("diagnosed {}", report.iteration));
+        }
+    })?;
+    assert_eq!(seen, (0..16).collect::<Vec<u64>>());
+    assert_eq!(trainer.steps(), 16);
+    Ok(())
+}
