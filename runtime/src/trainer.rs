@@ -288,6 +288,13 @@ impl Trainer {
         Ok(())
     }
 
+    /// Runs `evaluation` (a function compiled without updates, on held-out data say, whose
+    /// params are named as this trainer's) on `inputs` with the trainer's current params.
+    pub fn evaluate(&self, evaluation: &mut Function, inputs: &[Value]) -> Result<Vec<Value>> {
+        evaluation.set_params(&self.params())?;
+        evaluation.call(inputs)
+    }
+
     /// Writes a checkpoint to `path`: the params (safetensors), the optimizer's state, the
     /// step count and `config` (JSON), atomically.
     pub fn save(&self, path: &Path, config: serde_json::Value) -> Result<()> {

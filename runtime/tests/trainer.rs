@@ -52,6 +52,16 @@ fn training_the_notebook_mlp_lowers_the_loss_and_diagnoses_occasionally() -> Res
     assert_eq!(diagnostics.histogram.counts.iter().sum::<usize>(), 40 + 20 + 400 + 20 + 40 + 2);
     assert_eq!(reports[5].metrics[0].0, "accuracy");
     assert!(trainer.steps_per_second() > 0.0 && trainer.steps() == 64);
+
+    // Evaluation on held-out points, forward only, with the trained params.
+    let e = Graph::new();
+    let held_out = notebook(&e)?;
+    let accuracy = held_out.metrics[0].1;
+    let mut evaluation = function(&e, &held_out.inputs, &[held_out.loss, accuracy], &[])?;
+    let out = trainer.evaluate(&mut evaluation, &counter(1_000_000))?;
+    let (loss, accuracy) = (out[0].item().expect("loss"), out[1].item().expect("accuracy"));
+    assert!(loss < early && accuracy > 0.6, "held out: loss {loss}, accuracy {accuracy}");
+    assert_eq!(trainer.steps(), 64, "evaluation does not train");
     Ok(())
 }
 
