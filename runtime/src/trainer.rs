@@ -313,6 +313,12 @@ impl Trainer {
         Ok(checkpoint.config)
     }
 
+    /// Runs the compiled steps on `threads` threads from now on (results do not depend on it).
+    pub fn set_threads(&mut self, threads: usize) {
+        self.lean.set_threads(threads);
+        self.diagnostic.set_threads(threads);
+    }
+
     /// Steps run so far.
     pub fn steps(&self) -> u64 {
         self.iteration

@@ -130,3 +130,25 @@ fn fit_runs_the_steps_and_hands_every_report_over() -> Result<()> {
     assert_eq!(trainer.steps(), 16);
     Ok(())
 }
+
+/// The same seed gives the same bits on one thread or two.
+#[test]
+fn training_is_reproducible_across_thread_counts() -> Result<()> {
+    let run = |threads: usize| -> Result<ParamStore> {
+        let g = Graph::new();
+        let objective = notebook(&g)?;
+        let sgd = Sgd::momentum(0.9);
+        let mut trainer = Trainer::new(&g, &objective, &Settings::new(&sgd, 0.05))?;
+        trainer.set_threads(threads);
+        for s in 0..10 {
+            trainer.step(&counter(s))?;
+        }
+        Ok(trainer.params())
+    };
+    let (one, two) = (run(1)?, run(2)?);
+    for (name, value) in one.iter() {
+        let bits = |v: &Value| v.to_f64_vec().iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+        assert_eq!(bits(value), bits(two.get(name).expect("same params")), "{name}");
+    }
+    Ok(())
+}
