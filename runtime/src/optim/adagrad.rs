@@ -2,7 +2,7 @@
 
 use kiln_compiler::{Graph, Result, Tensor};
 
-use super::{Optimizer, Schedule, Update, check_pairs, name_of, state, with_l2};
+use super::{Optimizer, Schedule, Update, name_of, state, with_l2};
 
 /// Adagrad: `s ← s + g²`, `p ← p - lr·g/(√s + ε)`, the sum starting at zero. L2 weight decay
 /// is added to the gradient first.
@@ -22,23 +22,20 @@ impl Default for Adagrad {
 }
 
 impl Optimizer for Adagrad {
-    fn updates<'g>(
+    fn param_updates<'g>(
         &self,
         graph: &'g Graph,
-        params: &[Tensor<'g>],
-        grads: &[Tensor<'g>],
+        param: Tensor<'g>,
+        grad: Tensor<'g>,
         schedule: &Schedule<'g>,
     ) -> Result<Vec<Update<'g>>> {
-        check_pairs(params, grads)?;
-        let mut updates = Vec::with_capacity(params.len() * 2);
-        for (&param, &grad) in params.iter().zip(grads) {
-            let g = with_l2(grad, param, self.weight_decay)?;
-            let sum = state(graph, &format!("adagrad.sum.{}", name_of(param)), param)?;
-            let sum_next = sum.add(g.square()?)?;
-            updates.push((sum, sum_next));
-            let step = g.div(sum_next.sqrt()?.add(self.eps)?)?;
-            updates.push((param, param.sub(step.mul(schedule.lr)?)?));
-        }
+        let mut updates = Vec::new();
+        let g = with_l2(grad, param, self.weight_decay)?;
+        let sum = state(graph, &format!("adagrad.sum.{}", name_of(param)), param)?;
+        let sum_next = sum.add(g.square()?)?;
+        updates.push((sum, sum_next));
+        let step = g.div(sum_next.sqrt()?.add(self.eps)?)?;
+        updates.push((param, param.sub(step.mul(schedule.lr)?)?));
         Ok(updates)
     }
 }

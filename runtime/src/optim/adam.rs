@@ -2,7 +2,7 @@
 
 use kiln_compiler::{Graph, Result, Tensor};
 
-use super::{Ema, Optimizer, Schedule, Update, check_pairs, name_of, with_l2};
+use super::{Ema, Optimizer, Schedule, Update, name_of, with_l2};
 
 /// Adam with bias correction: `m ← β₁m + (1-β₁)g`, `v ← β₂v + (1-β₂)g²`,
 /// `p ← p - lr·m̂/(√v̂ + ε)`. Weight decay is L2 (added to the gradient) for Adam and decoupled
@@ -39,32 +39,28 @@ impl Adam {
 }
 
 impl Optimizer for Adam {
-    fn updates<'g>(
+    fn param_updates<'g>(
         &self,
         graph: &'g Graph,
-        params: &[Tensor<'g>],
-        grads: &[Tensor<'g>],
+        param: Tensor<'g>,
+        grad: Tensor<'g>,
         schedule: &Schedule<'g>,
     ) -> Result<Vec<Update<'g>>> {
-        check_pairs(params, grads)?;
         let (first, second) = (Ema { decay: self.betas.0 }, Ema { decay: self.betas.1 });
-        let mut updates = Vec::with_capacity(params.len() * 3);
-        for (&param, &grad) in params.iter().zip(grads) {
-            let name = name_of(param);
-            let g = if self.decoupled { grad } else { with_l2(grad, param, self.weight_decay)? };
-            let (m, m_next) = first.update(graph, &format!("adam.m.{name}"), g)?;
-            let (v, v_next) = second.update(graph, &format!("adam.v.{name}"), g.square()?)?;
-            let step =
-                first.debiased(m_next, schedule)?.div(second.debiased(v_next, schedule)?.sqrt()?.add(self.eps)?)?;
-            let decayed = if self.decoupled && self.weight_decay != 0.0 {
-                param.sub(param.mul(schedule.lr)?.mul(self.weight_decay)?)?
-            } else {
-                param
-            };
-            updates.push((m, m_next));
-            updates.push((v, v_next));
-            updates.push((param, decayed.sub(step.mul(schedule.lr)?)?));
-        }
+        let mut updates = Vec::new();
+        let name = name_of(param);
+        let g = if self.decoupled { grad } else { with_l2(grad, param, self.weight_decay)? };
+        let (m, m_next) = first.update(graph, &format!("adam.m.{name}"), g)?;
+        let (v, v_next) = second.update(graph, &format!("adam.v.{name}"), g.square()?)?;
+        let step = first.debiased(m_next, schedule)?.div(second.debiased(v_next, schedule)?.sqrt()?.add(self.eps)?)?;
+        let decayed = if self.decoupled && self.weight_decay != 0.0 {
+            param.sub(param.mul(schedule.lr)?.mul(self.weight_decay)?)?
+        } else {
+            param
+        };
+        updates.push((m, m_next));
+        updates.push((v, v_next));
+        updates.push((param, decayed.sub(step.mul(schedule.lr)?)?));
         Ok(updates)
     }
 }

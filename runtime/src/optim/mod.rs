@@ -41,17 +41,36 @@ use kiln_compiler::{DType, Graph, Init, Location, Result, Shape, Tensor, Value};
 pub type Update<'g> = (Tensor<'g>, Tensor<'g>);
 
 /// An update rule: appends the new value of every param, and of the optimizer's own state, to
-/// the graph.
+/// the graph. A rule is written per param ([`Optimizer::param_updates`]); [`Optimizer::updates`]
+/// applies it to every param.
 pub trait Optimizer {
+    /// The updates for one param whose gradient is `grad`: its state's new values, then its
+    /// own.
+    fn param_updates<'g>(
+        &self,
+        graph: &'g Graph,
+        param: Tensor<'g>,
+        grad: Tensor<'g>,
+        schedule: &Schedule<'g>,
+    ) -> Result<Vec<Update<'g>>>;
+
     /// The updates for `params`, whose gradients are `grads` (in the same order), at the
     /// learning rate and step of `schedule`.
+    #[track_caller]
     fn updates<'g>(
         &self,
         graph: &'g Graph,
         params: &[Tensor<'g>],
         grads: &[Tensor<'g>],
         schedule: &Schedule<'g>,
-    ) -> Result<Vec<Update<'g>>>;
+    ) -> Result<Vec<Update<'g>>> {
+        check_pairs(params, grads)?;
+        let mut updates = Vec::with_capacity(params.len() * 3);
+        for (&param, &grad) in params.iter().zip(grads) {
+            updates.extend(self.param_updates(graph, param, grad, schedule)?);
+        }
+        Ok(updates)
+    }
 }
 
 /// The scalars an optimizer reads at each call: the learning rate and the step, counting from 1.

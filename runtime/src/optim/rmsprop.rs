@@ -2,7 +2,7 @@
 
 use kiln_compiler::{Graph, Result, Tensor};
 
-use super::{Ema, Optimizer, Schedule, Update, check_pairs, name_of, state, with_l2};
+use super::{Ema, Optimizer, Schedule, Update, name_of, state, with_l2};
 
 /// RMSprop: `v ← αv + (1-α)g²`, `u ← g/(√v + ε)`; with momentum `b ← μb + u`, `u ← b`;
 /// then `p ← p - lr·u`. L2 weight decay is added to the gradient first.
@@ -26,30 +26,27 @@ impl Default for RmsProp {
 }
 
 impl Optimizer for RmsProp {
-    fn updates<'g>(
+    fn param_updates<'g>(
         &self,
         graph: &'g Graph,
-        params: &[Tensor<'g>],
-        grads: &[Tensor<'g>],
+        param: Tensor<'g>,
+        grad: Tensor<'g>,
         schedule: &Schedule<'g>,
     ) -> Result<Vec<Update<'g>>> {
-        check_pairs(params, grads)?;
         let average = Ema { decay: self.alpha };
-        let mut updates = Vec::with_capacity(params.len() * 3);
-        for (&param, &grad) in params.iter().zip(grads) {
-            let name = name_of(param);
-            let g = with_l2(grad, param, self.weight_decay)?;
-            let (v, v_next) = average.update(graph, &format!("rmsprop.square_avg.{name}"), g.square()?)?;
-            updates.push((v, v_next));
-            let mut step = g.div(v_next.sqrt()?.add(self.eps)?)?;
-            if self.momentum != 0.0 {
-                let buffer = state(graph, &format!("rmsprop.momentum.{name}"), param)?;
-                let next = buffer.mul(self.momentum)?.add(step)?;
-                updates.push((buffer, next));
-                step = next;
-            }
-            updates.push((param, param.sub(step.mul(schedule.lr)?)?));
+        let mut updates = Vec::new();
+        let name = name_of(param);
+        let g = with_l2(grad, param, self.weight_decay)?;
+        let (v, v_next) = average.update(graph, &format!("rmsprop.square_avg.{name}"), g.square()?)?;
+        updates.push((v, v_next));
+        let mut step = g.div(v_next.sqrt()?.add(self.eps)?)?;
+        if self.momentum != 0.0 {
+            let buffer = state(graph, &format!("rmsprop.momentum.{name}"), param)?;
+            let next = buffer.mul(self.momentum)?.add(step)?;
+            updates.push((buffer, next));
+            step = next;
         }
+        updates.push((param, param.sub(step.mul(schedule.lr)?)?));
         Ok(updates)
     }
 }

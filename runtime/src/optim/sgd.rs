@@ -2,7 +2,7 @@
 
 use kiln_compiler::{Graph, Result, Tensor};
 
-use super::{Optimizer, Schedule, Update, check_pairs, name_of, state, with_l2};
+use super::{Optimizer, Schedule, Update, name_of, state, with_l2};
 
 /// SGD with optional momentum, dampening, Nesterov momentum and L2 weight decay:
 /// `g ← grad + wd·p`; with momentum `b ← μ·b + (1 - dampening)·g` (`b ← g` at the first
@@ -32,28 +32,25 @@ impl Sgd {
 }
 
 impl Optimizer for Sgd {
-    fn updates<'g>(
+    fn param_updates<'g>(
         &self,
         graph: &'g Graph,
-        params: &[Tensor<'g>],
-        grads: &[Tensor<'g>],
+        param: Tensor<'g>,
+        grad: Tensor<'g>,
         schedule: &Schedule<'g>,
     ) -> Result<Vec<Update<'g>>> {
-        check_pairs(params, grads)?;
-        let mut updates = Vec::with_capacity(params.len() * 2);
-        for (&param, &grad) in params.iter().zip(grads) {
-            let mut g = with_l2(grad, param, self.weight_decay)?;
-            if self.momentum != 0.0 {
-                let buffer = state(graph, &format!("sgd.momentum.{}", name_of(param)), param)?;
-                let running = buffer.mul(self.momentum)?.add(g.mul(1.0 - self.dampening)?)?;
-                // PyTorch starts the buffer at the first gradient, undamped.
-                let first = schedule.first_step()?;
-                let next = first.mul(g)?.add(first.neg()?.add(1.0)?.mul(running)?)?;
-                updates.push((buffer, next));
-                g = if self.nesterov { g.add(next.mul(self.momentum)?)? } else { next };
-            }
-            updates.push((param, param.sub(g.mul(schedule.lr)?)?));
+        let mut updates = Vec::new();
+        let mut g = with_l2(grad, param, self.weight_decay)?;
+        if self.momentum != 0.0 {
+            let buffer = state(graph, &format!("sgd.momentum.{}", name_of(param)), param)?;
+            let running = buffer.mul(self.momentum)?.add(g.mul(1.0 - self.dampening)?)?;
+            // PyTorch starts the buffer at the first gradient, undamped.
+            let first = schedule.first_step()?;
+            let next = first.mul(g)?.add(first.neg()?.add(1.0)?.mul(running)?)?;
+            updates.push((buffer, next));
+            g = if self.nesterov { g.add(next.mul(self.momentum)?)? } else { next };
         }
+        updates.push((param, param.sub(g.mul(schedule.lr)?)?));
         Ok(updates)
     }
 }
