@@ -11,7 +11,8 @@
 //!
 //! At iterations 0, 1, 3, 7, ... it prints the loss, the accuracy and a log10 histogram of
 //! |gradient| over all params; at the end, pictures of the target and of what the network
-//! learned.
+//! learned, in the terminal and as `gradient_scales.png` (with the last histogram below), and
+//! the loss and accuracy curves as `gradient_scales_curves.png`.
 //!
 //! Run: `cargo run --release --example gradient_scales [-- --steps N]`
 
@@ -77,7 +78,7 @@ fn grid(width: usize, height: usize) -> Value {
     Value::f32([width * height, 2], values)
 }
 
-fn show_what_was_learned(params: &ParamStore) -> Result<()> {
+fn show_what_was_learned(params: &ParamStore, histogram: Option<&Histogram>) -> Result<()> {
     let (width, height) = (64, 24);
     let g = Graph::new();
     let x = g.input("x", [Dim::sym("N"), 2.into()])?;
@@ -91,6 +92,9 @@ fn show_what_was_learned(params: &ParamStore) -> Result<()> {
     println!("\ntarget (# where y > sin(3x)), x and y in [-2, 2]:\n{}", picture(&target, width));
     println!("\nnetwork output (# where p(class 1) > 0.5):\n{}", picture(&learned, width));
     println!("\nthe pictures agree on {:.1}% of the grid", 100.0 * agree as f64 / target.len() as f64);
+    let path = std::path::Path::new("gradient_scales.png");
+    kiln::plot::save_picture(&target, &learned, (width, height), histogram, path)?;
+    println!("picture of the target, the network's output and the last gradient histogram: {}", path.display());
     Ok(())
 }
 
@@ -117,15 +121,22 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         step.compile_time().as_secs_f64() * 1e3,
         step.threads()
     );
+    let (mut losses, mut accuracies, mut last_histogram) = (Vec::new(), Vec::new(), None);
     for iteration in 0..steps {
         let report = trainer.step(&[Value::i64([], vec![iteration as i64])])?;
-        if let Some(diagnostics) = &report.diagnostics {
-            let accuracy = report.metrics[0].1;
+        let accuracy = report.metrics[0].1;
+        losses.push(report.loss);
+        accuracies.push(accuracy);
+        if let Some(diagnostics) = report.diagnostics {
             println!("Iteration {iteration} loss {:.4} accuracy: {accuracy:.4}", report.loss);
             print!("  log10 |gradient| over all params:\n{}", diagnostics.histogram);
+            last_histogram = Some(diagnostics.histogram);
         }
     }
     println!("{steps} steps at {:.0} steps/s", trainer.steps_per_second());
-    show_what_was_learned(&trainer.params())?;
+    let curves = std::path::Path::new("gradient_scales_curves.png");
+    kiln::plot::save_curves(&[("loss", &losses), ("accuracy", &accuracies)], curves)?;
+    println!("loss and accuracy curves: {}", curves.display());
+    show_what_was_learned(&trainer.params(), last_histogram.as_ref())?;
     Ok(())
 }

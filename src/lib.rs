@@ -33,16 +33,16 @@ pub use kiln_compiler::{
     Result, Shape, Tensor, Value, check_gradients, layers,
 };
 
-pub use kiln_runtime::optim;
 pub use kiln_runtime::{
     Checkpoint, Diagnostics, Function, Histogram, Objective, ParamScale, Report, Settings, Trainer, function,
 };
+pub use kiln_runtime::{optim, plot};
 
 /// Everything a model author needs, in one import: `use kiln::prelude::*;`.
 pub mod prelude {
     pub use kiln_compiler::prelude::*;
     pub use kiln_runtime::optim::{Adagrad, Adam, Ema, LrSchedule, Optimizer, ParamGroup, RmsProp, Schedule, Sgd};
-    pub use kiln_runtime::{Function, Objective, Settings, Trainer, function};
+    pub use kiln_runtime::{Function, Histogram, Objective, Settings, Trainer, function};
 }
 
 /// The README's code, compiled and run as a doctest so the tour cannot drift from the API.

@@ -12,6 +12,7 @@
 mod checkpoint;
 mod function;
 pub mod optim;
+pub mod plot;
 mod pool;
 mod progress;
 mod trainer;
