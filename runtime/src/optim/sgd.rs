@@ -43,10 +43,15 @@ impl Optimizer for Sgd {
         let mut g = with_l2(grad, param, self.weight_decay)?;
         if self.momentum != 0.0 {
             let buffer = state(graph, &format!("sgd.momentum.{}", name_of(param)), param)?;
-            let running = buffer.mul(self.momentum)?.add(g.mul(1.0 - self.dampening)?)?;
-            // PyTorch starts the buffer at the first gradient, undamped.
-            let first = schedule.first_step()?;
-            let next = first.mul(g)?.add(first.neg()?.add(1.0)?.mul(running)?)?;
+            let next = if self.dampening == 0.0 {
+                // From a zero buffer the first step gives the gradient itself, as PyTorch's does.
+                buffer.mul(self.momentum)?.add(g)?
+            } else {
+                // PyTorch starts the buffer at the first gradient, undamped.
+                let running = buffer.mul(self.momentum)?.add(g.mul(1.0 - self.dampening)?)?;
+                let first = schedule.first_step()?;
+                first.mul(g)?.add(first.neg()?.add(1.0)?.mul(running)?)?
+            };
             updates.push((buffer, next));
             g = if self.nesterov { g.add(next.mul(self.momentum)?)? } else { next };
         }
