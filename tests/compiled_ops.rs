@@ -200,6 +200,11 @@ fn gather_scatter_and_one_hot() -> Result<()> {
     let cases: Vec<(&str, Tensor, f64)> = vec![
         ("gather", table.gather(ids)? * 2.0, EXACT),
         ("scatter_add", ids.scatter_add(updates, 10)?, APPROXIMATE),
+        (
+            "scatter_add of computed rows",
+            ids.scatter_add((updates * 2.0).tanh()? + table.sum(&[0], false)?, 10)?,
+            APPROXIMATE,
+        ),
         ("one_hot", ids.one_hot(10)?, EXACT),
         ("embedding sum", table.gather(ids)?.sum(&[1], false)?, APPROXIMATE),
     ];

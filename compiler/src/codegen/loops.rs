@@ -126,6 +126,31 @@ impl<'k> RegisterEpilogue<'k> {
     }
 }
 
+/// The value of `kernel`'s first store at loop indices `indices` (4 lanes of the last loop
+/// with `vector`), emitted at the current position: a scatter's computed update. The kernel
+/// cannot fail (the lowering checks), so it has no status to report.
+pub(super) fn emit_value(
+    builder: &mut FunctionBuilder,
+    kernel: &LoopKernel,
+    program: &Program,
+    target: Target,
+    (sizes, buffers): (Value, Value),
+    indices: &[Value],
+    vector: bool,
+) -> Value {
+    let mut emitter = Emitter::new(builder, sizes, buffers, program, target);
+    emitter.prepare(kernel);
+    let level = kernel.loops.len() - 1;
+    let body = Body { kernel, indices, vector, level, product: None };
+    let (values, _) = body.emit(&mut emitter);
+    values[kernel.stores[0].0]
+}
+
+/// True if the last loop of `kernel` can run 4 lanes at a time (see [`vectorizable_at`]).
+pub(super) fn vectorizable_innermost(kernel: &LoopKernel, program: &Program) -> bool {
+    vectorizable_at(kernel, program, kernel.loops.len() - 1)
+}
+
 /// The loop that runs 4 lanes at a time, if any: the innermost one, or, when the innermost
 /// loop is too short to fill a vector (a softmax over 2 classes), the one around it, with
 /// the rows of the result in the lanes.

@@ -145,7 +145,7 @@ pub fn compile(program: Program) -> Result<CompiledProgram> {
             let shape = match kernel {
                 Kernel::Loop(k) => loops::build(&mut builder, k, &program, target),
                 Kernel::MatMul(k) => matmul::build(&mut builder, k, &program, Some(gemm_shim), target),
-                Kernel::Scatter(k) => scatter::build(&mut builder, k, &program),
+                Kernel::Scatter(k) => scatter::build(&mut builder, k, &program, target),
             };
             builder.seal_all_blocks();
             builder.finalize(frontend_config);

@@ -8,13 +8,18 @@ use cranelift_codegen::ir::condcodes::IntCC;
 use cranelift_codegen::ir::{InstBuilder, types};
 use cranelift_frontend::FunctionBuilder;
 
-use super::loops::{loop_begin, loop_end};
-use super::{KernelShape, STATUS_INDEX_OUT_OF_RANGE, trusted};
+use super::loops::{self, loop_begin, loop_end};
+use super::{KernelShape, STATUS_INDEX_OUT_OF_RANGE, Target, trusted};
 use crate::graph::DType;
 use crate::kernel::{Program, ScatterKernel};
 
 /// Builds the function of a scatter kernel; returns the extent of its splittable range.
-pub(super) fn build(builder: &mut FunctionBuilder, kernel: &ScatterKernel, program: &Program) -> KernelShape {
+pub(super) fn build(
+    builder: &mut FunctionBuilder,
+    kernel: &ScatterKernel,
+    program: &Program,
+    target: Target,
+) -> KernelShape {
     let params = super::entry(builder);
     let indices = super::buffer_address(builder, params.buffers, kernel.indices);
     let updates = super::buffer_address(builder, params.buffers, kernel.updates);
@@ -78,15 +83,39 @@ pub(super) fn build(builder: &mut FunctionBuilder, kernel: &ScatterKernel, progr
     builder.switch_to_block(add_block);
     let source_start = builder.ins().imul(p, row_len);
     let target_start = builder.ins().imul(target_row, row_len);
+    // With a computed update: the indices of position `p` along the indices' dims.
+    let position_indices = kernel.producer.as_ref().map(|producer| {
+        let dims = &producer.loops[..producer.loops.len() - 1];
+        let mut rest = p;
+        let mut indices = vec![rest; dims.len()];
+        for (d, extent) in dims.iter().enumerate().rev() {
+            let extent = super::size_value(builder, params.sizes, extent);
+            indices[d] = if d == 0 { rest } else { builder.ins().urem(rest, extent) };
+            if d > 0 {
+                rest = builder.ins().udiv(rest, extent);
+            }
+        }
+        indices
+    });
+    let vector = kernel.producer.as_ref().is_none_or(|producer| loops::vectorizable_innermost(producer, program));
     builder.def_var(column, params.start);
-    for lanes in [4, 1] {
+    for lanes in if vector { vec![4, 1] } else { vec![1] } {
         let ty = if lanes == 4 { types::F32X4 } else { types::F32 };
         let (c, column_frame) = loop_begin(builder, column, params.end, lanes);
-        let source = builder.ins().iadd(source_start, c);
-        let source = f32_element(builder, updates, source);
+        let update = match (&kernel.producer, &position_indices) {
+            (Some(producer), Some(position)) => {
+                let indices: Vec<_> = position.iter().copied().chain([c]).collect();
+                let tables = (params.sizes, params.buffers);
+                loops::emit_value(builder, producer, program, target, tables, &indices, lanes == 4)
+            }
+            _ => {
+                let source = builder.ins().iadd(source_start, c);
+                let source = f32_element(builder, updates, source);
+                builder.ins().load(ty, trusted(), source, 0)
+            }
+        };
         let target = builder.ins().iadd(target_start, c);
         let target = f32_element(builder, out, target);
-        let update = builder.ins().load(ty, trusted(), source, 0);
         let current = builder.ins().load(ty, trusted(), target, 0);
         let sum = builder.ins().fadd(current, update);
         builder.ins().store(trusted(), sum, target, 0);

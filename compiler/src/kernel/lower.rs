@@ -149,8 +149,14 @@ impl<'a> Lowering<'a> {
         }
         for node in nodes {
             match node.op {
-                Op::Reshape | Op::ScatterAdd => {
-                    node.inputs.iter().for_each(|input| self.needs_buffer[input.0] = true);
+                Op::Reshape => node.inputs.iter().for_each(|input| self.needs_buffer[input.0] = true),
+                Op::ScatterAdd => {
+                    // The indices are read as memory; the updates too unless the scatter can
+                    // compute them (see `computable_updates`).
+                    self.needs_buffer[node.inputs[0].0] = true;
+                    if !self.computable_updates(node) {
+                        self.needs_buffer[node.inputs[1].0] = true;
+                    }
                 }
                 Op::Gather => self.needs_buffer[node.inputs[0].0] = true,
                 _ => {}
@@ -192,6 +198,34 @@ impl<'a> Lowering<'a> {
             }
             _ => (false, format!("fused into the {kernel_uses} kernel(s) that read it")),
         }
+    }
+
+    /// True if a scatter-add can compute its updates itself instead of reading them: rows of
+    /// one dim, `f32`, and nothing in their fused expression that can fail (a gather, an
+    /// integer division), whose status the scatter would have to report.
+    fn computable_updates(&self, scatter: &Node) -> bool {
+        let (indices, updates) = (&self.nodes[scatter.inputs[0].0], &self.nodes[scatter.inputs[1].0]);
+        if updates.shape.rank() != indices.shape.rank() + 1 || updates.dtype != DType::F32 {
+            return false;
+        }
+        // Walk the fusible ancestry (conservatively: whatever may end up fused).
+        let mut stack = vec![scatter.inputs[1]];
+        let mut seen = vec![false; self.nodes.len()];
+        while let Some(id) = stack.pop() {
+            if std::mem::replace(&mut seen[id.0], true) {
+                continue;
+            }
+            let node = &self.nodes[id.0];
+            let fails =
+                matches!(node.op, Op::Gather) || (matches!(node.op, Op::Binary(Binary::Div)) && node.dtype.is_int());
+            if fails {
+                return false;
+            }
+            if self.fusible_node(id.0) {
+                stack.extend(&node.inputs);
+            }
+        }
+        true
     }
 
     /// True if node `index` can be recomputed inside the kernels that read it.
@@ -504,7 +538,29 @@ impl<'a> Lowering<'a> {
         let node = &self.nodes[id.0];
         let (indices, updates) = (node.inputs[0], node.inputs[1]);
         let indices_buffer = self.buffer_of[indices.0].expect("bug in kiln: scatter indices have no buffer");
-        let updates_buffer = self.buffer_of[updates.0].expect("bug in kiln: scatter updates have no buffer");
+        let (updates_buffer, producer) = match self.buffer_of[updates.0] {
+            Some(buffer) => (buffer, None),
+            None => {
+                // The updates' own expression, over their shape, as a loop kernel whose first
+                // store carries the value (its buffer and index are not used).
+                let shape = self.nodes[updates.0].shape.clone();
+                let loops = self.sizes(&shape);
+                let map: DimMap = (0..shape.rank()).map(|d| (Some(d), 0)).collect();
+                let mut body = Body::default();
+                let value = self.expr(&mut body, updates, &map);
+                let index = Index { base: vec![], strides: vec![Size::fixed(0); loops.len()] };
+                let name = format!("updates{updates}");
+                let producer = LoopKernel {
+                    name,
+                    loops,
+                    reduce: None,
+                    kept_inside: 0,
+                    body: body.exprs,
+                    stores: vec![(value, out, index)],
+                };
+                (out, Some(Box::new(producer)))
+            }
+        };
         let positions =
             self.nodes[indices.0].shape.dims().iter().fold(Size::fixed(1), |acc, d| acc.times(&self.size(d)));
         let row_len = node.shape.dims()[1..].iter().fold(Size::fixed(1), |acc, d| acc.times(&self.size(d)));
@@ -512,6 +568,7 @@ impl<'a> Lowering<'a> {
             name: format!("scatter_add{id}"),
             indices: indices_buffer,
             updates: updates_buffer,
+            producer,
             out,
             positions,
             rows: self.size(&node.shape.dims()[0]),

@@ -197,6 +197,11 @@ pub struct ScatterKernel {
     pub indices: usize,
     /// The updates buffer, `positions × row_len` elements.
     pub updates: usize,
+    /// If present, the updates are computed, not read from `updates`: a loop kernel over the
+    /// updates' shape (the indices' dims, then one row dim) whose first store's value is the
+    /// update at that element. This spares writing a `[positions, row]` tensor only to add it
+    /// up (an embedding's gradient).
+    pub producer: Option<Box<LoopKernel>>,
     /// The result buffer, `rows × row_len` elements.
     pub out: usize,
     /// Number of indices.
@@ -294,7 +299,10 @@ impl Kernel {
                 }
                 (reads, writes)
             }
-            Kernel::Scatter(k) => (vec![k.indices, k.updates], vec![k.out]),
+            Kernel::Scatter(k) => match &k.producer {
+                Some(producer) => ([vec![k.indices], producer.reads()].concat(), vec![k.out]),
+                None => (vec![k.indices, k.updates], vec![k.out]),
+            },
         }
     }
 }

@@ -107,17 +107,24 @@ impl Program {
                 }
             }
             Kernel::Scatter(k) => {
+                let source =
+                    if k.producer.is_some() { "computed rows".to_string() } else { format!("rows of b{}", k.updates) };
                 let _ = writeln!(
                     out,
-                    "kernel {} scatter_add: b{}[{} rows of {}] += rows of b{} at b{} ({} positions)",
+                    "kernel {} scatter_add: b{}[{} rows of {}] += {source} at b{} ({} positions)",
                     k.name,
                     k.out,
                     self.size(&k.rows),
                     self.size(&k.row_len),
-                    k.updates,
                     k.indices,
                     self.size(&k.positions)
                 );
+                if let Some(producer) = &k.producer {
+                    let _ = writeln!(out, "  updates computed by:");
+                    for line in self.kernel_listing(&Kernel::Loop((**producer).clone())).lines() {
+                        let _ = writeln!(out, "  {line}");
+                    }
+                }
             }
         }
         out
