@@ -352,3 +352,22 @@ fn integer_division_by_zero_is_reported() -> Result<()> {
     assert!(error.to_string().contains("division by zero"), "{error}");
     Ok(())
 }
+
+/// An empty batch runs every kind of kernel over nothing and gives empty results.
+#[test]
+fn an_empty_batch_gives_empty_results() -> Result<()> {
+    let g = Graph::new();
+    let x = g.input("x", [Dim::sym("B"), 3.into()])?;
+    let ids = g.typed_input("ids", [Dim::sym("B")], DType::I64)?;
+    let table = g.param("table", [5, 3], Init::ONES)?;
+    let layer = layers::Linear::new(&g, "layer", 3, 4)?;
+    let h = layers::relu(layer.forward(x + table.gather(ids)?)?)?;
+    let total = h.sum(&[0], false)?;
+    let scattered = ids.scatter_add(x * 2.0, 5)?;
+    let mut f = function(&g, &[x, ids], &[h, total, scattered], &[])?;
+    let out = f.call(&[Value::f32([0, 3], vec![]), Value::i64([0], vec![])])?;
+    assert_eq!(out[0].shape(), &[0, 4]);
+    assert_eq!(out[1].to_f64_vec(), vec![0.0; 4]);
+    assert_eq!(out[2].to_f64_vec(), vec![0.0; 15]);
+    Ok(())
+}
