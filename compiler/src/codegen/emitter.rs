@@ -4,42 +4,38 @@
 use std::collections::HashMap;
 
 use cranelift_codegen::ir::{InstBuilder, MemFlagsData, Type, Value, types};
-use cranelift_frontend::{FunctionBuilder, Variable};
+use cranelift_frontend::FunctionBuilder;
 
 use super::Target;
 use crate::graph::DType;
 use crate::kernel::{Expr, Index, LoopKernel, Program, Size};
 
-/// Status slots kept in variables and written once at the end.
+/// Where a kernel reports a data-dependent error: the two status slots (zero on entry), written
+/// only when an error happens, on a branch taken only then, so a loop that checks every element
+/// (a gather's index) carries no state from one iteration to the next.
 pub(super) struct Status {
-    pub(super) code: Variable,
-    pub(super) value: Variable,
+    /// The status slots' address; `None` for code that cannot fail (epilogues, computed
+    /// updates).
+    pointer: Option<Value>,
 }
 
 impl Status {
-    pub(super) fn new(builder: &mut FunctionBuilder) -> Status {
-        let code = builder.declare_var(types::I64);
-        let value = builder.declare_var(types::I64);
-        let zero = builder.ins().iconst(types::I64, 0);
-        builder.def_var(code, zero);
-        builder.def_var(value, zero);
-        Status { code, value }
+    pub(super) fn new(pointer: Option<Value>) -> Status {
+        Status { pointer }
     }
 
-    /// Records `code` and `value` where `failed` (an `i8` 0/1) is set.
+    /// Records `code` and `value` if `failed` (an `i8` 0/1) is set.
     pub(super) fn report(&self, builder: &mut FunctionBuilder, failed: Value, code: i64, value: Value) {
-        let (old_code, old_value) = (builder.use_var(self.code), builder.use_var(self.value));
+        let pointer = self.pointer.expect("bug in kiln: code that cannot fail reported an error");
+        let (report, next) = (builder.create_block(), builder.create_block());
+        builder.set_cold_block(report);
+        builder.ins().brif(failed, report, &[], next, &[]);
+        builder.switch_to_block(report);
         let code = builder.ins().iconst(types::I64, code);
-        let new_code = builder.ins().select(failed, code, old_code);
-        let new_value = builder.ins().select(failed, value, old_value);
-        builder.def_var(self.code, new_code);
-        builder.def_var(self.value, new_value);
-    }
-
-    pub(super) fn store(&self, builder: &mut FunctionBuilder, status: Value) {
-        let (code, value) = (builder.use_var(self.code), builder.use_var(self.value));
-        builder.ins().store(super::trusted(), code, status, 0);
-        builder.ins().store(super::trusted(), value, status, 8);
+        builder.ins().store(super::trusted(), code, pointer, 0);
+        builder.ins().store(super::trusted(), value, pointer, 8);
+        builder.ins().jump(next, &[]);
+        builder.switch_to_block(next);
     }
 }
 
@@ -76,8 +72,9 @@ impl<'a, 'b> Emitter<'a, 'b> {
         buffers: Value,
         program: &'a Program,
         target: Target,
+        status: Option<Value>,
     ) -> Emitter<'a, 'b> {
-        let status = Status::new(builder);
+        let status = Status::new(status);
         Emitter {
             builder,
             sizes,

@@ -31,14 +31,13 @@ pub(super) fn build(
     target: Target,
 ) -> KernelShape {
     let params = super::entry(builder);
-    let mut emitter = Emitter::new(builder, params.sizes, params.buffers, program, target);
+    let mut emitter = Emitter::new(builder, params.sizes, params.buffers, program, target, Some(params.status));
     emitter.prepare(kernel);
     let vector_level = vector_level(kernel, program);
     let extents: Vec<Value> = kernel.loops.iter().map(|s| emitter.size(s)).collect();
     let mut nest =
         Nest { kernel, extents, vector_level, indices: vec![], accumulators: None, columns: None, product: None };
     nest.level(&mut emitter, 0, params.start, params.end, false);
-    emitter.status.store(emitter.builder, params.status);
     emitter.builder.ins().return_(&[]);
     let splittable = kernel.reduce.is_none_or(|(_, from)| from > 0);
     KernelShape { chunks: vec![(kernel.loops[0].clone(), 1)], splittable }
@@ -65,7 +64,7 @@ pub(super) fn emit_block(
     written: &[usize],
 ) {
     let ResultBlock { rows, columns } = block;
-    let mut emitter = Emitter::new(builder, sizes, buffers, program, target);
+    let mut emitter = Emitter::new(builder, sizes, buffers, program, target, None);
     emitter.written = written.to_vec();
     emitter.prepare(kernel);
     let vector_level = vector_level(kernel, program);
@@ -110,7 +109,7 @@ impl<'k> RegisterEpilogue<'k> {
     /// column]` whose product is `value`.
     pub fn emit(&self, builder: &mut FunctionBuilder, [row, column]: [Value; 2], value: Value, vector: bool) {
         let (sizes, buffers) = self.tables;
-        let mut emitter = Emitter::new(builder, sizes, buffers, self.program, self.target);
+        let mut emitter = Emitter::new(builder, sizes, buffers, self.program, self.target, None);
         emitter.written = vec![self.product];
         emitter.prepare(self.kernel);
         let mut nest = Nest {
@@ -138,7 +137,7 @@ pub(super) fn emit_value(
     indices: &[Value],
     vector: bool,
 ) -> Value {
-    let mut emitter = Emitter::new(builder, sizes, buffers, program, target);
+    let mut emitter = Emitter::new(builder, sizes, buffers, program, target, None);
     emitter.prepare(kernel);
     let level = kernel.loops.len() - 1;
     let body = Body { kernel, indices, vector, level, product: None };
