@@ -22,7 +22,8 @@ pub(super) fn build(
 ) -> KernelShape {
     let params = super::entry(builder);
     let indices = super::buffer_address(builder, params.buffers, kernel.indices);
-    let updates = super::buffer_address(builder, params.buffers, kernel.updates);
+    // Computed updates read their operands instead of an updates buffer.
+    let updates = kernel.producer.is_none().then(|| super::buffer_address(builder, params.buffers, kernel.updates));
     let out = super::buffer_address(builder, params.buffers, kernel.out);
     let positions = super::size_value(builder, params.sizes, &kernel.positions);
     let rows = super::size_value(builder, params.sizes, &kernel.rows);
@@ -110,6 +111,7 @@ pub(super) fn build(
             }
             _ => {
                 let source = builder.ins().iadd(source_start, c);
+                let updates = updates.expect("bug in kiln: a scatter with neither updates nor producer");
                 let source = f32_element(builder, updates, source);
                 builder.ins().load(ty, trusted(), source, 0)
             }
