@@ -28,8 +28,32 @@ fn dump_enabled(level: &str) -> bool {
 /// decision with its reason, the kernel program, and the Cranelift IR.
 #[track_caller]
 pub fn compile<'g>(graph: &'g Graph, outputs: &[Tensor<'g>], updates: &[(Tensor<'g>, Tensor<'g>)]) -> Result<Compiled> {
-    let location = Location::caller();
+    compile_with(graph, outputs, updates, &codegen::Options::default())
+}
+
+/// [`compile`] with code generator options (see [`codegen::Options`]).
+#[track_caller]
+pub fn compile_with<'g>(
+    graph: &'g Graph,
+    outputs: &[Tensor<'g>],
+    updates: &[(Tensor<'g>, Tensor<'g>)],
+    options: &codegen::Options,
+) -> Result<Compiled> {
     let started = Instant::now();
+    let program = lower_to_kernels(graph, outputs, updates)?;
+    let program = codegen::compile_with(program, options)?;
+    Ok(Compiled { program, time: started.elapsed() })
+}
+
+/// The first half of [`compile`]: the graph passes and the lowering to the kernel program
+/// (memory plan included), without code generation. Ahead-of-time export starts from here.
+#[track_caller]
+pub fn lower_to_kernels<'g>(
+    graph: &'g Graph,
+    outputs: &[Tensor<'g>],
+    updates: &[(Tensor<'g>, Tensor<'g>)],
+) -> Result<kernel::Program> {
+    let location = Location::caller();
     graph.check()?;
     let mut roots: Vec<NodeId> = Vec::with_capacity(outputs.len() + updates.len());
     for tensor in outputs {
@@ -76,8 +100,7 @@ pub fn compile<'g>(graph: &'g Graph, outputs: &[Tensor<'g>], updates: &[(Tensor<
     if dump_enabled("kernels") {
         eprintln!("== kernels\n{}", program.listing());
     }
-    let program = codegen::compile(program)?;
-    Ok(Compiled { program, time: started.elapsed() })
+    Ok(program)
 }
 
 fn own_id(graph: &Graph, tensor: Tensor<'_>, location: Location) -> Result<NodeId> {

@@ -173,6 +173,25 @@ pub enum Error {
         detail: String,
     },
 
+    /// A model cannot be exported as asked (a graph the artifact's ABI cannot express, a param
+    /// without a value, an unsupported target), or an artifact could not be written. The
+    /// caller's fault, or the file system's.
+    #[error("export: {detail}")]
+    Export {
+        /// What was wrong, and what would be accepted.
+        detail: String,
+    },
+
+    /// An external tool that packaging needs (the system C compiler, `rustc`) is missing or
+    /// failed. The machine's fault, not the model's: install the tool (or fix its input).
+    #[error("{tool}: {detail}")]
+    Toolchain {
+        /// The tool's command name (`cc`, `rustc`).
+        tool: String,
+        /// What happened: not found, or its exit status and error output.
+        detail: String,
+    },
+
     /// A broken internal invariant: a bug in kiln, never the caller's fault.
     #[error("bug in kiln: {0}")]
     Bug(String),

@@ -11,6 +11,7 @@ pub mod autodiff;
 pub mod codegen;
 pub mod compile;
 pub mod error;
+pub mod export;
 pub mod graph;
 pub mod interp;
 pub mod kernel;

@@ -1,6 +1,8 @@
-//! Cranelift code generation: kernel IR to native code, in memory (JIT).
+//! Cranelift code generation: kernel IR to native code, in memory (JIT) or in an object file
+//! (ahead of time, see [`object`]).
 //!
-//! In: a [`Program`]. Out: a [`CompiledProgram`] holding one native function per kernel, with
+//! In: a [`Program`]. Out: a [`CompiledProgram`] holding one native function per kernel (or an
+//! object file holding the same functions, see [`object`]), with
 //! the C ABI `fn(buffers, sizes, start, end, status)`:
 //! - `buffers: *const *mut u8`: the base address of every buffer, by buffer number;
 //! - `sizes: *const i64`: the value of every symbolic dim, by symbol number;
@@ -16,10 +18,12 @@
 
 mod body;
 mod emitter;
+mod entry;
 pub mod gemm;
 mod loops;
 pub(crate) mod math;
 mod matmul;
+pub mod object;
 mod random;
 mod scatter;
 
@@ -29,7 +33,7 @@ use cranelift_codegen::isa::{CallConv, OwnedTargetIsa};
 use cranelift_codegen::settings::{self, Configurable};
 use cranelift_frontend::{FunctionBuilder, FunctionBuilderContext};
 use cranelift_jit::{JITBuilder, JITModule};
-use cranelift_module::{Linkage, Module, default_libcall_names};
+use cranelift_module::{FuncId, Linkage, Module, default_libcall_names};
 
 use crate::error::{Error, Result};
 use crate::kernel::{Kernel, Program, Size};
@@ -117,35 +121,99 @@ pub(crate) struct Target {
     pub gemm_min_work: i64,
 }
 
+/// Choices of the code generator that change the instructions it emits but not what they
+/// compute, up to the order and rounding of float operations.
+#[derive(Clone, Copy, Debug)]
+pub struct Options {
+    /// Matmuls big enough to pay for it call the tuned GEMM ([`gemm::kiln_sgemm`]); without,
+    /// every matmul runs the register tile, which sums each element in order of `k`, as the
+    /// exported artifact does. Default: on.
+    pub gemm: bool,
+    /// Multiply-adds are fused (one rounding) when the host has FMA; without, they are a
+    /// multiply then an add, as an artifact for the x86-64 baseline computes them. Default: on.
+    pub fma: bool,
+}
+
+impl Default for Options {
+    fn default() -> Options {
+        Options { gemm: true, fma: true }
+    }
+}
+
 /// Compiles every kernel of `program` for the host.
 pub fn compile(program: Program) -> Result<CompiledProgram> {
+    compile_with(program, &Options::default())
+}
+
+/// Compiles every kernel of `program` for the host, with `options`.
+pub fn compile_with(program: Program, options: &Options) -> Result<CompiledProgram> {
     let isa = host_isa()?;
-    let target = Target { fma: host_has_fma(), gemm_min_work: gemm::min_work() };
+    let target = Target { fma: options.fma && host_has_fma(), gemm_min_work: gemm::min_work() };
     let mut jit = JITBuilder::with_isa(isa, default_libcall_names());
     jit.symbol(gemm::SYMBOL, gemm::kiln_sgemm as *const u8);
     let mut module = JITModule::new(jit);
-    let gemm_id = module
-        .declare_function(gemm::SYMBOL, Linkage::Import, &gemm_signature(&module))
-        .map_err(|e| Error::Bug(format!("declaring {}: {e}", gemm::SYMBOL)))?;
+    let gemm_id = if options.gemm {
+        let id = module
+            .declare_function(gemm::SYMBOL, Linkage::Import, &gemm_signature(&module))
+            .map_err(|e| Error::Bug(format!("declaring {}: {e}", gemm::SYMBOL)))?;
+        Some(id)
+    } else {
+        None
+    };
+    let declared = define_kernels(&mut module, &program, target, gemm_id, "")?;
+    module.finalize_definitions().map_err(|e| Error::Bug(format!("finalizing kernels: {e}")))?;
+    let kernels = declared
+        .into_iter()
+        .map(|kernel| {
+            let code = module.get_finalized_function(kernel.id);
+            // SAFETY: the function was defined with `kernel_signature`, which is `KernelFn`'s ABI.
+            let function = unsafe { std::mem::transmute::<*const u8, KernelFn>(code) };
+            let KernelShape { chunks, splittable } = kernel.shape;
+            CompiledKernel { name: kernel.name, chunks, splittable, function }
+        })
+        .collect();
+    Ok(CompiledProgram { program, kernels, _module: module })
+}
+
+/// A kernel defined in a module, not yet finalized.
+pub(crate) struct DefinedKernel {
+    /// Its function in the module.
+    pub id: FuncId,
+    /// The kernel's name (as in the program listing).
+    pub name: String,
+    /// How its range is laid out.
+    pub shape: KernelShape,
+}
+
+/// Defines one local function per kernel of `program` in `module` (a JIT or an object), named
+/// `{prefix}kernel{number}_{name}` (with `_` for what is not alphanumeric). With `gemm`, big matmuls call that imported function.
+pub(crate) fn define_kernels<M: Module>(
+    module: &mut M,
+    program: &Program,
+    target: Target,
+    gemm: Option<FuncId>,
+    prefix: &str,
+) -> Result<Vec<DefinedKernel>> {
     let dump = std::env::var("KILN_DUMP").is_ok_and(|levels| levels.split(',').any(|level| level == "clif"));
     let frontend_config = module.target_config();
     let mut context = module.make_context();
     let mut builder_context = FunctionBuilderContext::new();
     let mut declared = Vec::with_capacity(program.kernels.len());
     for (number, kernel) in program.kernels.iter().enumerate() {
-        let signature = kernel_signature(&module);
-        let name = format!("kernel{number}_{}", kernel_name(kernel));
+        let signature = kernel_signature(module);
+        let name = format!("{prefix}kernel{number}_{}", kernel_name(kernel))
+            .replace(|c: char| !c.is_ascii_alphanumeric() && c != '_', "_");
         let id = module
             .declare_function(&name, Linkage::Local, &signature)
             .map_err(|e| Error::Bug(format!("declaring {name}: {e}")))?;
         context.func = Function::with_name_signature(UserFuncName::user(0, number as u32), signature);
         let shape = {
-            let gemm_shim = module.declare_func_in_func(gemm_id, &mut context.func);
+            let gemm_shim = gemm.map(|gemm| module.declare_func_in_func(gemm, &mut context.func));
             let mut builder = FunctionBuilder::new(&mut context.func, &mut builder_context);
             let shape = match kernel {
-                Kernel::Loop(k) => loops::build(&mut builder, k, &program, target),
-                Kernel::MatMul(k) => matmul::build(&mut builder, k, &program, Some(gemm_shim), target),
-                Kernel::Scatter(k) => scatter::build(&mut builder, k, &program, target),
+                Kernel::Loop(k) => loops::build(&mut builder, k, program, target),
+                Kernel::MatMul(k) => matmul::build(&mut builder, k, program, gemm_shim, target),
+                Kernel::Scatter(k) => scatter::build(&mut builder, k, program, target),
             };
             builder.seal_all_blocks();
             builder.finalize(frontend_config);
@@ -156,20 +224,9 @@ pub fn compile(program: Program) -> Result<CompiledProgram> {
         }
         module.define_function(id, &mut context).map_err(|e| Error::Bug(format!("compiling {name}: {e:?}")))?;
         module.clear_context(&mut context);
-        declared.push((id, kernel_name(kernel), shape));
+        declared.push(DefinedKernel { id, name: kernel_name(kernel), shape });
     }
-    module.finalize_definitions().map_err(|e| Error::Bug(format!("finalizing kernels: {e}")))?;
-    let kernels = declared
-        .into_iter()
-        .map(|(id, name, shape)| {
-            let code = module.get_finalized_function(id);
-            // SAFETY: the function was defined with `kernel_signature`, which is `KernelFn`'s ABI.
-            let function = unsafe { std::mem::transmute::<*const u8, KernelFn>(code) };
-            let KernelShape { chunks, splittable } = shape;
-            CompiledKernel { name, chunks, splittable, function }
-        })
-        .collect();
-    Ok(CompiledProgram { program, kernels, _module: module })
+    Ok(declared)
 }
 
 fn kernel_name(kernel: &Kernel) -> String {
@@ -181,7 +238,7 @@ fn kernel_name(kernel: &Kernel) -> String {
     .replace('%', "")
 }
 
-fn kernel_signature(module: &JITModule) -> Signature {
+pub(crate) fn kernel_signature<M: Module>(module: &M) -> Signature {
     let mut signature = module.make_signature();
     signature.call_conv = CallConv::triple_default(module.isa().triple());
     let pointer = module.target_config().pointer_type();
@@ -192,7 +249,7 @@ fn kernel_signature(module: &JITModule) -> Signature {
 }
 
 /// `kiln_sgemm(layout, a, b, out, first, last) -> failed`.
-fn gemm_signature(module: &JITModule) -> Signature {
+fn gemm_signature<M: Module>(module: &M) -> Signature {
     let mut signature = module.make_signature();
     let pointer = module.target_config().pointer_type();
     for param in [pointer, pointer, pointer, pointer, types::I64, types::I64] {
