@@ -2,8 +2,10 @@
 
 use std::time::Duration;
 
-use kiln_compiler::codegen::{CompiledProgram, STATUS_DIVISION_BY_ZERO, STATUS_GEMM_FAILED, STATUS_INDEX_OUT_OF_RANGE};
-use kiln_compiler::compile::compile;
+use kiln_compiler::codegen::{
+    self, CompiledProgram, STATUS_DIVISION_BY_ZERO, STATUS_GEMM_FAILED, STATUS_INDEX_OUT_OF_RANGE,
+};
+use kiln_compiler::compile::compile_with;
 use kiln_compiler::kernel::{Kernel, Role};
 use kiln_compiler::{DType, Data, Dim, Error, Graph, Location, ParamStore, Result, Tensor, Value};
 
@@ -62,8 +64,22 @@ pub fn function<'g>(
     outputs: &[Tensor<'g>],
     updates: &[(Tensor<'g>, Tensor<'g>)],
 ) -> Result<Function> {
+    function_with(graph, inputs, outputs, updates, &codegen::Options::default())
+}
+
+/// [`function`] with code generator options. `Options { gemm: false, fma }` with the `fma`
+/// of an export target computes exactly the bits of the artifact exported for that target
+/// (see `kiln_runtime::export`).
+#[track_caller]
+pub fn function_with<'g>(
+    graph: &'g Graph,
+    inputs: &[Tensor<'g>],
+    outputs: &[Tensor<'g>],
+    updates: &[(Tensor<'g>, Tensor<'g>)],
+    options: &codegen::Options,
+) -> Result<Function> {
     let location = Location::caller();
-    let compiled = compile(graph, outputs, updates)?;
+    let compiled = compile_with(graph, outputs, updates, options)?;
     let program = &compiled.program.program;
     let mut input_names = Vec::with_capacity(inputs.len());
     for input in inputs {

@@ -6,10 +6,14 @@
 //! callers feed, splits kernel ranges across threads and reports kernel statuses.
 //!
 //! [`optim`] holds the optimizers, as update rules in graph ops that compile with the step.
+//!
+//! [`export`] packages a trained model's forward half as a standalone artifact: an object
+//! file, a static library with its C header, a command-line executable, Rust bindings.
 
 #![warn(missing_docs)]
 
 mod checkpoint;
+pub mod export;
 mod function;
 pub mod optim;
 pub mod plot;
@@ -18,6 +22,6 @@ mod progress;
 mod trainer;
 
 pub use checkpoint::Checkpoint;
-pub use function::{Function, function};
+pub use function::{Function, function, function_with};
 pub use kiln_compiler::ParamStore;
 pub use trainer::{Diagnostics, Histogram, Objective, ParamScale, Report, Settings, Trainer, occasionally};

@@ -1,0 +1,263 @@
+//! Packaging of exported models: a trained model's forward half as a standalone artifact.
+//!
+//! In: a graph, its input and output tensors, and trained params. Out: an [`Artifact`]: a
+//! relocatable object file compiled ahead of time by Cranelift (kiln-compiler's
+//! `codegen::object`) with the weights in its read-only data, and everything written around
+//! it here: the C header (`header`), the static library `lib<name>.a` (`archive`, written by
+//! kiln itself: no binutils needed), a command-line executable linked with the system C
+//! compiler (`executable`), Rust bindings (`bindings`).
+//!
+//! The artifact's C ABI (the header documents it):
+//! `int <name>_infer(const float *input, int64_t batch, float *output, void *scratch)`,
+//! `size_t <name>_scratch_bytes(int64_t batch)`, `int64_t <name>_input_size(void)` and
+//! `<name>_output_size(void)` (floats per row), `int64_t <name>_max_batch(void)`,
+//! `const char *<name>_version(void)`, `int <name>_abi_version(void)`. It allocates nothing,
+//! calls nothing (not even libc), is single-threaded and reentrant (distinct scratch per
+//! thread). The batch dim stays symbolic: one artifact serves every batch size.
+//!
+//! Its outputs are bit-for-bit those of a [`Function`](crate::Function) compiled with
+//! [`function_with`](crate::function_with) and `codegen::Options { gemm: false, fma }`, where
+//! `fma` is the target's ([`ObjectTarget::fma`]): the artifact runs every matmul in the
+//! register tile (the default JIT sends big ones to the `gemm` crate, which sums in another
+//! order), and the x86-64 baseline has no fused multiply-add.
+//!
+//! ```no_run
+//! use kiln_compiler::prelude::*;
+//! use kiln_runtime::export::{ExportOptions, Model};
+//! let g = Graph::new();
+//! let x = g.input("x", [Dim::sym("B"), 2.into()])?;
+//! let layer = layers::Linear::new(&g, "layer1", 2, 2)?;
+//! let y = layer.forward(x)?;
+//! let params = ParamStore::init(&g, 0);
+//! let artifact = Model::new(&g, x, y).export(&params, &ExportOptions::new("tiny"))?;
+//! let dir = std::env::temp_dir().join("tiny-artifact");
+//! std::fs::create_dir_all(&dir).map_err(|e| Error::Export { detail: e.to_string() })?;
+//! artifact.write_static_library(&dir)?; // libtiny.a and tiny.h
+//! artifact.link_executable(&dir)?; // tiny, with the system `cc`
+//! # Ok::<(), kiln_compiler::Error>(())
+//! ```
+
+mod archive;
+mod bindings;
+mod executable;
+mod header;
+mod toolchain;
+
+use std::path::{Path, PathBuf};
+
+use kiln_compiler::codegen::object::{self, ObjectTarget};
+use kiln_compiler::compile::lower_to_kernels;
+use kiln_compiler::export::ArtifactPlan;
+use kiln_compiler::kernel::Program;
+use kiln_compiler::{Error, Graph, Location, Op, ParamStore, Result, Tensor};
+
+pub use kiln_compiler::codegen::object::{Cpu, ObjectTarget as Target, host_triple};
+pub use kiln_compiler::export::{ABI_VERSION, ErrorCode};
+pub use toolchain::c_compiler;
+
+/// How to export: the artifact's name (the prefix of its symbols and files) and its target.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ExportOptions {
+    /// A C identifier: the symbols are `<name>_infer` etc., the files `<name>.o`,
+    /// `lib<name>.a`, `<name>.h`, `<name>`.
+    pub name: String,
+    /// The machine the artifact runs on: by default the host's triple at the baseline CPU
+    /// (x86-64-v2 or aarch64's base, see [`Cpu`]).
+    pub target: Target,
+}
+
+impl ExportOptions {
+    /// Options for an artifact called `name`, for the host at the baseline CPU.
+    pub fn new(name: &str) -> ExportOptions {
+        ExportOptions { name: name.to_string(), target: ObjectTarget::host() }
+    }
+}
+
+impl Default for ExportOptions {
+    fn default() -> ExportOptions {
+        ExportOptions::new("model")
+    }
+}
+
+/// A model to export: the forward computation of `output` from `input` in `graph`.
+#[derive(Clone, Copy, Debug)]
+pub struct Model<'g> {
+    /// The graph.
+    pub graph: &'g Graph,
+    /// Its input: a graph input of shape `[B, ...]`, `f32`, with a symbolic batch dim `B`.
+    pub input: Tensor<'g>,
+    /// Its output: `f32`, `[B, ...]`, computed from the input and params.
+    pub output: Tensor<'g>,
+}
+
+impl<'g> Model<'g> {
+    /// The model computing `output` from `input`.
+    pub fn new(graph: &'g Graph, input: Tensor<'g>, output: Tensor<'g>) -> Model<'g> {
+        Model { graph, input, output }
+    }
+
+    /// Compiles the model ahead of time with the params' values from `params`.
+    #[track_caller]
+    pub fn export(&self, params: &ParamStore, options: &ExportOptions) -> Result<Artifact> {
+        export(self.graph, self.input, self.output, params, options)
+    }
+}
+
+/// Compiles the computation of `output` from `input` ahead of time, with the values of the
+/// params taken from `params` (see the module documentation for the ABI).
+#[track_caller]
+pub fn export<'g>(
+    graph: &'g Graph,
+    input: Tensor<'g>,
+    output: Tensor<'g>,
+    params: &ParamStore,
+    options: &ExportOptions,
+) -> Result<Artifact> {
+    let location = Location::caller();
+    let Op::Input { name: input_name } = graph.node(input.id()?).op else {
+        let detail =
+            format!("the model's input must be a graph input, not a `{}` node", graph.node(input.id()?).op.name());
+        return Err(Error::Argument { op: "export", detail, location });
+    };
+    let program = lower_to_kernels(graph, &[output], &[])?;
+    let plan = ArtifactPlan::new(&options.name, &program, &input_name, params)?;
+    let object = object::emit_object(&program, &plan, &options.target)?;
+    let header = header::header(&plan, &options.target);
+    Ok(Artifact { plan, program, object, header, target: options.target.clone() })
+}
+
+/// An exported model: its object file and header, and ways to package them.
+#[derive(Clone, Debug)]
+pub struct Artifact {
+    plan: ArtifactPlan,
+    program: Program,
+    object: Vec<u8>,
+    header: String,
+    target: Target,
+}
+
+/// The C symbols an artifact exports, in the order the header lists them.
+pub const ENTRY_POINTS: [&str; 7] =
+    ["infer", "scratch_bytes", "input_size", "output_size", "max_batch", "version", "abi_version"];
+
+impl Artifact {
+    /// The artifact's name (the prefix of its symbols).
+    pub fn name(&self) -> &str {
+        &self.plan.name
+    }
+
+    /// The machine it runs on.
+    pub fn target(&self) -> &Target {
+        &self.target
+    }
+
+    /// `f32` values per input row (`<name>_input_size()`).
+    pub fn input_size(&self) -> usize {
+        self.plan.input_row as usize
+    }
+
+    /// `f32` values per output row (`<name>_output_size()`).
+    pub fn output_size(&self) -> usize {
+        self.plan.output_row as usize
+    }
+
+    /// What `<name>_scratch_bytes(batch)` returns.
+    pub fn scratch_bytes(&self, batch: i64) -> usize {
+        self.plan.scratch_bytes(batch) as usize
+    }
+
+    /// The largest batch `<name>_infer` accepts.
+    pub fn max_batch(&self) -> i64 {
+        self.plan.max_batch
+    }
+
+    /// The exported symbols (`<name>_infer`, ...).
+    pub fn symbols(&self) -> Vec<String> {
+        ENTRY_POINTS.iter().map(|e| format!("{}_{e}", self.plan.name)).collect()
+    }
+
+    /// The plan the entry points follow (buffer placements, scratch slots, weights).
+    pub fn plan(&self) -> &ArtifactPlan {
+        &self.plan
+    }
+
+    /// The kernel program the artifact runs.
+    pub fn program(&self) -> &Program {
+        &self.program
+    }
+
+    /// The object file's bytes.
+    pub fn object(&self) -> &[u8] {
+        &self.object
+    }
+
+    /// The C header's text.
+    pub fn header(&self) -> &str {
+        &self.header
+    }
+
+    /// Writes `dir/<name>.o`.
+    pub fn write_object(&self, dir: &Path) -> Result<PathBuf> {
+        write(&dir.join(format!("{}.o", self.plan.name)), &self.object)
+    }
+
+    /// Writes `dir/<name>.h`.
+    pub fn write_header(&self, dir: &Path) -> Result<PathBuf> {
+        write(&dir.join(format!("{}.h", self.plan.name)), self.header.as_bytes())
+    }
+
+    /// Writes the static library `dir/lib<name>.a` (one member, `<name>.o`, with the symbol
+    /// index linkers need; GNU/System V format, read by GNU ld, gold, lld and mold) and its
+    /// header `dir/<name>.h`. Returns the library's path.
+    pub fn write_static_library(&self, dir: &Path) -> Result<PathBuf> {
+        let member = format!("{}.o", self.plan.name);
+        let library = archive::archive(&member, &self.object, &self.symbols());
+        self.write_header(dir)?;
+        write(&dir.join(format!("lib{}.a", self.plan.name)), &library)
+    }
+
+    /// The source of the command-line front end (`main`) that [`Artifact::link_executable`]
+    /// compiles.
+    pub fn executable_source(&self) -> String {
+        executable::main_source(&self.plan.name)
+    }
+
+    /// Links the standalone executable `dir/<name>`, stripped, with the system C compiler
+    /// (`$CC`, else `cc`): the object, plus a generated `main` that reads rows of numbers from
+    /// a file or stdin and prints a prediction per row (`dir/<name> --help` says how).
+    /// The target must be the host; for another, see [`Artifact::link_executable_with`].
+    pub fn link_executable(&self, dir: &Path) -> Result<PathBuf> {
+        if !self.target.is_host() {
+            let detail = format!(
+                "the artifact is for {}, not this host: link it with a cross compiler (link_executable_with)",
+                self.target.triple
+            );
+            return Err(Error::Export { detail });
+        }
+        self.link_executable_with(dir, &c_compiler())
+    }
+
+    /// [`Artifact::link_executable`] with the C compiler `compiler` (a cross compiler for
+    /// another target, such as `aarch64-linux-gnu-gcc`).
+    pub fn link_executable_with(&self, dir: &Path, compiler: &str) -> Result<PathBuf> {
+        executable::link(self, dir, compiler)
+    }
+
+    /// A Rust module that links `lib<name>.a` and wraps `<name>_infer` in a safe
+    /// `infer(input: &[f32], batch: usize) -> Result<Vec<f32>, Error>`, for an application
+    /// that embeds the model with no kiln dependency (see `bindings` for how to use it).
+    pub fn rust_bindings(&self) -> String {
+        bindings::bindings(&self.plan)
+    }
+
+    /// Writes [`Artifact::rust_bindings`] to `dir/<name>.rs`.
+    pub fn write_rust_bindings(&self, dir: &Path) -> Result<PathBuf> {
+        write(&dir.join(format!("{}.rs", self.plan.name)), self.rust_bindings().as_bytes())
+    }
+}
+
+fn write(path: &Path, bytes: &[u8]) -> Result<PathBuf> {
+    std::fs::write(path, bytes)
+        .map_err(|e| Error::Export { detail: format!("cannot write {}: {e}", path.display()) })?;
+    Ok(path.to_path_buf())
+}

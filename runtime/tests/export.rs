@@ -1,0 +1,287 @@
+//! Exported artifacts against the JIT: the object file, the static library linked into a C
+//! program with `cc`, the standalone executable fed good and malformed input, the Rust
+//! bindings built with `rustc`. Needs a C compiler (`$CC` or `cc`) and `rustc` on PATH: a
+//! missing one fails the test with a message saying so, it never passes silently.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use kiln_compiler::Data;
+use kiln_compiler::codegen::Options;
+use kiln_compiler::prelude::*;
+use kiln_runtime::export::{Artifact, ExportOptions, Model, c_compiler};
+use kiln_runtime::function_with;
+
+/// The notebook's MLP, 2 → 20 → 20 → 2 with ReLU, and its params (random, seeded).
+fn mlp(g: &Graph) -> Result<(Tensor<'_>, Tensor<'_>)> {
+    let x = g.input("x", [Dim::sym("B"), 2.into()])?;
+    let mut h = x;
+    for (layer, (inputs, outputs)) in [(2, 20), (20, 20), (20, 2)].into_iter().enumerate() {
+        h = layers::Linear::new(g, &format!("layer{}", layer + 1), inputs, outputs)?.forward(h)?;
+        if layer < 2 {
+            h = layers::relu(h)?;
+        }
+    }
+    Ok((x, h))
+}
+
+/// A fresh directory under the system's temporary directory.
+fn temp_dir(test: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("kiln-export-test-{test}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("creating a temporary directory");
+    dir
+}
+
+/// `count · 2` normal values from a fixed seed (Box-Muller over a 64-bit LCG).
+fn normal_inputs(count: usize, seed: u64) -> Vec<f32> {
+    let mut state = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+    let mut uniform = move || {
+        state = state.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        ((state >> 11) as f64 + 0.5) / (1u64 << 53) as f64
+    };
+    (0..count * 2)
+        .map(|_| ((-2.0 * uniform().ln()).sqrt() * (std::f64::consts::TAU * uniform()).cos()) as f32)
+        .collect()
+}
+
+/// The JIT's outputs on `inputs`, compiled to compute the artifact's bits (no GEMM, the
+/// target's FMA).
+fn jit_outputs(artifact: &Artifact, params: &ParamStore, inputs: &[f32]) -> Vec<f32> {
+    let g = Graph::new();
+    let (x, y) = mlp(&g).unwrap();
+    let options = Options { gemm: false, fma: artifact.target().fma().unwrap() };
+    let mut f = function_with(&g, &[x], &[y], &[], &options).unwrap();
+    f.set_params(params).unwrap();
+    let out = f.call(&[Value::f32([inputs.len() / 2, 2], inputs.to_vec())]).unwrap();
+    match out[0].data() {
+        Data::F32(values) => values.clone(),
+        other => panic!("the output is not f32: {other:?}"),
+    }
+}
+
+fn export_mlp(name: &str) -> (Artifact, ParamStore) {
+    let g = Graph::new();
+    let (x, y) = mlp(&g).unwrap();
+    let params = ParamStore::init(&g, 7);
+    let artifact = Model::new(&g, x, y).export(&params, &ExportOptions::new(name)).unwrap();
+    (artifact, params)
+}
+
+/// Runs `command`, failing the test with a clear message if the program is missing.
+fn run(command: &mut Command) -> Output {
+    let program = command.get_program().to_string_lossy().into_owned();
+    command.output().unwrap_or_else(|e| panic!("cannot run `{program}` ({e}): these tests need it on PATH"))
+}
+
+fn check(output: &Output, what: &str) {
+    assert!(
+        output.status.success(),
+        "{what} failed ({}):\n{}\n{}",
+        output.status,
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
+fn floats(bytes: &[u8]) -> Vec<f32> {
+    bytes.chunks_exact(4).map(|c| f32::from_le_bytes(c.try_into().unwrap())).collect()
+}
+
+fn bits(values: &[f32]) -> Vec<u32> {
+    values.iter().map(|v| v.to_bits()).collect()
+}
+
+const C_TEST: &str = r#"#include <stdio.h>
+#include <stdlib.h>
+#include "mlp.h"
+
+int main(int argc, char **argv) {
+    long rows = atol(argv[1]);
+    float *input = malloc(rows * 2 * sizeof(float)), *output = malloc(rows * 2 * sizeof(float));
+    FILE *in = fopen("inputs.bin", "rb");
+    if (fread(input, sizeof(float), rows * 2, in) != (size_t)(rows * 2)) return 3;
+    fclose(in);
+    void *scratch = malloc(mlp_scratch_bytes(rows));
+    if (mlp_infer(input, rows, output, scratch) != 0) return 4;
+    FILE *out = fopen("batch.bin", "wb");
+    fwrite(output, sizeof(float), rows * 2, out);
+    fclose(out);
+    /* Row by row, at batch 1, with scratch sized for one row. */
+    void *small = malloc(mlp_scratch_bytes(1));
+    for (long r = 0; r < rows; r++)
+        if (mlp_infer(input + 2 * r, 1, output + 2 * r, small) != 0) return 5;
+    out = fopen("rows.bin", "wb");
+    fwrite(output, sizeof(float), rows * 2, out);
+    fclose(out);
+    printf("null_input=%d null_output=%d null_scratch=%d negative=%d too_large=%d empty=%d\n",
+           mlp_infer(NULL, 1, output, small), mlp_infer(input, 1, NULL, small), mlp_infer(input, 1, output, NULL),
+           mlp_infer(input, -1, output, small), mlp_infer(input, mlp_max_batch() + 1, output, small),
+           mlp_infer(input, 0, output, NULL));
+    printf("sizes=%lld,%lld scratch_negative=%zu scratch_huge=%zu abi=%d version=%s\n",
+           (long long)mlp_input_size(), (long long)mlp_output_size(), mlp_scratch_bytes(-1),
+           mlp_scratch_bytes(INT64_MAX), mlp_abi_version(), mlp_version());
+    return 0;
+}
+"#;
+
+#[test]
+fn the_static_library_links_into_a_c_program_and_matches_the_jit_bit_for_bit() {
+    let (artifact, params) = export_mlp("mlp");
+    let dir = temp_dir("static");
+    let library = artifact.write_static_library(&dir).unwrap();
+    assert_eq!(library, dir.join("libmlp.a"));
+    assert!(dir.join("mlp.h").exists());
+    let inputs = normal_inputs(1000, 42);
+    let bytes: Vec<u8> = inputs.iter().flat_map(|v| v.to_le_bytes()).collect();
+    std::fs::write(dir.join("inputs.bin"), bytes).unwrap();
+    std::fs::write(dir.join("test.c"), C_TEST).unwrap();
+    let cc = c_compiler();
+    check(&run(Command::new(&cc).current_dir(&dir).args(["-O2", "-o", "test", "test.c", "-L.", "-lmlp"])), "cc");
+    let output = run(Command::new(dir.join("test")).current_dir(&dir).arg("1000"));
+    check(&output, "the C test program");
+    let report = String::from_utf8_lossy(&output.stdout);
+    assert!(report.contains("null_input=1 null_output=1 null_scratch=1 negative=2 too_large=3 empty=0"), "{report}");
+    assert!(
+        report.contains("sizes=2,2 scratch_negative=0 scratch_huge=0 abi=1 version=mlp [B, 2] -> [B, 2]"),
+        "{report}"
+    );
+    let expected = jit_outputs(&artifact, &params, &inputs);
+    let batch = floats(&std::fs::read(dir.join("batch.bin")).unwrap());
+    let rows = floats(&std::fs::read(dir.join("rows.bin")).unwrap());
+    assert_eq!(bits(&batch), bits(&expected), "batch of 1000 against the JIT");
+    assert_eq!(bits(&rows), bits(&expected), "1000 calls at batch 1 against the JIT");
+}
+
+fn executable(dir: &Path) -> (PathBuf, Artifact, ParamStore) {
+    let (artifact, params) = export_mlp("mlp");
+    let path = artifact.link_executable(dir).unwrap();
+    (path, artifact, params)
+}
+
+fn run_with_stdin(program: &Path, args: &[&str], stdin: &str) -> Output {
+    use std::io::Write;
+    let mut child = Command::new(program)
+        .args(args)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(stdin.as_bytes()).unwrap();
+    child.wait_with_output().unwrap()
+}
+
+#[test]
+fn the_executable_predicts_rows_and_rejects_malformed_ones() {
+    let dir = temp_dir("executable");
+    let (program, artifact, params) = executable(&dir);
+    let size = std::fs::metadata(&program).unwrap().len();
+    assert!(size <= 64 * 1024, "the stripped executable has {size} bytes");
+
+    let help = run(Command::new(&program).arg("--help"));
+    check(&help, "--help");
+    assert!(String::from_utf8_lossy(&help.stdout).contains("usage:"));
+
+    // CSV and blank-separated rows, a comment and a blank line; raw outputs are the JIT's bits.
+    let inputs = normal_inputs(50, 3);
+    let mut text = String::from("# x, y\n\n");
+    for (i, row) in inputs.chunks(2).enumerate() {
+        let separator = if i % 2 == 0 { ", " } else { " \t" };
+        text.push_str(&format!("{:?}{separator}{:?}\n", row[0], row[1]));
+    }
+    let expected = jit_outputs(&artifact, &params, &inputs);
+    let raw = run_with_stdin(&program, &["--raw"], &text);
+    check(&raw, "--raw");
+    let printed: Vec<f32> =
+        String::from_utf8_lossy(&raw.stdout).split_whitespace().map(|v| v.parse().unwrap()).collect();
+    assert_eq!(bits(&printed), bits(&expected));
+
+    // From a file: the class, then the softmax probabilities.
+    std::fs::write(dir.join("rows.csv"), &text).unwrap();
+    let classes = run(Command::new(&program).arg(dir.join("rows.csv")));
+    check(&classes, "classes");
+    let stdout = String::from_utf8_lossy(&classes.stdout);
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert_eq!(lines.len(), 50);
+    for (line, out) in lines.iter().zip(expected.chunks(2)) {
+        let fields: Vec<f64> = line.split(' ').map(|v| v.parse().unwrap()).collect();
+        let class = if out[1] > out[0] { 1.0 } else { 0.0 };
+        let p1 = 1.0 / (1.0 + (f64::from(out[0]) - f64::from(out[1])).exp());
+        assert_eq!(fields[0], class, "{line}");
+        assert!((fields[2] - p1).abs() < 1e-6 && (fields[1] + fields[2] - 1.0).abs() < 1e-5, "{line}");
+    }
+
+    // Malformed rows: the line number on stderr, exit code 2, nothing on stdout.
+    for (input, message) in [
+        ("0.5, 1\n1, 2, 3\n", "line 2: expected 2 numbers, got 3"),
+        ("0.5, 1\n\n0.25\n", "line 3: expected 2 numbers, got 1"),
+        ("1, x\n", "line 1: `x` is not a number"),
+        ("1,,2\n", "line 1: an empty field"),
+        ("1 2\n3 4abc\n", "line 2: `a` after a number"),
+    ] {
+        let output = run_with_stdin(&program, &[], input);
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(2), "{input:?}: {stderr}");
+        assert!(stderr.contains(message), "{input:?}: {stderr}");
+        assert!(output.stdout.is_empty(), "{input:?} printed {:?}", String::from_utf8_lossy(&output.stdout));
+    }
+    let unknown = run(Command::new(&program).arg("--bogus"));
+    assert_eq!(unknown.status.code(), Some(2));
+    let empty = run_with_stdin(&program, &[], "");
+    check(&empty, "empty input");
+    assert!(empty.stdout.is_empty());
+}
+
+#[test]
+fn the_object_file_is_an_elf_relocatable_object_for_the_host() {
+    let (artifact, _) = export_mlp("mlp");
+    let dir = temp_dir("object");
+    let path = artifact.write_object(&dir).unwrap();
+    let bytes = std::fs::read(path).unwrap();
+    assert_eq!(&bytes[..4], b"\x7fELF");
+    assert_eq!(u16::from_le_bytes([bytes[16], bytes[17]]), 1, "ET_REL");
+    let machine = u16::from_le_bytes([bytes[18], bytes[19]]);
+    let expected = if cfg!(target_arch = "x86_64") { 62 } else { 183 };
+    assert_eq!(machine, expected);
+    assert!(
+        artifact.header().contains("int mlp_infer(const float *input, int64_t batch, float *output, void *scratch);")
+    );
+    assert_eq!((artifact.input_size(), artifact.output_size()), (2, 2));
+}
+
+#[test]
+fn the_rust_bindings_build_with_rustc_and_match_the_jit() {
+    let (artifact, params) = export_mlp("mlp");
+    let dir = temp_dir("bindings");
+    artifact.write_static_library(&dir).unwrap();
+    artifact.write_rust_bindings(&dir).unwrap();
+    let inputs = normal_inputs(10, 5);
+    let main = format!(
+        "mod mlp;\nfn main() {{\n    let input: Vec<f32> = vec!{inputs:?};\n    let out = mlp::infer(&input, 10).unwrap();\n    \
+         for v in out {{ println!(\"{{}}\", v.to_bits()); }}\n    assert_eq!(mlp::infer(&input, 3), \
+         Err(mlp::Error::InputLength {{ expected: 6, got: 20 }}));\n    eprintln!(\"{{}}\", mlp::version());\n}}\n"
+    );
+    std::fs::write(dir.join("main.rs"), main).unwrap();
+    let rustc = std::env::var("RUSTC").unwrap_or_else(|_| "rustc".into());
+    let build = run(Command::new(&rustc).current_dir(&dir).args(["--edition", "2021", "-O", "-L", ".", "main.rs"]));
+    check(&build, "rustc");
+    let output = run(&mut Command::new(dir.join("main")));
+    check(&output, "the Rust program");
+    let printed: Vec<u32> = String::from_utf8_lossy(&output.stdout).lines().map(|l| l.parse().unwrap()).collect();
+    assert_eq!(printed, bits(&jit_outputs(&artifact, &params, &inputs)));
+}
+
+#[test]
+fn bad_exports_are_errors() {
+    let g = Graph::new();
+    let (x, y) = mlp(&g).unwrap();
+    let params = ParamStore::init(&g, 0);
+    let error = Model::new(&g, x, y).export(&params, &ExportOptions::new("not a name")).unwrap_err();
+    assert!(matches!(error, Error::Export { .. }), "{error}");
+    let error = Model::new(&g, x, y).export(&ParamStore::new(), &ExportOptions::new("m")).unwrap_err();
+    assert!(matches!(error, Error::MissingParam { .. }), "{error}");
+    let fixed = g.input("fixed", [3, 2]).unwrap();
+    let error = Model::new(&g, fixed, fixed * 2.0).export(&params, &ExportOptions::new("m")).unwrap_err();
+    assert!(error.to_string().contains("symbolic batch"), "{error}");
+}
