@@ -38,9 +38,12 @@ pub use kiln_runtime::{
 };
 pub use kiln_runtime::{optim, plot};
 
+pub use kiln_macros::model;
+
 /// Everything a model author needs, in one import: `use kiln::prelude::*;`.
 pub mod prelude {
     pub use kiln_compiler::prelude::*;
+    pub use kiln_macros::model;
     pub use kiln_runtime::optim::{Adagrad, Adam, Ema, LrSchedule, Optimizer, ParamGroup, RmsProp, Schedule, Sgd};
     pub use kiln_runtime::{Function, Histogram, Objective, Settings, Trainer, function};
 }

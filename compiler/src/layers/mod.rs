@@ -6,10 +6,15 @@
 //! softplus and the logistic loss), so neither its value nor its gradient overflows.
 
 mod functional;
+mod module;
 mod modules;
 
 pub use functional::{
     binary_cross_entropy_with_logits, cross_entropy, layer_norm, linear, log_softmax, mean, mean_all, mse, relu,
     sigmoid, softmax, softplus, var,
+};
+pub use module::{
+    Activation, DeclaredDim, Dropout, Embedding, InitRule, Layer, Module, ParamSpec, Scope, Sequential, ShapeCheck,
+    Summary, named_parameters, parameter_counts, summary,
 };
 pub use modules::{LayerNorm, Linear};

@@ -1,5 +1,6 @@
 //! Layers: params declared under a dotted name prefix, plus the function that applies them.
 
+use super::Scope;
 use crate::error::Result;
 use crate::graph::{Graph, Init, Tensor};
 
@@ -27,9 +28,17 @@ impl<'g> Linear<'g> {
     /// Declares the layer's params in `graph`.
     #[track_caller]
     pub fn new(graph: &'g Graph, name: &str, inputs: usize, outputs: usize) -> Result<Linear<'g>> {
+        Self::build(&Scope::with_prefix(graph, name), inputs, outputs)
+    }
+
+    /// Declares the layer's params `weight` and `bias` in `scope`.
+    #[track_caller]
+    pub fn build(scope: &Scope<'g, '_>, inputs: usize, outputs: usize) -> Result<Linear<'g>> {
         let bound = 1.0 / (inputs.max(1) as f64).sqrt();
         let init = Init::Uniform { low: -bound, high: bound };
-        Self::with_init(graph, name, inputs, outputs, init.clone(), init)
+        let weight = scope.param("weight", &[outputs, inputs], init.clone())?;
+        let bias = scope.param("bias", &[outputs], init)?;
+        Ok(Linear { weight, bias })
     }
 
     /// Declares the layer's params with chosen initializers.
@@ -70,8 +79,14 @@ impl<'g> LayerNorm<'g> {
     /// Declares the layer's params in `graph`, with `eps = 1e-5`.
     #[track_caller]
     pub fn new(graph: &'g Graph, name: &str, dim: usize) -> Result<LayerNorm<'g>> {
-        let weight = graph.param(&format!("{name}.weight"), [dim], Init::ONES)?;
-        let bias = graph.param(&format!("{name}.bias"), [dim], Init::ZEROS)?;
+        Self::build(&Scope::with_prefix(graph, name), dim)
+    }
+
+    /// Declares the layer's params `weight` and `bias` in `scope`, with `eps = 1e-5`.
+    #[track_caller]
+    pub fn build(scope: &Scope<'g, '_>, dim: usize) -> Result<LayerNorm<'g>> {
+        let weight = scope.param("weight", &[dim], Init::ONES)?;
+        let bias = scope.param("bias", &[dim], Init::ZEROS)?;
         Ok(LayerNorm { weight, bias, eps: 1e-5 })
     }
 
