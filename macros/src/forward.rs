@@ -113,25 +113,25 @@ impl<'f> Checker<'f> {
         Checker { fields, bindings, errors: Vec::new() }
     }
 
-    fn error(&mut self, span: Span, message: String) {
-        self.errors.push(syn::Error::new(span, message));
+    fn error(&mut self, tokens: impl quote::ToTokens, message: String) {
+        self.errors.push(syn::Error::new_spanned(tokens, message));
     }
 
     /// Checks the statements of `body`, then its result against `output`.
     pub fn check_body(&mut self, body: &Block, output: Option<&[Dim]>) {
         let mut result: Shape = None;
-        let mut result_span = body.span();
+        let mut result_expr: Option<&Expr> = None;
         for stmt in &body.stmts {
             match stmt {
                 Stmt::Local(local) => {
-                    let shape = local.init.as_ref().map_or(None, |init| self.infer(&init.expr));
+                    let shape = local.init.as_ref().and_then(|init| self.infer(&init.expr));
                     if let Pat::Ident(ident) = &local.pat {
                         self.bindings.push((ident.ident.to_string(), shape));
                     }
                 }
                 Stmt::Expr(expr, None) => {
                     result = self.infer(expr);
-                    result_span = expr.span();
+                    result_expr = Some(expr);
                 }
                 Stmt::Expr(expr, Some(_)) => {
                     self.infer(expr);
@@ -139,11 +139,11 @@ impl<'f> Checker<'f> {
                 _ => {}
             }
         }
-        if let (Some(result), Some(output)) = (result, output)
+        if let (Some(result), Some(output), Some(expr)) = (result, output, result_expr)
             && contradicts(&result, output)
         {
             let message = format!("`forward` returns {}, but is declared to return {}", show(&result), show(output));
-            self.error(result_span, message);
+            self.error(expr, message);
         }
     }
 
@@ -165,7 +165,7 @@ impl<'f> Checker<'f> {
                     Some(shape) => Some(shape),
                     None => {
                         let message = format!("cannot broadcast {} with {}", show(&left), show(&right));
-                        self.error(binary.span(), message);
+                        self.error(binary, message);
                         None
                     }
                 }
@@ -174,8 +174,8 @@ impl<'f> Checker<'f> {
                 let field = layer_call(expr, self.fields)?;
                 let argument = call.args.first()?;
                 let input = self.infer(argument);
-                let name = field.name.to_string();
-                self.layer_output(&field.layer, &name, input, argument)
+                let (name, what) = (field.name.to_string(), format!("`{}`", quote!(#argument)));
+                self.layer_output(&field.layer, &name, input, &what, argument)
             }
             Expr::MethodCall(call) => {
                 let receiver = self.infer(&call.receiver);
@@ -196,29 +196,26 @@ impl<'f> Checker<'f> {
         }
     }
 
-    /// The shape `layer` (called `name`) gives for `input`, reporting a width it cannot take.
-    fn layer_output(&mut self, layer: &LayerSpec, name: &str, input: Shape, argument: &Expr) -> Shape {
+    /// The shape `layer` (called `name`) gives for `input` (described as `what`), reporting a
+    /// width it cannot take at `argument`.
+    fn layer_output(&mut self, layer: &LayerSpec, name: &str, input: Shape, what: &str, argument: &Expr) -> Shape {
         let mut dims = input?;
         let expect_last = |checker: &mut Self, dims: &[Dim], want: Option<usize>| {
             let (Some(want), Some(Dim::Static(last))) = (want, dims.last()) else { return };
             if *last != want {
-                let shown = quote!(#argument).to_string();
                 let message = format!(
-                    "`{name}` is {}: its input's last dim must be {want}, but `{shown}` has shape {}",
+                    "`{name}` is {}: its input's last dim must be {want}, but {what} has shape {}",
                     layer.describe(),
                     show(dims)
                 );
-                checker.error(argument.span(), message);
+                checker.error(argument, message);
             }
         };
         match layer {
             LayerSpec::Linear { inputs, outputs } => {
                 expect_last(self, &dims, inputs.value);
                 let last = outputs.value.map_or(Dim::Unknown, Dim::Static);
-                match dims.last_mut() {
-                    Some(d) => *d = last,
-                    None => return None,
-                }
+                *dims.last_mut()? = last;
                 Some(dims)
             }
             LayerSpec::Embedding { dim, .. } => {
@@ -232,8 +229,11 @@ impl<'f> Checker<'f> {
             LayerSpec::Dropout { .. } | LayerSpec::Activation { .. } => Some(dims),
             LayerSpec::Sequential { layers } => {
                 let mut shape = Some(dims);
+                let mut what = what.to_string();
                 for (i, inner) in layers.iter().enumerate() {
-                    shape = self.layer_output(inner, &format!("{name}.{i}"), shape, argument);
+                    let part = format!("{name}.{i}");
+                    shape = self.layer_output(inner, &part, shape, &what, argument);
+                    what = format!("the output of `{part}`");
                 }
                 shape
             }
@@ -313,12 +313,13 @@ impl VisitMut for Rewriter<'_> {
             let builtin = !matches!(field.layer, LayerSpec::Model { .. });
             if builtin && call.args.len() != 1 {
                 let message = format!(
-                    "`{}` is {}: it takes 1 argument, but {} were given",
+                    "`{}` is {}: it takes 1 argument, but {} {} given",
                     field.name,
                     field.layer.describe(),
-                    call.args.len()
+                    call.args.len(),
+                    if call.args.len() == 1 { "was" } else { "were" }
                 );
-                self.errors.push(syn::Error::new(call.span(), message));
+                self.errors.push(syn::Error::new_spanned(&*call, message));
                 return;
             }
             let (method, args) = (&call.method, &call.args);
@@ -328,8 +329,10 @@ impl VisitMut for Rewriter<'_> {
         {
             if call.args.len() != arity {
                 let plural = if arity == 1 { "argument" } else { "arguments" };
-                let message = format!("`{name}` takes {arity} {plural}, but {} were given", call.args.len());
-                self.errors.push(syn::Error::new(call.span(), message));
+                let given = call.args.len();
+                let verb = if given == 1 { "was" } else { "were" };
+                let message = format!("`{name}` takes {arity} {plural}, but {given} {verb} given");
+                self.errors.push(syn::Error::new_spanned(&*call, message));
                 return;
             }
             let args = &call.args;
