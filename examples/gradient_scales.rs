@@ -1,26 +1,125 @@
-//! The gradient-scales notebook's training loop, in kiln.
+//! The gradient-scales notebook, end to end, in kiln.
 //!
-//! A 2 → 20 → 20 → 2 ReLU MLP learns whether a point (x, y) lies above `y = sin(3x)`. As in
-//! the notebook, the params start from a deliberately poor rule (`linspace(0, i % 3 - 1)` for
-//! the i-th param) and train with plain SGD (lr 0.01) on fresh batches of 10000 normal points.
+//! A 2 → 20 → 20 → 2 ReLU MLP learns whether a point (x, y) lies above `y = sin(3x)`, from
+//! fresh batches of 10000 standard normal points at every step, for 1024 steps. The notebook's
+//! lesson: started from its deliberately poor `linspace` initialization, plain SGD barely
+//! moves, because the gradients of different params differ by orders of magnitude; a good
+//! initialization, or an optimizer that rescales each param's step (momentum, RMSprop, Adam),
+//! fixes it. The example first trains every optimizer from both initializations and prints
+//! their held-out accuracies side by side, then trains one configuration in detail:
 //!
-//! The whole step is one graph: the batch is drawn inside it from a counter-based generator
-//! (the step number is the counter), and kiln's `Trainer` adds the gradients and the SGD
-//! updates as graph nodes, compiles the step once to native code and runs it 1024 times,
-//! with the gradient diagnostics at the notebook's occasional iterations.
+//! - at iterations 0, 1, 3, 7, ... (the notebook's `ocassional`) the loss, the accuracy and a
+//!   log10 histogram of |gradient| over all params;
+//! - pictures of the target and of what the network learned, in the terminal and as
+//!   `gradient_scales.png` (with the last histogram below), and the loss and accuracy curves
+//!   as `gradient_scales_curves.png`;
+//! - last line: `held-out accuracy: <value>` on 10000 points never trained on.
 //!
-//! At iterations 0, 1, 3, 7, ... it prints the loss, the accuracy and a log10 histogram of
-//! |gradient| over all params; at the end, pictures of the target and of what the network
-//! learned, in the terminal and as `gradient_scales.png` (with the last histogram below), and
-//! the loss and accuracy curves as `gradient_scales_curves.png`.
+//! One optimizer is written here, as the notebook asks its reader to: Adam built from two
+//! exponential moving averages, with the bias correction that makes their early values right.
 //!
-//! Run: `cargo run --release --example gradient_scales [-- --steps N]`
+//! Each step is one compiled graph: the batch is drawn inside it from a counter-based
+//! generator (the step number is the counter), and the `Trainer` adds the gradients and the
+//! optimizer's updates as graph nodes, so a step is a handful of fused native kernels.
+//!
+//! Run: `cargo run --release --example gradient_scales [-- --optimizer adam --init linspace
+//! --steps 1024 --lr 0.01 --seed 0 --no-compare]`
 
+use kiln::optim::{Schedule, Update};
 use kiln::prelude::*;
 
+model! {
+    /// The notebook's MLP.
+    pub struct Mlp {
+        layer1: Linear(2 => 20),
+        layer2: Linear(20 => 20),
+        layer3: Linear(20 => 2),
+    }
+    fn forward(&self, x: [B, 2]) -> [B, 2] {
+        let h = relu(self.layer1(x));
+        let h = relu(self.layer2(h));
+        self.layer3(h)
+    }
+}
+
 const BATCH: usize = 10_000;
-const LEARNING_RATE: f64 = 0.01;
+const HELD_OUT: usize = 10_000;
 const DATA_SEED: u64 = 2024;
+const HELD_OUT_SEED: u64 = 99;
+
+/// How the params start.
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Start {
+    /// The notebook's: `linspace(0, i % 3 - 1)` over the i-th param.
+    Linspace,
+    /// PyTorch's default for `nn.Linear`: uniform on `±1/sqrt(fan_in)`.
+    Default,
+    /// He et al. for ReLU nets: uniform on `±sqrt(6/fan_in)` for weights, zero biases.
+    Kaiming,
+}
+
+/// The optimizers compared.
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Choice {
+    Sgd,
+    Momentum,
+    RmsProp,
+    Adam,
+    /// [`EmaAdam`], written below.
+    MyAdam,
+}
+
+impl Choice {
+    const ALL: [Choice; 5] = [Choice::Sgd, Choice::Momentum, Choice::RmsProp, Choice::Adam, Choice::MyAdam];
+
+    fn name(self) -> &'static str {
+        match self {
+            Choice::Sgd => "sgd",
+            Choice::Momentum => "momentum",
+            Choice::RmsProp => "rmsprop",
+            Choice::Adam => "adam",
+            Choice::MyAdam => "my-adam",
+        }
+    }
+
+    fn optimizer(self) -> Box<dyn Optimizer> {
+        match self {
+            Choice::Sgd => Box::new(Sgd::new()),
+            Choice::Momentum => Box::new(Sgd::momentum(0.9)),
+            Choice::RmsProp => Box::new(RmsProp::default()),
+            Choice::Adam => Box::new(Adam::new()),
+            Choice::MyAdam => Box::new(EmaAdam { beta1: 0.9, beta2: 0.999, eps: 1e-8 }),
+        }
+    }
+}
+
+/// Adam as the notebook builds it: an EMA of the gradient (momentum), an EMA of its square
+/// (the RMS), each divided by `1 - beta^step` so that their zero start does not shrink the
+/// first steps (the "fix the EMA" exercise), and a step of `lr · m / (sqrt(v) + eps)`.
+struct EmaAdam {
+    beta1: f64,
+    beta2: f64,
+    eps: f64,
+}
+
+impl Optimizer for EmaAdam {
+    fn param_updates<'g>(
+        &self,
+        graph: &'g Graph,
+        param: Tensor<'g>,
+        grad: Tensor<'g>,
+        schedule: &Schedule<'g>,
+    ) -> Result<Vec<Update<'g>>> {
+        let name = param.name().unwrap_or_default();
+        let (momentum, rms) = (Ema { decay: self.beta1 }, Ema { decay: self.beta2 });
+        let (m, m_next) = momentum.update(graph, &format!("my_adam.m.{name}"), grad)?;
+        let (v, v_next) = rms.update(graph, &format!("my_adam.v.{name}"), grad.square()?)?;
+        let m_hat = momentum.debiased(m_next, schedule)?;
+        let v_hat = rms.debiased(v_next, schedule)?;
+        let step = m_hat / (v_hat.sqrt()? + self.eps) * schedule.lr;
+        Ok(vec![(m, m_next), (v, v_next), (param, param - step)])
+    }
+}
 
 /// The notebook's `classify_target`: 1 where `y > sin(3x)`, as i64 labels of shape `[n]`.
 fn classify_target<'g>(points: Tensor<'g>, n: impl Into<Dim>) -> Result<Tensor<'g>> {
@@ -28,35 +127,115 @@ fn classify_target<'g>(points: Tensor<'g>, n: impl Into<Dim>) -> Result<Tensor<'
     y.gt((x * 3.0).sin()?)?.cast(DType::I64)?.reshape([n.into()])
 }
 
-/// The notebook's MLP; `layer1.weight` ... `layer3.bias`, initialised as the notebook does.
-fn mlp<'g>(g: &'g Graph, x: Tensor<'g>) -> Result<Tensor<'g>> {
-    let sizes = [(2, 20), (20, 20), (20, 2)];
-    let mut h = x;
-    for (layer, &(inputs, outputs)) in sizes.iter().enumerate() {
+/// The fraction of rows whose larger logit is the label's.
+fn accuracy<'g>(logits: Tensor<'g>, labels: Tensor<'g>, n: usize) -> Result<Tensor<'g>> {
+    let predicted_one = logits.slice(1, 1, 2)?.gt(logits.slice(1, 0, 1)?)?.cast(DType::I64)?.reshape([n])?;
+    layers::mean_all(predicted_one.eq(labels)?.cast(DType::F32)?)
+}
+
+/// The model, its params started as `start` says.
+fn mlp(g: &Graph, start: Start) -> Result<Mlp<'_>> {
+    Mlp::with_init(g, |param| match start {
         // The notebook: p.data[...] = torch.linspace(0, i % 3 - 1, p.numel()) for the i-th param.
-        let end = |i: usize| (i % 3) as f64 - 1.0;
-        let weight = Init::Linspace { start: 0.0, end: end(2 * layer) };
-        let bias = Init::Linspace { start: 0.0, end: end(2 * layer + 1) };
-        let linear = layers::Linear::with_init(g, &format!("layer{}", layer + 1), inputs, outputs, weight, bias)?;
-        h = linear.forward(h)?;
-        if layer + 1 < sizes.len() {
-            h = layers::relu(h)?;
-        }
-    }
-    Ok(h)
+        Start::Linspace => Some(Init::Linspace { start: 0.0, end: (param.index % 3) as f64 - 1.0 }),
+        Start::Default => None,
+        Start::Kaiming if param.shape.len() == 1 => Some(Init::ZEROS),
+        Start::Kaiming => Some(Init::KaimingUniform),
+    })
 }
 
 /// What to train: the loss on a batch drawn inside the graph from the step counter (the
 /// notebook draws `randn` at every step), and the accuracy on that batch.
-fn objective(g: &Graph) -> Result<Objective<'_>> {
+fn objective<'g>(g: &'g Graph, model: &Mlp<'g>) -> Result<Objective<'g>> {
     let step = g.typed_input("step", Shape::scalar(), DType::I64)?;
     let points = g.random_normal([BATCH, 2], DATA_SEED, step)?;
     let labels = classify_target(points, BATCH)?;
-    let logits = mlp(g, points)?;
+    let logits = model.forward(points)?;
     let loss = layers::cross_entropy(logits, labels)?;
-    let predicted_one = logits.slice(1, 1, 2)?.gt(logits.slice(1, 0, 1)?)?.cast(DType::I64)?.reshape([BATCH])?;
-    let accuracy = layers::mean_all(predicted_one.eq(labels)?.cast(DType::F32)?)?;
-    Ok(Objective { loss, inputs: vec![step], metrics: vec![("accuracy".into(), accuracy)] })
+    let metrics = vec![("accuracy".into(), accuracy(logits, labels, BATCH)?)];
+    Ok(Objective { loss, inputs: vec![step], metrics })
+}
+
+struct Options {
+    optimizer: Choice,
+    start: Start,
+    steps: u64,
+    lr: f64,
+    seed: u64,
+    compare: bool,
+}
+
+/// What one training run gives.
+struct Run {
+    held_out: f64,
+    params: ParamStore,
+    losses: Vec<f64>,
+    accuracies: Vec<f64>,
+    histogram: Option<Histogram>,
+}
+
+fn train(choice: Choice, start: Start, options: &Options, verbose: bool) -> Result<Run> {
+    let g = Graph::new();
+    let model = mlp(&g, start)?;
+    let objective = objective(&g, &model)?;
+    let optimizer = choice.optimizer();
+    let mut trainer = Trainer::new(&g, &objective, &Settings::new(&*optimizer, options.lr))?;
+    trainer.set_params(&ParamStore::init(&g, options.seed))?;
+    if verbose {
+        println!("{model}");
+        let step = trainer.function();
+        println!(
+            "training step: {} graph nodes, compiled to {} kernels in {:.1} ms ({} threads)",
+            g.len(),
+            step.kernel_count(),
+            step.compile_time().as_secs_f64() * 1e3,
+            step.threads()
+        );
+    }
+    let (mut losses, mut accuracies, mut histogram) = (Vec::new(), Vec::new(), None);
+    for iteration in 0..options.steps {
+        let report = trainer.step(&[Value::i64([], vec![iteration as i64])])?;
+        let accuracy = report.metrics[0].1;
+        losses.push(report.loss);
+        accuracies.push(accuracy);
+        if let Some(diagnostics) = report.diagnostics {
+            if verbose {
+                println!("Iteration {iteration} loss {:.4} accuracy: {accuracy:.4}", report.loss);
+                print!("  log10 |gradient| over all params:\n{}", diagnostics.histogram);
+            }
+            histogram = Some(diagnostics.histogram);
+        }
+    }
+    if verbose {
+        println!("{} steps at {:.0} steps/s", options.steps, trainer.steps_per_second());
+    }
+    let params = trainer.params();
+    Ok(Run { held_out: held_out_accuracy(&params)?, params, losses, accuracies, histogram })
+}
+
+/// Accuracy on 10000 points drawn once, apart from every training batch.
+fn held_out_accuracy(params: &ParamStore) -> Result<f64> {
+    let g = Graph::new();
+    let model = Mlp::new(&g)?;
+    let points = g.random_normal([HELD_OUT, 2], HELD_OUT_SEED, g.typed_scalar(0.0, DType::I64))?;
+    let labels = classify_target(points, HELD_OUT)?;
+    let accuracy = accuracy(model.forward(points)?, labels, HELD_OUT)?;
+    let mut evaluate = function(&g, &[], &[accuracy], &[])?;
+    evaluate.set_params(params)?;
+    Ok(evaluate.call(&[])?[0].to_f64_vec()[0])
+}
+
+/// Every optimizer from the notebook's initialization and from a good one, side by side.
+fn compare(options: &Options) -> Result<()> {
+    println!("held-out accuracy after {} steps at lr {} (seed {}):", options.steps, options.lr, options.seed);
+    println!("  {:<10} {:>10} {:>14}", "optimizer", "linspace", "default init");
+    for choice in Choice::ALL {
+        let bad = train(choice, Start::Linspace, options, false)?.held_out;
+        let good = train(choice, Start::Default, options, false)?.held_out;
+        println!("  {:<10} {bad:>10.4} {good:>14.4}", choice.name());
+    }
+    println!();
+    Ok(())
 }
 
 /// Draws a function on [-2, 2]² as text: `#` for class 1, `.` for class 0.
@@ -78,19 +257,22 @@ fn grid(width: usize, height: usize) -> Value {
     Value::f32([width * height, 2], values)
 }
 
+/// The notebook's `visualize_net`: the target and the network's output over a grid, through
+/// the model's interpreter twin (`Mlp::run`).
 fn show_what_was_learned(params: &ParamStore, histogram: Option<&Histogram>) -> Result<()> {
     let (width, height) = (64, 24);
     let g = Graph::new();
-    let x = g.input("x", [Dim::sym("N"), 2.into()])?;
-    let target = classify_target(x, "N")?.cast(DType::F32)?;
-    let score = layers::softmax(mlp(&g, x)?, 1)?.slice(1, 1, 2)?;
-    let feeds = Feeds::from([("x", grid(width, height))]);
-    let out = Interpreter::new(&g).run(&feeds, params, &[target, score])?;
-    let target: Vec<bool> = out[0].to_f64_vec().iter().map(|&t| t > 0.5).collect();
-    let learned: Vec<bool> = out[1].to_f64_vec().iter().map(|&p| p > 0.5).collect();
+    let model = Mlp::new(&g)?;
+    let points = grid(width, height);
+    let logits = model.run(params, [points.clone()])?.to_f64_vec();
+    let learned: Vec<bool> = logits.chunks(2).map(|l| l[1] > l[0]).collect();
+    let x = g.input("x", [width * height, 2])?;
+    let target = classify_target(x, width * height)?;
+    let target = Interpreter::new(&g).run(&Feeds::from([("x", points)]), params, &[target])?;
+    let target: Vec<bool> = target[0].to_f64_vec().iter().map(|&t| t > 0.5).collect();
     let agree = target.iter().zip(&learned).filter(|(a, b)| a == b).count();
     println!("\ntarget (# where y > sin(3x)), x and y in [-2, 2]:\n{}", picture(&target, width));
-    println!("\nnetwork output (# where p(class 1) > 0.5):\n{}", picture(&learned, width));
+    println!("\nnetwork output (# where it predicts class 1):\n{}", picture(&learned, width));
     println!("\nthe pictures agree on {:.1}% of the grid", 100.0 * agree as f64 / target.len() as f64);
     let path = std::path::Path::new("gradient_scales.png");
     kiln::plot::save_picture(&target, &learned, (width, height), histogram, path)?;
@@ -98,45 +280,59 @@ fn show_what_was_learned(params: &ParamStore, histogram: Option<&Histogram>) -> 
     Ok(())
 }
 
-fn steps_from_args() -> Result<u64, String> {
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    match args.as_slice() {
-        [] => Ok(1024),
-        [flag, n] if flag == "--steps" => n.parse().map_err(|_| format!("--steps needs a number, got `{n}`")),
-        _ => Err(format!("usage: gradient_scales [--steps N], got {args:?}")),
+const USAGE: &str = "usage: gradient_scales [--optimizer sgd|momentum|rmsprop|adam|my-adam] \
+    [--init linspace|default|kaiming] [--steps N] [--lr RATE] [--seed N] [--no-compare]";
+
+fn parse_options() -> Result<Options, String> {
+    let mut options =
+        Options { optimizer: Choice::Adam, start: Start::Linspace, steps: 1024, lr: 0.01, seed: 0, compare: true };
+    let mut args = std::env::args().skip(1);
+    while let Some(flag) = args.next() {
+        if flag == "--no-compare" {
+            options.compare = false;
+            continue;
+        }
+        if flag == "--help" || flag == "-h" {
+            return Err(USAGE.into());
+        }
+        let value = args.next().ok_or_else(|| format!("{flag} needs a value\n{USAGE}"))?;
+        let number = |what: &str| format!("{flag} needs {what}, got `{value}`");
+        match flag.as_str() {
+            "--optimizer" => {
+                options.optimizer = Choice::ALL
+                    .into_iter()
+                    .find(|c| c.name() == value)
+                    .ok_or_else(|| format!("unknown optimizer `{value}`\n{USAGE}"))?;
+            }
+            "--init" => {
+                options.start = match value.as_str() {
+                    "linspace" => Start::Linspace,
+                    "default" => Start::Default,
+                    "kaiming" => Start::Kaiming,
+                    _ => return Err(format!("unknown init `{value}`\n{USAGE}")),
+                };
+            }
+            "--steps" => options.steps = value.parse().map_err(|_| number("a number of steps"))?,
+            "--lr" => options.lr = value.parse().map_err(|_| number("a learning rate"))?,
+            "--seed" => options.seed = value.parse().map_err(|_| number("a seed"))?,
+            _ => return Err(format!("unknown flag `{flag}`\n{USAGE}")),
+        }
     }
+    Ok(options)
 }
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let steps = steps_from_args()?;
-    let g = Graph::new();
-    let objective = objective(&g)?;
-    let sgd = Sgd::new();
-    let mut trainer = Trainer::new(&g, &objective, &Settings::new(&sgd, LEARNING_RATE))?;
-    let step = trainer.function();
-    println!(
-        "training step: {} graph nodes, compiled to {} kernels in {:.1} ms ({} threads)",
-        g.len(),
-        step.kernel_count(),
-        step.compile_time().as_secs_f64() * 1e3,
-        step.threads()
-    );
-    let (mut losses, mut accuracies, mut last_histogram) = (Vec::new(), Vec::new(), None);
-    for iteration in 0..steps {
-        let report = trainer.step(&[Value::i64([], vec![iteration as i64])])?;
-        let accuracy = report.metrics[0].1;
-        losses.push(report.loss);
-        accuracies.push(accuracy);
-        if let Some(diagnostics) = report.diagnostics {
-            println!("Iteration {iteration} loss {:.4} accuracy: {accuracy:.4}", report.loss);
-            print!("  log10 |gradient| over all params:\n{}", diagnostics.histogram);
-            last_histogram = Some(diagnostics.histogram);
-        }
+    let options = parse_options()?;
+    if options.compare {
+        compare(&options)?;
     }
-    println!("{steps} steps at {:.0} steps/s", trainer.steps_per_second());
+    let (choice, start) = (options.optimizer, options.start);
+    println!("training with {} from the {start:?} initialization, lr {}:", choice.name(), options.lr);
+    let run = train(choice, start, &options, true)?;
     let curves = std::path::Path::new("gradient_scales_curves.png");
-    kiln::plot::save_curves(&[("loss", &losses), ("accuracy", &accuracies)], curves)?;
+    kiln::plot::save_curves(&[("loss", &run.losses), ("accuracy", &run.accuracies)], curves)?;
     println!("loss and accuracy curves: {}", curves.display());
-    show_what_was_learned(&trainer.params(), last_histogram.as_ref())?;
+    show_what_was_learned(&run.params, run.histogram.as_ref())?;
+    println!("held-out accuracy: {:.4}", run.held_out);
     Ok(())
 }

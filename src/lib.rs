@@ -44,7 +44,9 @@ pub use kiln_macros::model;
 pub mod prelude {
     pub use kiln_compiler::prelude::*;
     pub use kiln_macros::model;
-    pub use kiln_runtime::optim::{Adagrad, Adam, Ema, LrSchedule, Optimizer, ParamGroup, RmsProp, Schedule, Sgd};
+    pub use kiln_runtime::optim::{
+        Adagrad, Adam, Ema, LrSchedule, Optimizer, ParamGroup, RmsProp, Schedule, Sgd, WeightDecayGroups,
+    };
     pub use kiln_runtime::{Function, Histogram, Objective, Settings, Trainer, function};
 }
 

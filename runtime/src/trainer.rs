@@ -263,6 +263,22 @@ impl Trainer {
         self.current().params()
     }
 
+    /// Sets the params named in `store` (pre-trained weights, or a fresh initialisation from
+    /// another seed); every other param and the optimizer's state keep their values. Each name
+    /// must be a param of the step, with its shape; otherwise nothing changes.
+    #[track_caller]
+    pub fn set_params(&mut self, store: &ParamStore) -> Result<()> {
+        let mut params = self.params();
+        for (name, value) in store.iter() {
+            if params.get(name).is_none() {
+                let detail = format!("the training step has no param `{name}`");
+                return Err(Error::Name { detail, location: kiln_compiler::Location::caller() });
+            }
+            params.set(name, value.clone());
+        }
+        self.current_mut().set_params(&params)
+    }
+
     /// Runs `steps` steps, feeding `inputs(iteration)` at each, with a progress bar on a
     /// terminal (plain lines at the diagnosed steps otherwise), and hands every report to
     /// `on_report`, which may print through the `println` it is given without breaking the bar.

@@ -1,11 +1,11 @@
 //! Parameter groups and weight decay, learning-rate factors, gradient clipping and freezing.
 
 use kiln_compiler::prelude::*;
-use kiln_runtime::function;
 use kiln_runtime::optim::{
-    Adam, Optimizer, ParamGroup, Schedule, Sgd, clip_by_global_norm, clip_by_value, group_updates,
+    Adam, Optimizer, ParamGroup, Schedule, Sgd, WeightDecayGroups, clip_by_global_norm, clip_by_value, group_updates,
     split_for_weight_decay,
 };
+use kiln_runtime::{Objective, Settings, Trainer, function};
 
 fn values(f: &kiln_runtime::Function, name: &str) -> Vec<f64> {
     f.params().get(name).unwrap_or_else(|| panic!("no param {name}")).to_f64_vec()
@@ -54,6 +54,33 @@ fn weight_decay_lands_exactly_where_intended() -> Result<()> {
                 assert!((n - want).abs() <= 1e-7 * want.abs().max(1.0), "{name}: {n}, want {want}");
             }
         } else if !name.starts_with("optimizer.") {
+            assert_eq!(old, new, "{name} changed without decay");
+        }
+    }
+    Ok(())
+}
+
+/// The same rule as one optimizer, through the `Trainer`: only `layer.weight` decays.
+#[test]
+fn weight_decay_groups_decay_only_weights_through_the_trainer() -> Result<()> {
+    let g = Graph::new();
+    let loss = model(&g)? * 0.0;
+    let groups = WeightDecayGroups::new(Adam::adamw(0.1), Adam::new(), &["embedding"]);
+    let decays: Vec<(String, bool)> = g.params().iter().map(|(t, name, _)| (name.clone(), groups.decays(*t))).collect();
+    assert_eq!(decays.iter().filter(|(_, d)| *d).map(|(n, _)| n.as_str()).collect::<Vec<_>>(), ["layer.weight"]);
+    let objective = Objective { loss, inputs: vec![g.leaf("x")?, g.leaf("ids")?], metrics: vec![] };
+    let mut trainer = Trainer::new(&g, &objective, &Settings::new(&groups, 0.5))?;
+    let before = trainer.params();
+    trainer.step(&[Value::f32([2, 4], vec![0.5; 8]), Value::i64([2], vec![1, 7])])?;
+    let after = trainer.params();
+    for (name, value) in before.iter().filter(|(name, _)| !name.starts_with("optimizer.")) {
+        let (old, new) = (value.to_f64_vec(), after.get(name).expect("kept").to_f64_vec());
+        if name == "layer.weight" {
+            for (o, n) in old.iter().zip(&new) {
+                let want = ((*o as f32) * (1.0 - 0.5f32 * 0.1)) as f64;
+                assert!((n - want).abs() <= 1e-7 * want.abs().max(1.0), "{name}: {n}, want {want}");
+            }
+        } else {
             assert_eq!(old, new, "{name} changed without decay");
         }
     }

@@ -67,3 +67,44 @@ pub fn group_updates<'g>(
     }
     Ok(updates)
 }
+
+/// The weight-decay rule as one optimizer, ready for a `Trainer`: each param that
+/// [`split_for_weight_decay`] decays is updated by `decayed` (AdamW with decay, say), every
+/// other one by `not_decayed` (the same rule without decay). This is the practitioners'
+/// `add_weight_decay(net, l2_value, skip_list)`: no decay for biases, for 1-D params (norm
+/// layers), or for any param whose name contains an entry of `skip`.
+pub struct WeightDecayGroups {
+    /// The rule for weights.
+    pub decayed: Box<dyn Optimizer>,
+    /// The rule for biases, 1-D params and skipped names.
+    pub not_decayed: Box<dyn Optimizer>,
+    /// Parts of names that never decay (`embed`, say).
+    pub skip: Vec<String>,
+}
+
+impl WeightDecayGroups {
+    /// The groups of `decayed` and `not_decayed`, skipping names that contain any of `skip`.
+    pub fn new(decayed: impl Optimizer + 'static, not_decayed: impl Optimizer + 'static, skip: &[&str]) -> Self {
+        let skip = skip.iter().map(|s| s.to_string()).collect();
+        WeightDecayGroups { decayed: Box::new(decayed), not_decayed: Box::new(not_decayed), skip }
+    }
+
+    /// True if `param` is in the decayed group.
+    pub fn decays(&self, param: Tensor<'_>) -> bool {
+        let skip: Vec<&str> = self.skip.iter().map(String::as_str).collect();
+        !split_for_weight_decay(&[param], &skip).0.is_empty()
+    }
+}
+
+impl Optimizer for WeightDecayGroups {
+    fn param_updates<'g>(
+        &self,
+        graph: &'g Graph,
+        param: Tensor<'g>,
+        grad: Tensor<'g>,
+        schedule: &Schedule<'g>,
+    ) -> Result<Vec<Update<'g>>> {
+        let rule = if self.decays(param) { &self.decayed } else { &self.not_decayed };
+        rule.param_updates(graph, param, grad, schedule)
+    }
+}

@@ -30,7 +30,7 @@ mod sgd;
 pub use adagrad::Adagrad;
 pub use adam::Adam;
 pub use clip::{clip_by_global_norm, clip_by_value};
-pub use groups::{ParamGroup, group_updates, split_for_weight_decay};
+pub use groups::{ParamGroup, WeightDecayGroups, group_updates, split_for_weight_decay};
 pub use rmsprop::RmsProp;
 pub use schedules::LrSchedule;
 pub use sgd::Sgd;
