@@ -21,7 +21,7 @@ use crate::syntax::{LayerSpec, Model};
 
 /// Declares a model: a struct of layers and its `forward`.
 ///
-/// ```ignore
+/// ```text
 /// model! {
 ///     /// The reference notebook's MLP.
 ///     pub struct Mlp {
