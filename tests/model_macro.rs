@@ -219,3 +219,18 @@ fn losses_are_graph_expressions_and_combine() -> Result<()> {
     assert_eq!(values.len(), 9);
     Ok(())
 }
+
+#[test]
+fn the_positional_encoding_follows_the_notes() -> Result<()> {
+    let g = Graph::new();
+    let table = layers::positional_encoding(&g, 4, 3);
+    let values = Interpreter::new(&g).run(&Feeds::new(), &ParamStore::new(), &[table])?[0].to_f64_vec();
+    for pos in 0..4 {
+        for a in 1..=3 {
+            let angle = pos as f64 / a as f64;
+            let want = if pos % 2 == 0 { angle.cos() } else { angle.sin() };
+            assert!((values[pos * 3 + a - 1] - want).abs() < 1e-6, "pos {pos}, a {a}");
+        }
+    }
+    Ok(())
+}

@@ -1,7 +1,8 @@
 //! Composite functions: activations, reductions, losses and normalisation.
 
 use crate::error::{Error, Location, Result};
-use crate::graph::{Dim, Tensor};
+use crate::graph::{Dim, Graph, Tensor};
+use crate::value::Value;
 
 /// `max(x, 0)`, with gradient 0 at 0 (as PyTorch and JAX).
 #[track_caller]
@@ -135,4 +136,20 @@ pub fn linear<'g>(x: Tensor<'g>, weight: Tensor<'g>, bias: Option<Tensor<'g>>) -
         Some(bias) => product.add(bias),
         None => Ok(product),
     }
+}
+
+/// The character-level positional encoding of the practitioners' notes, `[len, dim]`: row
+/// `pos` is `cos(pos / a)` for even positions and `sin(pos / a)` for odd ones, with
+/// `a = 1, 2, ..., dim` over the columns. Multiplied elementwise with the embeddings of a text's
+/// characters and summed over positions, it encodes the order of the characters without a
+/// recurrent net, while characters shared by two spellings still contribute alike.
+pub fn positional_encoding(graph: &Graph, len: usize, dim: usize) -> Tensor<'_> {
+    let mut table = Vec::with_capacity(len * dim);
+    for pos in 0..len {
+        for a in 1..=dim {
+            let angle = pos as f64 / a as f64;
+            table.push(if pos % 2 == 0 { angle.cos() } else { angle.sin() } as f32);
+        }
+    }
+    graph.constant(Value::f32([len, dim], table))
 }
