@@ -36,7 +36,7 @@ pub use kiln_compiler::{
 pub use kiln_runtime::{
     Checkpoint, Diagnostics, Function, Histogram, Objective, ParamScale, Report, Settings, Trainer, function,
 };
-pub use kiln_runtime::{optim, plot};
+pub use kiln_runtime::{export, optim, plot};
 
 pub use kiln_macros::model;
 
@@ -44,6 +44,7 @@ pub use kiln_macros::model;
 pub mod prelude {
     pub use kiln_compiler::prelude::*;
     pub use kiln_macros::model;
+    pub use kiln_runtime::export::ExportOptions;
     pub use kiln_runtime::optim::{
         Adagrad, Adam, Ema, LrSchedule, Optimizer, ParamGroup, RmsProp, Schedule, Sgd, WeightDecayGroups,
     };

@@ -234,3 +234,18 @@ fn the_positional_encoding_follows_the_notes() -> Result<()> {
     }
     Ok(())
 }
+
+#[test]
+fn a_one_input_model_exports_its_forward_half() -> Result<()> {
+    let g = Graph::new();
+    let model = Mlp::new(&g)?;
+    let params = ParamStore::init(&g, 5);
+    let artifact = model.export(&params, &ExportOptions::new("mlp"))?;
+    assert_eq!((artifact.input_size(), artifact.output_size()), (2, 2));
+    assert!(artifact.symbols().iter().any(|s| s == "mlp_infer"), "{:?}", artifact.symbols());
+    assert!(artifact.header().contains("mlp_infer"));
+    // The forward half only: no param update, no gradient in the program.
+    let listing = artifact.program().to_string();
+    assert_eq!(listing.matches(" matmul ").count(), 3, "{listing}");
+    Ok(())
+}

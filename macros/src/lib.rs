@@ -53,7 +53,8 @@ use crate::syntax::{LayerSpec, Model};
 /// param's index, name, shape and default initializer and may choose another),
 /// `Mlp::build(&scope)` (for nesting), `forward`, `inputs()` (declares the graph inputs the
 /// signature describes), `run(&params, [values])` (the interpreter, in eval mode),
-/// `named_parameters()`, `parameters()`, `train()` / `eval()`, and `Display` as a summary.
+/// `named_parameters()`, `parameters()`, `train()` / `eval()`, `export(&params, &options)` (for
+/// models of one input: the forward half as a standalone artifact), and `Display` as a summary.
 #[proc_macro]
 pub fn model(input: TokenStream) -> TokenStream {
     let model = syn::parse_macro_input!(input as Model);
@@ -195,6 +196,29 @@ fn expand(model: Model) -> syn::Result<Tokens> {
     let values = format_ident!("__kiln_values");
     let stmts = &body.stmts;
 
+    let export = (input_count == 1).then(|| {
+        quote! {
+            impl<'g> #name<'g> {
+                /// Compiles `forward` (in eval mode) ahead of time with the trained `params` into
+                /// a standalone artifact: an object file, a static library with its C header, a
+                /// command-line executable, Rust bindings (see `kiln::export`).
+                #[track_caller]
+                pub fn export(
+                    &self,
+                    params: &::kiln::ParamStore,
+                    options: &::kiln::export::ExportOptions,
+                ) -> ::kiln::Result<::kiln::export::Artifact> {
+                    let graph = ::kiln::Graph::new();
+                    let model = #name::build(&::kiln::layers::Scope::with_prefix(&graph, &self.__kiln_prefix))?;
+                    model.eval();
+                    let [input] = model.inputs(&graph)?;
+                    let output = model.forward(input)?;
+                    ::kiln::export::Model::new(&graph, input, output).export(params, options)
+                }
+            }
+        }
+    });
+
     let layer_impl = (input_count == 1).then(|| {
         quote! {
             impl<'g> ::kiln::layers::Layer<'g> for #name<'g> {
@@ -317,6 +341,8 @@ fn expand(model: Model) -> syn::Result<Tokens> {
         }
 
         #layer_impl
+
+        #export
 
         impl ::std::fmt::Display for #name<'_> {
             fn fmt(&self, f: &mut ::std::fmt::Formatter<'_>) -> ::std::fmt::Result {
