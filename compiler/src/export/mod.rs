@@ -10,6 +10,7 @@
 //! overflow. The Cranelift object printer (`codegen::object`) and the C printer
 //! ([`c_source`]) both follow the plan, so both artifacts have the same ABI.
 
+pub mod c_source;
 mod plan;
 
 pub use plan::{ArtifactPlan, ErrorCode, LinearBytes, Placement, SCRATCH_ALIGN, Weight, check_name};

@@ -250,6 +250,23 @@ impl Artifact {
         bindings::bindings(&self.plan)
     }
 
+    /// The same model as one self-contained C file with the same ABI (weights as `static
+    /// const` arrays; see kiln-compiler's `export::c_source`), to build with any C compiler
+    /// (`cc -O3 -march=native -c <name>.c`) next to `<name>.h`. Outputs agree with the object's
+    /// within float rounding (sums in another order, libm's transcendentals), not bit for bit.
+    /// Refuses, with the reason, programs with random draws or computed scatters.
+    pub fn c_source(&self) -> Result<String> {
+        kiln_compiler::export::c_source::print(&self.program, &self.plan)
+    }
+
+    /// Writes [`Artifact::c_source`] to `dir/<name>.c` and the header to `dir/<name>.h`;
+    /// returns the source's path.
+    pub fn write_c_source(&self, dir: &Path) -> Result<PathBuf> {
+        let source = self.c_source()?;
+        self.write_header(dir)?;
+        write(&dir.join(format!("{}.c", self.plan.name)), source.as_bytes())
+    }
+
     /// Writes [`Artifact::rust_bindings`] to `dir/<name>.rs`.
     pub fn write_rust_bindings(&self, dir: &Path) -> Result<PathBuf> {
         write(&dir.join(format!("{}.rs", self.plan.name)), self.rust_bindings().as_bytes())
