@@ -98,7 +98,10 @@ impl ObjectTarget {
                 false
             }
             ("x86_64", Cpu::X86_64V3) => {
-                builder.enable("x86-64-v3").map_err(|e| Error::Bug(format!("x86-64-v3: {e}")))?;
+                // Cranelift's preset leaves `has_avx` off, and its FMA lowering needs it.
+                for flag in ["x86-64-v3", "has_avx"] {
+                    builder.enable(flag).map_err(|e| Error::Bug(format!("{flag}: {e}")))?;
+                }
                 true
             }
             ("x86_64", Cpu::Host) => super::host_has_fma(),
@@ -151,7 +154,9 @@ pub fn emit_object(program: &Program, plan: &ArtifactPlan, target: &ObjectTarget
     let version = define_data(&mut module, &format!("{}_version_string", plan.name), version.as_bytes())?;
     entry::define_entry_points(&mut module, program, plan, &kernels, &weights, version)?;
     let product = module.finish();
-    let libcalls = libcalls.lock().unwrap_or_else(|e| e.into_inner()).clone();
+    let mut libcalls = libcalls.lock().unwrap_or_else(|e| e.into_inner()).clone();
+    libcalls.sort();
+    libcalls.dedup();
     if !libcalls.is_empty() {
         let detail =
             format!("the code calls {} for {}, which an artifact cannot link", libcalls.join(", "), target.triple);
