@@ -3,6 +3,9 @@
 //!
 //! `cargo run --release -p kiln-bench -- <w1|w2|w3|w4|w5|all|matmul> [--threads N] [--repeat N]`
 //!
+//! `export` times the exported MLP (a static library linked into a C benchmark) against the
+//! JIT at one thread (see `export.rs`).
+//!
 //! `matmul` calibrates the GEMM threshold: every matmul shape of the workloads, timed in the
 //! register tile and in the tuned GEMM.
 //!
@@ -11,6 +14,8 @@
 //! (W3: `latency_ns` at batch 1 and `samples_per_s` at batch 10000 instead of steps).
 
 use std::time::Instant;
+
+mod export;
 
 use kiln::prelude::*;
 use kiln_bench as workloads;
@@ -210,7 +215,7 @@ fn main() {
         i += 2;
     }
     let Some(workload) = workload else {
-        eprintln!("usage: kiln-bench <w1|w2|w3|w4|w5|all|matmul> [--threads N] [--repeat N]");
+        eprintln!("usage: kiln-bench <w1|w2|w3|w4|w5|all|matmul|export> [--threads N] [--repeat N]");
         std::process::exit(2);
     };
     // Functions read KILN_THREADS when they are built.
@@ -228,6 +233,12 @@ fn main() {
                 "w4" => report(wide_mlp(), threads),
                 "w5" => report(char_title(), threads),
                 "matmul" => matmul_paths(threads),
+                "export" => {
+                    if let Err(e) = export::run() {
+                        eprintln!("export benchmark failed: {e}");
+                        std::process::exit(1);
+                    }
+                }
                 other => {
                     eprintln!("unknown workload `{other}`; expected w1..w5 or all");
                     std::process::exit(2);
