@@ -83,7 +83,9 @@ pub(super) fn build(
         loops::RegisterEpilogue::new(epilogue, program, target, context)
     });
     let tile_finishes = register_epilogue.is_some();
-    let tile = Tile { operands: &operands, fma: target.fma, widest, unit_columns, epilogue: register_epilogue };
+    let single_batch = kernel.batch.as_fixed() == Some(1);
+    let tile =
+        Tile { operands: &operands, fma: target.fma, widest, unit_columns, single_batch, epilogue: register_epilogue };
     // Each index of the range is one block of CHUNK_ROWS rows × CHUNK_COLUMNS columns.
     let column_chunks = builder.ins().iadd_imm_s(operands.n, gemm::CHUNK_COLUMNS - 1);
     let column_chunks = builder.ins().sdiv_imm_s(column_chunks, gemm::CHUNK_COLUMNS);
@@ -180,6 +182,8 @@ struct Tile<'o> {
     widest: usize,
     /// The right operand's columns are adjacent (column stride 1).
     unit_columns: bool,
+    /// The product has one batch (rows need no division into batch and row).
+    single_batch: bool,
     /// An epilogue applied to the accumulators in registers, before anything is stored.
     epilogue: Option<loops::RegisterEpilogue<'o>>,
 }
@@ -196,8 +200,13 @@ impl Tile<'_> {
         for r in 0..rows {
             let row = builder.ins().iadd_imm_s(first, r as i64);
             row_indices.push(row);
-            let batch = builder.ins().udiv(row, o.m);
-            let i = builder.ins().urem(row, o.m);
+            // One batch: every row is in batch 0, with no division by `m` (a symbolic batch
+            // of rows makes `m` a run-time value, and a division costs tens of cycles).
+            let (batch, i) = if self.single_batch {
+                (builder.ins().iconst(types::I64, 0), row)
+            } else {
+                (builder.ins().udiv(row, o.m), builder.ins().urem(row, o.m))
+            };
             let batch_offset = builder.ins().imul(batch, o.a_strides[0]);
             let row_offset = builder.ins().imul(i, o.a_strides[1]);
             a_rows.push(builder.ins().iadd(batch_offset, row_offset));
