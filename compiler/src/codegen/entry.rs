@@ -198,6 +198,7 @@ fn infer<M: Module>(
             Placement::Output => output,
             Placement::Weight(w) => weight_addresses[w],
             Placement::Scratch(s) => builder.ins().iadd(scratch, offsets[s]),
+            Placement::Unused => zero,
         };
         builder.ins().stack_store(pointer, address, table, (buffer * 8) as i32);
     }

@@ -9,8 +9,8 @@
 //!
 //! Every kernel kind prints: a loop kernel as its loop nest, scalar, with its body one C
 //! statement per expression (reductions accumulate in a local, or in the result for
-//! reductions with kept inner loops); a matmul as a row × column × `k` loop summing in order
-//! of `k` (as the register tile does), then its epilogue over the whole result; a
+//! reductions with kept inner loops); a matmul as a row × `k` × column loop summing each
+//! element in order of `k` (as the register tile does), then its epilogue over the whole result; a
 //! scatter-add (with read updates) as zeroing then adding each row. Random draws and
 //! scatters with computed updates are refused with a reason. Each kernel runs its whole
 //! range in one call.
@@ -384,16 +384,20 @@ fn matmul(out: &mut String, program: &Program, kernel: &MatMulKernel) -> Result<
     let [a0, a1, a2] = kernel.a.1.clone().map(|s| size(&s));
     let [b0, b1, b2] = kernel.b.1.clone().map(|s| size(&s));
     let (m, k, n) = (size(&kernel.m), size(&kernel.k), size(&kernel.n));
+    // Each result row accumulates in place, over `k` outermost: every element still sums in
+    // order of `k` (as the register tile does), and the inner loop over columns is the one a
+    // C compiler vectorises when the columns are adjacent.
     let _ = writeln!(
         out,
         "    const int64_t m = {m}, k = {k}, n = {n}, rows = {} * m;\n    \
          for (int64_t row = 0; row < rows; row++) {{\n        \
          const int64_t batch = row / m, i = row % m;\n        \
-         for (int64_t j = 0; j < n; j++) {{\n            \
-         float sum = 0;\n            \
-         for (int64_t p = 0; p < k; p++)\n                \
-         sum += {a}[batch * {a0} + i * {a1} + p * {a2}] * {b}[batch * {b0} + p * {b1} + j * {b2}];\n            \
-         {o}[row * n + j] = sum;\n        }}\n    }}",
+         float *restrict result = {o} + row * n;\n        \
+         for (int64_t j = 0; j < n; j++) result[j] = 0;\n        \
+         for (int64_t p = 0; p < k; p++) {{\n            \
+         const float x = {a}[batch * {a0} + i * {a1} + p * {a2}];\n            \
+         const float *restrict column = {b} + batch * {b0} + p * {b1};\n            \
+         for (int64_t j = 0; j < n; j++) result[j] += x * column[j * {b2}];\n        }}\n    }}",
         size(&kernel.batch)
     );
     if let Some(epilogue) = &kernel.epilogue {
@@ -469,6 +473,7 @@ fn entry_points(out: &mut String, program: &Program, plan: &ArtifactPlan) {
             Placement::Output => "(char *)output".to_string(),
             Placement::Weight(w) => format!("(char *)weight{w}"),
             Placement::Scratch(s) => format!("base + offsets[{s}]"),
+            Placement::Unused => "(char *)0".to_string(),
         };
         let _ = writeln!(out, "    buffers[{b}] = {address};");
     }

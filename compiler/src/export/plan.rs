@@ -36,6 +36,9 @@ pub enum Placement {
     Weight(usize),
     /// Scratch slot `i` of the caller's scratch memory (see [`ArtifactPlan::slot_offsets`]).
     Scratch(usize),
+    /// Nowhere (a null address): a param or constant no kernel reads (a weight replaced by its
+    /// transposed copy, see `pretranspose_weights`).
+    Unused,
 }
 
 /// A param's trained values or a constant, stored in the artifact.
@@ -175,11 +178,19 @@ impl ArtifactPlan {
         let mut weights = Vec::new();
         let mut placements = vec![None; program.buffers.len()];
         let mut slots: Vec<Vec<LinearBytes>> = Vec::new();
+        let mut used = vec![false; program.buffers.len()];
+        for kernel in &program.kernels {
+            let (reads, writes) = kernel.accesses();
+            for buffer in reads.into_iter().chain(writes) {
+                used[program.storage(buffer)] = true;
+            }
+        }
         // Owners first, then every alias where its storage is.
         for owner in (0..program.buffers.len()).filter(|&b| program.storage(b) == b) {
             let declared = &program.buffers[owner];
             let placement = match &declared.role {
                 _ if owner == output_storage => Placement::Output,
+                Role::Param(_) | Role::Constant(_) if !used[owner] => Placement::Unused,
                 // The input, or another graph input that no kernel reads.
                 Role::Input(_) => Placement::Input,
                 Role::Param(name) => {

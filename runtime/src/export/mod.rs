@@ -119,7 +119,8 @@ pub fn export<'g>(
             format!("the model's input must be a graph input, not a `{}` node", graph.node(input.id()?).op.name());
         return Err(Error::Argument { op: "export", detail, location });
     };
-    let program = lower_to_kernels(graph, &[output], &[])?;
+    let mut program = lower_to_kernels(graph, &[output], &[])?;
+    kiln_compiler::export::pretranspose_weights(&mut program, params)?;
     let plan = ArtifactPlan::new(&options.name, &program, &input_name, params)?;
     let object = object::emit_object(&program, &plan, &options.target)?;
     let header = header::header(&plan, &options.target);
