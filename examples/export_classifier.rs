@@ -18,8 +18,8 @@ use std::io::Write;
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
 
+use kiln::export::{ExportOptions, Model};
 use kiln::prelude::*;
-use kiln_runtime::export::{ExportOptions, Model};
 
 const BATCH: usize = 1000;
 const LEARNING_RATE: f64 = 0.01;

@@ -6,7 +6,10 @@
 //! `cc -O3 -march=native`, and times `<name>_infer`: the median over 101 samples of
 //! 20000 calls at batch 1, and the median of 31 calls at batch 10000. The JIT (a `Function` at
 //! one thread, default options: big matmuls in the tuned GEMM) is timed the same way through
-//! `Function::call`, which also checks and copies its feed. Prints one JSON line per build.
+//! `Function::call`, which also checks and copies its feed; and once more without the GEMM
+//! (every matmul in the register tile, the artifact's algorithm). Prints one JSON line per
+//! build, with its speed relative to the default JIT (`vs_jit_*` above 1: the artifact is
+//! faster).
 
 use std::path::PathBuf;
 use std::process::Command;
@@ -83,10 +86,10 @@ fn time_artifact(dir: &std::path::Path, name: &str, flags: &[&str], link: &[&str
 }
 
 /// The JIT at one thread: (ns per call at batch 1, ns per call at batch 10000).
-fn time_jit(params: &ParamStore) -> Result<(f64, f64)> {
+fn time_jit(params: &ParamStore, options: &kiln::compiler::codegen::Options) -> Result<(f64, f64)> {
     let g = Graph::new();
     let (x, y) = mlp(&g)?;
-    let mut f = kiln::function(&g, &[x], &[y], &[])?;
+    let mut f = kiln_runtime::function_with(&g, &[x], &[y], &[], options)?;
     f.set_threads(1);
     f.set_params(params)?;
     let values: Vec<f32> = (0..20_000).map(|i| ((i * 7919 % 2000) as f64 / 500.0 - 2.0) as f32).collect();
@@ -144,13 +147,16 @@ pub fn run() -> Result<(), Box<dyn std::error::Error>> {
         let options = ExportOptions { name: name.to_string(), target: Target { cpu: *cpu, ..Target::host() } };
         Model::new(&g, x, y).export(&params, &options)?.write_static_library(&dir)?;
     }
-    let jit = time_jit(&params)?;
-    println!(
-        r#"{{"bench":"export","build":"jit","threads":1,"batch1_ns":{:.1},"batch10000_us":{:.1},"rows_per_s":{:.0}}}"#,
-        jit.0,
-        jit.1 / 1e3,
-        1e4 / (jit.1 / 1e9)
-    );
+    let jit = time_jit(&params, &Default::default())?;
+    // The JIT with the artifact's algorithm: every matmul in the register tile.
+    let tile_only = time_jit(&params, &kiln::compiler::codegen::Options { gemm: false, fma: true })?;
+    for (build, (one, big)) in [("jit", jit), ("jit without gemm", tile_only)] {
+        println!(
+            r#"{{"bench":"export","build":"{build}","threads":1,"batch1_ns":{one:.1},"batch10000_us":{:.1},"rows_per_s":{:.0}}}"#,
+            big / 1e3,
+            1e4 / (big / 1e9)
+        );
+    }
     for (name, cpu) in &builds {
         let timing = time_artifact(&dir, name, &["-O2"], &["-L.", "-l", name])?;
         line(&format!("cranelift-object {cpu:?}"), timing, jit);
