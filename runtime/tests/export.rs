@@ -151,6 +151,7 @@ fn the_static_library_links_into_a_c_program_and_matches_the_jit_bit_for_bit() {
     let rows = floats(&std::fs::read(dir.join("rows.bin")).unwrap());
     assert_eq!(bits(&batch), bits(&expected), "batch of 1000 against the JIT");
     assert_eq!(bits(&rows), bits(&expected), "1000 calls at batch 1 against the JIT");
+    let _ = std::fs::remove_dir_all(&dir);
 }
 
 fn executable(dir: &Path) -> (PathBuf, Artifact, ParamStore) {
@@ -231,6 +232,29 @@ fn the_executable_predicts_rows_and_rejects_malformed_ones() {
     let empty = run_with_stdin(&program, &[], "");
     check(&empty, "empty input");
     assert!(empty.stdout.is_empty());
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// The number of undefined symbols in an ELF64 little-endian object (what it would need from
+/// other objects or libraries when linked).
+fn undefined_symbols(elf: &[u8]) -> usize {
+    let u16_at = |at: usize| u16::from_le_bytes([elf[at], elf[at + 1]]) as usize;
+    let u32_at = |at: usize| u32::from_le_bytes(elf[at..at + 4].try_into().unwrap()) as usize;
+    let u64_at = |at: usize| u64::from_le_bytes(elf[at..at + 8].try_into().unwrap()) as usize;
+    let (sections, size, count) = (u64_at(0x28), u16_at(0x3a), u16_at(0x3c));
+    let mut undefined = 0;
+    for section in (0..count).map(|i| sections + i * size) {
+        if u32_at(section + 4) != 2 {
+            continue; // not SHT_SYMTAB
+        }
+        let (offset, bytes) = (u64_at(section + 0x18), u64_at(section + 0x20));
+        for symbol in (offset..offset + bytes).step_by(24).skip(1) {
+            if u32_at(symbol) != 0 && u16_at(symbol + 6) == 0 {
+                undefined += 1;
+            }
+        }
+    }
+    undefined
 }
 
 #[test]
@@ -244,10 +268,12 @@ fn the_object_file_is_an_elf_relocatable_object_for_the_host() {
     let machine = u16::from_le_bytes([bytes[18], bytes[19]]);
     let expected = if cfg!(target_arch = "x86_64") { 62 } else { 183 };
     assert_eq!(machine, expected);
+    assert_eq!(undefined_symbols(&bytes), 0, "the object needs nothing from libc or anywhere else");
     assert!(
         artifact.header().contains("int mlp_infer(const float *input, int64_t batch, float *output, void *scratch);")
     );
     assert_eq!((artifact.input_size(), artifact.output_size()), (2, 2));
+    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[test]
@@ -270,6 +296,7 @@ fn the_rust_bindings_build_with_rustc_and_match_the_jit() {
     check(&output, "the Rust program");
     let printed: Vec<u32> = String::from_utf8_lossy(&output.stdout).lines().map(|l| l.parse().unwrap()).collect();
     assert_eq!(printed, bits(&jit_outputs(&artifact, &params, &inputs)));
+    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[test]

@@ -128,13 +128,25 @@ pub fn export<'g>(
 }
 
 /// An exported model: its object file and header, and ways to package them.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct Artifact {
     plan: ArtifactPlan,
     program: Program,
     object: Vec<u8>,
     header: String,
     target: Target,
+}
+
+impl std::fmt::Debug for Artifact {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Artifact")
+            .field("name", &self.plan.name)
+            .field("target", &self.target)
+            .field("kernels", &self.program.kernels.len())
+            .field("object_bytes", &self.object.len())
+            .field("weight_bytes", &self.plan.weight_bytes())
+            .finish()
+    }
 }
 
 /// The C symbols an artifact exports, in the order the header lists them.
