@@ -18,32 +18,33 @@ use std::io::Write;
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
 
-use kiln::export::{ExportOptions, Model};
 use kiln::prelude::*;
 
 const BATCH: usize = 1000;
 const LEARNING_RATE: f64 = 0.01;
 const DATA_SEED: u64 = 2024;
 
-/// The notebook's MLP with PyTorch's default initialisation: `layer1.weight` ... `layer3.bias`.
-fn mlp<'g>(g: &'g Graph, x: Tensor<'g>) -> Result<Tensor<'g>> {
-    let mut h = x;
-    for (layer, (inputs, outputs)) in [(2, 20), (20, 20), (20, 2)].into_iter().enumerate() {
-        h = layers::Linear::new(g, &format!("layer{}", layer + 1), inputs, outputs)?.forward(h)?;
-        if layer < 2 {
-            h = layers::relu(h)?;
-        }
+model! {
+    /// The notebook's MLP with PyTorch's default initialisation: `layer1.weight` ... `layer3.bias`.
+    pub struct Mlp {
+        layer1: Linear(2 => 20),
+        layer2: Linear(20 => 20),
+        layer3: Linear(20 => 2),
     }
-    Ok(h)
+    fn forward(&self, x: [B, 2]) -> [B, 2] {
+        let h = relu(self.layer1(x));
+        let h = relu(self.layer2(h));
+        self.layer3(h)
+    }
 }
 
 /// The loss on a batch of normal points drawn from the step counter, labelled `y > sin(3x)`.
-fn objective(g: &Graph) -> Result<Objective<'_>> {
+fn objective<'g>(g: &'g Graph, model: &Mlp<'g>) -> Result<Objective<'g>> {
     let step = g.typed_input("step", Shape::scalar(), DType::I64)?;
     let points = g.random_normal([BATCH, 2], DATA_SEED, step)?;
     let (x, y) = (points.slice(1, 0, 1)?, points.slice(1, 1, 2)?);
     let labels = y.gt((x * 3.0).sin()?)?.cast(DType::I64)?.reshape([BATCH])?;
-    let loss = layers::cross_entropy(mlp(g, points)?, labels)?;
+    let loss = layers::cross_entropy(model.forward(points)?, labels)?;
     Ok(Objective { loss, inputs: vec![step], metrics: vec![] })
 }
 
@@ -78,9 +79,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     std::fs::create_dir_all(&dir)?;
 
     let g = Graph::new();
+    let model = Mlp::new(&g)?;
     let adam = Adam::new();
     let settings = Settings { diagnose: |_| false, ..Settings::new(&adam, LEARNING_RATE) };
-    let mut trainer = Trainer::new(&g, &objective(&g)?, &settings)?;
+    let mut trainer = Trainer::new(&g, &objective(&g, &model)?, &settings)?;
     let mut loss = f64::NAN;
     for step in 0..steps {
         loss = trainer.step(&[Value::i64([], vec![step as i64])])?.loss;
@@ -88,10 +90,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     println!("trained {steps} steps of Adam (lr {LEARNING_RATE}, batch {BATCH}): loss {loss:.4}");
 
     // The forward half, over any batch, with the trained params.
-    let inference = Graph::new();
-    let x = inference.input("x", [Dim::sym("B"), 2.into()])?;
-    let logits = mlp(&inference, x)?;
-    let artifact = Model::new(&inference, x, logits).export(&trainer.params(), &ExportOptions::new("mlp"))?;
+    let artifact = model.export(&trainer.params(), &ExportOptions::new("mlp"))?;
     let written = [
         artifact.write_object(&dir)?,
         artifact.write_static_library(&dir)?,
