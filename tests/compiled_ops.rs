@@ -304,6 +304,30 @@ mod matmuls {
         Ok(())
     }
 
+    /// Up to 3 columns of a single-batch product run 4 rows per vector; a batch of several runs
+    /// the scalar tile. Both sum each element in order of `k`, so equal rows give equal bits.
+    #[test]
+    fn narrow_products_in_lanes_match_the_scalar_tile_bit_for_bit() -> Result<()> {
+        for n in 1..4 {
+            let g = Graph::new();
+            let single = g.input("single", [Dim::sym("M"), 20.into()])?;
+            let batched = g.input("batched", [3.into(), Dim::sym("M"), 20.into()])?;
+            let w = g.input("w", [20, n])?;
+            let mut f = function(&g, &[single, batched, w], &[single.matmul(w)?, batched.matmul(w)?], &[])?;
+            // 11 rows: two tiles of 4 in lanes, then 3 rows one at a time.
+            let rows = normal(&[11, 20], 30 + n as u64);
+            let stacked: Vec<f32> = rows.to_f64_vec().repeat(3).into_iter().map(|v| v as f32).collect();
+            let out = f.call(&[rows, Value::f32([3, 11, 20], stacked), normal(&[20, n], 40)])?;
+            let (one, three) = (out[0].to_f64_vec(), out[1].to_f64_vec());
+            for batch in 0..3 {
+                let part = &three[batch * 11 * n..(batch + 1) * 11 * n];
+                let same = one.iter().zip(part).all(|(a, b)| a.to_bits() == b.to_bits());
+                assert!(same, "n = {n}, batch {batch}: {one:?} vs {part:?}");
+            }
+        }
+        Ok(())
+    }
+
     #[test]
     fn an_empty_contraction_gives_zeros() -> Result<()> {
         let g = Graph::new();

@@ -116,7 +116,13 @@ pub(super) fn build(
     }
     let row = builder.declare_var(types::I64);
     builder.def_var(row, first_row);
-    if shared_b {
+    // Fewer than 4 columns leave a vector's lanes empty: put 4 rows in the lanes instead.
+    let narrow = kernel.n.as_fixed().filter(|&n| (1..4).contains(&n));
+    if let (true, Some(n)) = (single_batch, narrow) {
+        let (first, frame) = loop_begin(builder, row, last_row, 4);
+        tile.rows_in_lanes(builder, first, n as usize);
+        loop_end(builder, row, frame);
+    } else if shared_b {
         let rows = rows_per_tile(widest);
         let (first, frame) = loop_begin(builder, row, last_row, rows as i64);
         tile.rows(builder, first, rows, columns);
@@ -224,6 +230,76 @@ impl Tile<'_> {
         let (j, frame) = loop_begin(builder, column, columns.1, 1);
         self.block(builder, &a_rows, (&out_rows, &row_indices), b_base, j, 1, false);
         loop_end(builder, column, frame);
+    }
+
+    /// All `n` (< 4) columns of the 4 result rows from `first`, one row per lane: each lane
+    /// sums its own element in order of `k`, as the scalar tile does, so the bits are the same.
+    fn rows_in_lanes(&self, builder: &mut FunctionBuilder, first: Value, n: usize) {
+        let o = self.operands;
+        let rows: Vec<Value> = (0..4).map(|r| builder.ins().iadd_imm_s(first, r)).collect();
+        // One batch (the caller checks): row i of `a` starts at i · row stride.
+        let a_rows: Vec<Value> = rows.iter().map(|&row| builder.ins().imul(row, o.a_strides[1])).collect();
+        let zero = builder.ins().f32const(0.0);
+        let zero = builder.ins().splat(types::F32X4, zero);
+        let accumulators: Vec<Variable> = (0..n)
+            .map(|_| {
+                let var = builder.declare_var(types::F32X4);
+                builder.def_var(var, zero);
+                var
+            })
+            .collect();
+        let kk = builder.declare_var(types::I64);
+        let start = builder.ins().iconst(types::I64, 0);
+        builder.def_var(kk, start);
+        let (p, frame) = loop_begin(builder, kk, o.k, 1);
+        let a_step = builder.ins().imul(p, o.a_strides[2]);
+        let mut a_lanes = None;
+        for (lane, &a_row) in a_rows.iter().enumerate() {
+            let offset = builder.ins().iadd(a_row, a_step);
+            let address = element(builder, o.a, offset);
+            let value = builder.ins().load(types::F32, read_only(), address, 0);
+            a_lanes = Some(match a_lanes {
+                None => builder.ins().splat(types::F32X4, value),
+                Some(v) => builder.ins().insertlane(v, value, lane as u8),
+            });
+        }
+        let a_value = a_lanes.expect("bug in kiln: four lanes");
+        let b_row = builder.ins().imul(p, o.b_strides[1]);
+        let b_values: Vec<Value> = (0..n)
+            .map(|c| {
+                let column = builder.ins().iconst(types::I64, c as i64);
+                let step = builder.ins().imul(column, o.b_strides[2]);
+                let offset = builder.ins().iadd(b_row, step);
+                let address = element(builder, o.b, offset);
+                let value = builder.ins().load(types::F32, read_only(), address, 0);
+                builder.ins().splat(types::F32X4, value)
+            })
+            .collect();
+        for (&b_value, &accumulator) in b_values.iter().zip(&accumulators) {
+            let acc = builder.use_var(accumulator);
+            let next = if self.fma {
+                builder.ins().fma(a_value, b_value, acc)
+            } else {
+                let product = builder.ins().fmul(a_value, b_value);
+                builder.ins().fadd(acc, product)
+            };
+            builder.def_var(accumulator, next);
+        }
+        loop_end(builder, kk, frame);
+        for (c, &accumulator) in accumulators.iter().enumerate() {
+            let sums = builder.use_var(accumulator);
+            let column = builder.ins().iconst(types::I64, c as i64);
+            for (lane, &row) in rows.iter().enumerate() {
+                let value = builder.ins().extractlane(sums, lane as u8);
+                let out_row = builder.ins().imul(row, o.n);
+                let offset = builder.ins().iadd(out_row, column);
+                let address = element(builder, o.out, offset);
+                builder.ins().store(trusted(), value, address, 0);
+                if let Some(epilogue) = &self.epilogue {
+                    epilogue.emit(builder, [row, column], value, false);
+                }
+            }
+        }
     }
 
     /// One block of results: `a_rows.len()` rows × `vectors` vectors of 4 columns (or one
