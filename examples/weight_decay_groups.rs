@@ -58,11 +58,14 @@ fn train(
         println!("{:<16} {:>9}  group", "param", "shape");
         for (name, param) in model.named_parameters() {
             let group = if groups.decays(param) { "decay 0.1" } else { "no decay" };
-            let why = match () {
-                _ if groups.decays(param) => "",
-                _ if name.ends_with(".bias") => "  (a bias)",
-                _ if groups.skip.iter().any(|s| name.contains(s.as_str())) => "  (skip list)",
-                _ => "  (1-D)",
+            let why = if groups.decays(param) {
+                ""
+            } else if name.ends_with(".bias") {
+                "  (a bias)"
+            } else if groups.skip.iter().any(|s| name.contains(s.as_str())) {
+                "  (skip list)"
+            } else {
+                "  (1-D)"
             };
             println!("{name:<16} {:>9}  {group}{why}", param.shape().to_string());
         }

@@ -249,3 +249,12 @@ fn a_one_input_model_exports_its_forward_half() -> Result<()> {
     assert_eq!(listing.matches(" matmul ").count(), 3, "{listing}");
     Ok(())
 }
+
+#[test]
+fn exporting_a_model_of_integer_input_is_an_error_naming_it() -> Result<()> {
+    let g = Graph::new();
+    let tagger = Tagger::new(&g)?;
+    let error = tagger.export(&ParamStore::init(&g, 0), &ExportOptions::new("tagger")).expect_err("i64 input");
+    assert!(error.to_string().contains("the input `tokens` must be f32, it is i64"), "{error}");
+    Ok(())
+}

@@ -11,8 +11,8 @@ mod forward;
 mod syntax;
 
 use proc_macro::TokenStream;
-use proc_macro2::TokenStream as Tokens;
-use quote::{format_ident, quote, quote_spanned};
+use proc_macro2::{Span, TokenStream as Tokens};
+use quote::{quote, quote_spanned};
 use syn::spanned::Spanned;
 use syn::visit_mut::VisitMut;
 
@@ -119,8 +119,6 @@ fn field_type(layer: &LayerSpec) -> Tokens {
     }
 }
 
-use proc_macro2::Span;
-
 fn expand(model: Model) -> syn::Result<Tokens> {
     let Model { attrs, vis, name, fields, forward } = model;
     let mut errors = Vec::new();
@@ -193,7 +191,6 @@ fn expand(model: Model) -> syn::Result<Tokens> {
         quote!(__kiln_check.check("the result", __kiln_output, #dims)?;)
     });
     let kind = name.to_string();
-    let values = format_ident!("__kiln_values");
     let stmts = &body.stmts;
 
     let export = (input_count == 1).then(|| {
@@ -291,19 +288,19 @@ fn expand(model: Model) -> syn::Result<Tokens> {
             pub fn run(
                 &self,
                 params: &::kiln::ParamStore,
-                #values: [::kiln::Value; #input_count],
+                __kiln_values: [::kiln::Value; #input_count],
             ) -> ::kiln::Result<::kiln::Value> {
                 let graph = ::kiln::Graph::new();
                 let model = #name::build(&::kiln::layers::Scope::with_prefix(&graph, &self.__kiln_prefix))?;
                 model.eval();
-                let [#(#input_names),*] = &#values;
+                let [#(#input_names),*] = &__kiln_values;
                 #( let #input_names = graph.typed_input(
                     #input_strings,
                     ::kiln::Shape::of(#input_names.shape().iter().copied()),
                     #input_names.dtype(),
                 )?; )*
                 let output = model.forward(#(#input_names),*)?;
-                let [#(#input_names),*] = #values;
+                let [#(#input_names),*] = __kiln_values;
                 let feeds = ::kiln::Feeds::from([#( (#input_strings, #input_names) ),*]);
                 let mut values = ::kiln::Interpreter::new(&graph).run(&feeds, params, &[output])?;
                 ::std::result::Result::Ok(values.remove(0))

@@ -275,16 +275,7 @@ impl Tile<'_> {
                 builder.ins().splat(types::F32X4, value)
             })
             .collect();
-        for (&b_value, &accumulator) in b_values.iter().zip(&accumulators) {
-            let acc = builder.use_var(accumulator);
-            let next = if self.fma {
-                builder.ins().fma(a_value, b_value, acc)
-            } else {
-                let product = builder.ins().fmul(a_value, b_value);
-                builder.ins().fadd(acc, product)
-            };
-            builder.def_var(accumulator, next);
-        }
+        self.multiply_add(builder, a_value, &b_values, &accumulators);
         loop_end(builder, kk, frame);
         for (c, &accumulator) in accumulators.iter().enumerate() {
             let sums = builder.use_var(accumulator);
@@ -369,16 +360,7 @@ impl Tile<'_> {
             let address = element(builder, o.a, a_offset);
             let a_value = builder.ins().load(types::F32, read_only(), address, 0);
             let a_value = if vector { builder.ins().splat(ty, a_value) } else { a_value };
-            for (c, &b_value) in b_values.iter().enumerate() {
-                let acc = builder.use_var(accumulators[r][c]);
-                let next = if self.fma {
-                    builder.ins().fma(a_value, b_value, acc)
-                } else {
-                    let product = builder.ins().fmul(a_value, b_value);
-                    builder.ins().fadd(acc, product)
-                };
-                builder.def_var(accumulators[r][c], next);
-            }
+            self.multiply_add(builder, a_value, &b_values, &accumulators[r]);
         }
         loop_end(builder, kk, frame);
         for ((&out_row, &row), row_accumulators) in out_rows.iter().zip(row_indices).zip(&accumulators) {
@@ -392,6 +374,21 @@ impl Tile<'_> {
                     epilogue.emit(builder, [row, column], value, vector);
                 }
             }
+        }
+    }
+
+    /// `accumulators[c] += a · b_values[c]`: fused where the target has FMA, a multiply then
+    /// an add otherwise.
+    fn multiply_add(&self, builder: &mut FunctionBuilder, a: Value, b_values: &[Value], accumulators: &[Variable]) {
+        for (&b, &accumulator) in b_values.iter().zip(accumulators) {
+            let acc = builder.use_var(accumulator);
+            let next = if self.fma {
+                builder.ins().fma(a, b, acc)
+            } else {
+                let product = builder.ins().fmul(a, b);
+                builder.ins().fadd(acc, product)
+            };
+            builder.def_var(accumulator, next);
         }
     }
 }

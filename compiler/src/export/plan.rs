@@ -170,7 +170,7 @@ impl ArtifactPlan {
                 )),
             }
         };
-        let (input_row, output_row) = (row(input, "input")?, row(output, "output")?);
+        let (input_row, output_row) = (row(input, &format!("input `{input_name}`"))?, row(output, "output")?);
         let output_storage = program.storage(output);
         if program.buffers[output_storage].role != Role::Temporary {
             return refuse("the output must be computed by a kernel (it is an input, a param or a constant itself)");
