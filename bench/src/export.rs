@@ -30,17 +30,18 @@ int main(void) {
     enum { BIG = 10000, SAMPLES = 101, CALLS = 20000, BIG_SAMPLES = 31 };
     float *input = malloc(BIG * 2 * sizeof(float)), *output = malloc(BIG * 2 * sizeof(float));
     for (int i = 0; i < BIG * 2; i++) input[i] = (float)((i * 7919 % 2000) / 500.0 - 2.0);
-    void *scratch = malloc(NAME_scratch_bytes(BIG));
+    size_t scratch_len = NAME_scratch_bytes(BIG);
+    void *scratch = malloc(scratch_len);
     double samples[SAMPLES], big[BIG_SAMPLES];
     int failed = 0;
     for (int s = 0; s < SAMPLES; s++) {
         double start = now();
-        for (int c = 0; c < CALLS; c++) failed |= NAME_infer(input + 2 * (c & 1023), 1, output, scratch);
+        for (int c = 0; c < CALLS; c++) failed |= NAME_infer(input + 2 * (c & 1023), 2, 1, output, 2, scratch, scratch_len);
         samples[s] = (now() - start) / CALLS;
     }
     for (int s = 0; s < BIG_SAMPLES; s++) {
         double start = now();
-        failed |= NAME_infer(input, BIG, output, scratch);
+        failed |= NAME_infer(input, BIG * 2, BIG, output, BIG * 2, scratch, scratch_len);
         big[s] = now() - start;
     }
     qsort(samples, SAMPLES, sizeof(double), compare);

@@ -98,29 +98,40 @@ const C_TEST: &str = r#"#include <stdio.h>
 
 int main(int argc, char **argv) {
     long rows = atol(argv[1]);
-    float *input = malloc(rows * 2 * sizeof(float)), *output = malloc(rows * 2 * sizeof(float));
+    size_t n = (size_t)rows * 2;
+    float *input = malloc(n * sizeof(float)), *output = malloc(n * sizeof(float));
     FILE *in = fopen("inputs.bin", "rb");
-    if (fread(input, sizeof(float), rows * 2, in) != (size_t)(rows * 2)) return 3;
+    if (fread(input, sizeof(float), n, in) != n) return 3;
     fclose(in);
-    void *scratch = malloc(mlp_scratch_bytes(rows));
-    if (mlp_infer(input, rows, output, scratch) != 0) return 4;
+    size_t bytes = mlp_scratch_bytes(rows);
+    void *scratch = malloc(bytes);
+    if (mlp_infer(input, n, rows, output, n, scratch, bytes) != 0) return 4;
     FILE *out = fopen("batch.bin", "wb");
-    fwrite(output, sizeof(float), rows * 2, out);
+    fwrite(output, sizeof(float), n, out);
     fclose(out);
     /* Row by row, at batch 1, with scratch sized for one row. */
-    void *small = malloc(mlp_scratch_bytes(1));
+    size_t small_bytes = mlp_scratch_bytes(1);
+    void *small = malloc(small_bytes);
     for (long r = 0; r < rows; r++)
-        if (mlp_infer(input + 2 * r, 1, output + 2 * r, small) != 0) return 5;
+        if (mlp_infer(input + 2 * r, 2, 1, output + 2 * r, 2, small, small_bytes) != 0) return 5;
     out = fopen("rows.bin", "wb");
-    fwrite(output, sizeof(float), rows * 2, out);
+    fwrite(output, sizeof(float), n, out);
     fclose(out);
     printf("null_input=%d null_output=%d null_scratch=%d negative=%d too_large=%d empty=%d\n",
-           mlp_infer(NULL, 1, output, small), mlp_infer(input, 1, NULL, small), mlp_infer(input, 1, output, NULL),
-           mlp_infer(input, -1, output, small), mlp_infer(input, mlp_max_batch() + 1, output, small),
-           mlp_infer(input, 0, output, NULL));
-    printf("sizes=%lld,%lld scratch_negative=%zu scratch_huge=%zu abi=%d version=%s\n",
-           (long long)mlp_input_size(), (long long)mlp_output_size(), mlp_scratch_bytes(-1),
-           mlp_scratch_bytes(INT64_MAX), mlp_abi_version(), mlp_version());
+           mlp_infer(NULL, 2, 1, output, 2, small, small_bytes), mlp_infer(input, 2, 1, NULL, 2, small, small_bytes),
+           mlp_infer(input, 2, 1, output, 2, NULL, small_bytes), mlp_infer(input, 2, -1, output, 2, small, small_bytes),
+           mlp_infer(input, 2, mlp_max_batch() + 1, output, 2, small, small_bytes),
+           mlp_infer(input, 0, 0, output, 0, NULL, 0));
+    /* Short buffers: an error code, and nothing written past the given lengths. */
+    output[2] = 12345.0f;
+    printf("short_input=%d short_output=%d short_scratch=%d huge_lengths=%d untouched=%d\n",
+           mlp_infer(input, 3, 2, output, 4, scratch, bytes), mlp_infer(input, 4, 2, output, 3, scratch, bytes),
+           mlp_infer(input, 2, 1, output, 2, small, small_bytes - 1),
+           mlp_infer(input, (size_t)-1, 1, output, (size_t)-1, small, (size_t)-1), output[2] == 12345.0f);
+    printf("sizes=%lld,%lld,%lld,%d,%d scratch_negative=%zu scratch_huge=%zu abi=%d version=%s\n",
+           (long long)mlp_input_size(0), (long long)mlp_output_size(0), (long long)mlp_input_size(1),
+           mlp_input_count(), mlp_output_count(), mlp_scratch_bytes(-1), mlp_scratch_bytes(INT64_MAX),
+           mlp_abi_version(), mlp_version());
     return 0;
 }
 "#;
@@ -142,8 +153,9 @@ fn the_static_library_links_into_a_c_program_and_matches_the_jit_bit_for_bit() {
     check(&output, "the C test program");
     let report = String::from_utf8_lossy(&output.stdout);
     assert!(report.contains("null_input=1 null_output=1 null_scratch=1 negative=2 too_large=3 empty=0"), "{report}");
+    assert!(report.contains("short_input=4 short_output=5 short_scratch=6 huge_lengths=0 untouched=1"), "{report}");
     assert!(
-        report.contains("sizes=2,2 scratch_negative=0 scratch_huge=0 abi=1 version=mlp [B, 2] -> [B, 2]"),
+        report.contains("sizes=2,2,-1,1,1 scratch_negative=0 scratch_huge=0 abi=2 version=mlp [B, 2] -> [B, 2]"),
         "{report}"
     );
     let expected = jit_outputs(&artifact, &params, &inputs);
@@ -269,10 +281,11 @@ fn the_object_file_is_an_elf_relocatable_object_for_the_host() {
     let expected = if cfg!(target_arch = "x86_64") { 62 } else { 183 };
     assert_eq!(machine, expected);
     assert_eq!(undefined_symbols(&bytes), 0, "the object needs nothing from libc or anywhere else");
-    assert!(
-        artifact.header().contains("int mlp_infer(const float *input, int64_t batch, float *output, void *scratch);")
-    );
-    assert_eq!((artifact.input_size(), artifact.output_size()), (2, 2));
+    assert!(artifact.header().contains(
+        "int mlp_infer(const float *input, size_t input_len, int64_t batch, float *output, size_t output_len, \
+         void *scratch, size_t scratch_len);"
+    ));
+    assert_eq!((artifact.inputs()[0].row, artifact.outputs()[0].row), (2, 2));
     let _ = std::fs::remove_dir_all(&dir);
 }
 
@@ -286,7 +299,7 @@ fn the_rust_bindings_build_with_rustc_and_match_the_jit() {
     let main = format!(
         "mod mlp;\nfn main() {{\n    let input: Vec<f32> = vec!{inputs:?};\n    let out = mlp::infer(&input, 10).unwrap();\n    \
          for v in out {{ println!(\"{{}}\", v.to_bits()); }}\n    assert_eq!(mlp::infer(&input, 3), \
-         Err(mlp::Error::InputLength {{ expected: 6, got: 20 }}));\n    eprintln!(\"{{}}\", mlp::version());\n}}\n"
+         Err(mlp::Error::InputLength {{ input: 0, expected: 6, got: 20 }}));\n    eprintln!(\"{{}}\", mlp::version());\n}}\n"
     );
     std::fs::write(dir.join("main.rs"), main).unwrap();
     let rustc = std::env::var("RUSTC").unwrap_or_else(|_| "rustc".into());

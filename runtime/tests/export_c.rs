@@ -33,11 +33,15 @@ int main(void) {
     static float input[ROWS * 2], output[ROWS * 2];
     FILE *in = fopen("inputs.bin", "rb");
     if (fread(input, sizeof(float), ROWS * 2, in) != ROWS * 2) return 3;
-    void *scratch = malloc(NAME_scratch_bytes(ROWS));
-    int status = NAME_infer(input, ROWS, output, scratch);
+    size_t bytes = NAME_scratch_bytes(ROWS);
+    void *scratch = malloc(bytes);
+    int status = NAME_infer(input, ROWS * 2, ROWS, output, ROWS * 2, scratch, bytes);
     if (status) return 10 + status;
-    printf("%d %d %d\n", NAME_infer(NULL, 1, output, scratch), NAME_infer(input, -1, output, scratch),
-           NAME_infer(input, NAME_max_batch() + 1, output, scratch));
+    printf("%d %d %d %d %d %d\n", NAME_infer(NULL, 2, 1, output, 2, scratch, bytes),
+           NAME_infer(input, 2, -1, output, 2, scratch, bytes),
+           NAME_infer(input, 2, NAME_max_batch() + 1, output, 2, scratch, bytes),
+           NAME_infer(input, 1, 1, output, 2, scratch, bytes), NAME_infer(input, 2, 1, output, 1, scratch, bytes),
+           NAME_infer(input, 2, 1, output, 2, scratch, NAME_scratch_bytes(1) - 1));
     for (int i = 0; i < ROWS * 2; i++) {
         unsigned bits;
         memcpy(&bits, &output[i], sizeof bits);
@@ -80,7 +84,7 @@ fn run_c(name: &str, build: fn(&Graph) -> Result<(Tensor<'_>, Tensor<'_>)>) -> (
     assert!(ran.status.success(), "{}", ran.status);
     let stdout = String::from_utf8_lossy(&ran.stdout);
     let mut lines = stdout.lines();
-    assert_eq!(lines.next(), Some("1 2 3"), "error codes");
+    assert_eq!(lines.next(), Some("1 2 3 4 5 6"), "error codes");
     let printed: Vec<f32> = lines.map(|l| f32::from_bits(l.parse().unwrap())).collect();
     let options = Options { gemm: false, fma: artifact.target().fma().unwrap() };
     let mut f = function_with(&g, &[x], &[y], &[], &options).unwrap();

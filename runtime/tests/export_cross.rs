@@ -41,9 +41,10 @@ int main(void) {
         input[i] = (float)((double)(state >> 11) / 9007199254740992.0 * 6.0 - 3.0);
     }
     if (mlp_scratch_bytes(1000) > sizeof scratch) return 3;
-    int status = mlp_infer(input, 1000, output, scratch);
+    int status = mlp_infer(input, 2000, 1000, output, 2000, scratch, sizeof scratch);
     if (status) return 10 + status;
-    printf("%d %d\n", mlp_infer(NULL, 1, output, scratch), mlp_infer(input, -5, output, scratch));
+    printf("%d %d\n", mlp_infer(NULL, 2, 1, output, 2, scratch, sizeof scratch),
+           mlp_infer(input, 2, -5, output, 2, scratch, sizeof scratch));
     for (int i = 0; i < 2000; i++) printf("%u\n", *(unsigned *)&output[i]);
     return 0;
 }

@@ -1,14 +1,15 @@
 //! The exported entry points of an artifact, in Cranelift IR: the C ABI around the kernels.
 //!
-//! `<name>_infer(input, batch, output, scratch)` does, single-threaded, what the runtime's
-//! `Function::call` does: it checks its arguments (null pointers, a negative or too large
-//! batch: an error code, never a crash), lays out the scratch slots of the plan at offsets
-//! computed from `batch`, fills the table of buffer addresses (the caller's input and output,
-//! the weights in read-only data, slots of the caller's scratch) and the table of symbol
-//! values (the batch), calls every kernel over its whole range, and returns the first
+//! `<name>_infer(input0, input0_len, ..., batch, output0, output0_len, ..., scratch,
+//! scratch_len)` does, single-threaded, what the runtime's `Function::call` does: it checks
+//! its arguments (null pointers, a negative or too large batch, an input, output or scratch
+//! length below what the batch needs: an error code), lays out the scratch slots of the plan
+//! at offsets computed from `batch`, fills the table of buffer addresses (the caller's inputs
+//! and outputs, the weights in read-only data, slots of the caller's scratch) and the table of
+//! symbol values (the batch), calls every kernel over its whole range, and returns the first
 //! kernel status as an error code. The others are constant functions that describe the
-//! artifact (`_scratch_bytes`, `_input_size`, `_output_size`, `_max_batch`, `_version`,
-//! `_abi_version`).
+//! artifact (`_scratch_bytes`, `_input_count`, `_input_size`, `_output_count`, `_output_size`,
+//! `_max_batch`, `_version`, `_abi_version`).
 
 use cranelift_codegen::ir::condcodes::IntCC;
 use cranelift_codegen::ir::{
@@ -37,12 +38,25 @@ pub(super) fn define_entry_points<M: Module>(
     let constant = |value: i64, ty: Type| {
         move |b: &mut FunctionBuilder, _: &[Value]| -> Vec<Value> { vec![b.ins().iconst(ty, value)] }
     };
-    define(module, &mut contexts, &format!("{}_input_size", plan.name), &[], &[types::I64], |_, b, p| {
-        constant(plan.input_row, types::I64)(b, p)
-    })?;
-    define(module, &mut contexts, &format!("{}_output_size", plan.name), &[], &[types::I64], |_, b, p| {
-        constant(plan.output_row, types::I64)(b, p)
-    })?;
+    let counts = [("input", plan.inputs.len()), ("output", plan.outputs.len())];
+    for (what, count) in counts {
+        define(module, &mut contexts, &format!("{}_{what}_count", plan.name), &[], &[types::I32], |_, b, p| {
+            constant(count as i64, types::I32)(b, p)
+        })?;
+    }
+    for (what, ports) in [("input", &plan.inputs), ("output", &plan.outputs)] {
+        let symbol = format!("{}_{what}_size", plan.name);
+        define(module, &mut contexts, &symbol, &[types::I32], &[types::I64], |_, b, p| {
+            // -1 for an index out of range, else the port's elements per row (all, if fixed).
+            let mut size = b.ins().iconst(types::I64, -1);
+            for (i, port) in ports.iter().enumerate() {
+                let chosen = b.ins().icmp_imm_s(IntCC::Equal, p[0], i as i64);
+                let row = b.ins().iconst(types::I64, port.row);
+                size = b.ins().select(chosen, row, size);
+            }
+            vec![size]
+        })?;
+    }
     define(module, &mut contexts, &format!("{}_max_batch", plan.name), &[], &[types::I64], |_, b, p| {
         constant(plan.max_batch, types::I64)(b, p)
     })?;
@@ -62,7 +76,15 @@ pub(super) fn define_entry_points<M: Module>(
         let zero = b.ins().iconst(types::I64, 0);
         vec![b.ins().select(invalid, zero, total)]
     })?;
-    let params = [pointer, types::I64, pointer, pointer];
+    let mut params = Vec::new();
+    for _ in &plan.inputs {
+        params.extend([pointer, types::I64]);
+    }
+    params.push(types::I64);
+    for _ in &plan.outputs {
+        params.extend([pointer, types::I64]);
+    }
+    params.extend([pointer, types::I64]);
     define(module, &mut contexts, &format!("{}_infer", plan.name), &params, &[types::I32], |module, b, p| {
         infer(module, b, program, plan, kernels, weights, p)
     })
@@ -152,25 +174,46 @@ fn infer<M: Module>(
     params: &[Value],
 ) -> Vec<Value> {
     let pointer = module.target_config().pointer_type();
-    let [input, batch, output, scratch] = [params[0], params[1], params[2], params[3]];
+    let (inputs, rest) = params.split_at(2 * plan.inputs.len());
+    let (batch, rest) = (rest[0], &rest[1..]);
+    let (outputs, rest) = rest.split_at(2 * plan.outputs.len());
+    let (scratch, scratch_len) = (rest[0], rest[1]);
     let code = |builder: &mut FunctionBuilder, code: ErrorCode| builder.ins().iconst(types::I32, code as i64);
-    let null_input = builder.ins().icmp_imm_s(IntCC::Equal, input, 0);
-    let null_output = builder.ins().icmp_imm_s(IntCC::Equal, output, 0);
-    let null = builder.ins().bor(null_input, null_output);
-    let error = code(builder, ErrorCode::NullPointer);
-    fail_if(builder, null, error);
+    for pair in inputs.chunks(2).chain(outputs.chunks(2)) {
+        let null = builder.ins().icmp_imm_s(IntCC::Equal, pair[0], 0);
+        let error = code(builder, ErrorCode::NullPointer);
+        fail_if(builder, null, error);
+    }
     let negative = builder.ins().icmp_imm_s(IntCC::SignedLessThan, batch, 0);
     let error = code(builder, ErrorCode::NegativeBatch);
     fail_if(builder, negative, error);
     let too_large = builder.ins().icmp_imm_s(IntCC::SignedGreaterThan, batch, plan.max_batch);
     let error = code(builder, ErrorCode::BatchTooLarge);
     fail_if(builder, too_large, error);
+    // Lengths compare unsigned: a "negative" length is a huge size_t, never short; the
+    // needed counts are below i64::MAX / 8 up to the maximum batch.
+    let ports = [(inputs, &plan.inputs, ErrorCode::InputTooShort), (outputs, &plan.outputs, ErrorCode::OutputTooShort)];
+    for (pairs, ports, short) in ports {
+        for (pair, port) in pairs.chunks(2).zip(ports) {
+            let needed = if port.batched {
+                builder.ins().imul_imm_s(batch, port.row)
+            } else {
+                builder.ins().iconst(types::I64, port.row)
+            };
+            let too_short = builder.ins().icmp(IntCC::UnsignedLessThan, pair[1], needed);
+            let error = code(builder, short);
+            fail_if(builder, too_short, error);
+        }
+    }
     let (offsets, total) = scratch_layout(builder, plan, batch);
     let needs_scratch = builder.ins().icmp_imm_s(IntCC::SignedGreaterThan, total, 0);
     let null_scratch = builder.ins().icmp_imm_s(IntCC::Equal, scratch, 0);
     let missing = builder.ins().band(needs_scratch, null_scratch);
     let error = code(builder, ErrorCode::NullPointer);
     fail_if(builder, missing, error);
+    let scratch_short = builder.ins().icmp(IntCC::UnsignedLessThan, scratch_len, total);
+    let error = code(builder, ErrorCode::ScratchTooShort);
+    fail_if(builder, scratch_short, error);
 
     let slot = |builder: &mut FunctionBuilder, words: usize| {
         let data = StackSlotData::new(StackSlotKind::ExplicitSlot, (words.max(1) * 8) as u32, 4);
@@ -194,8 +237,8 @@ fn infer<M: Module>(
         .collect();
     for (buffer, placement) in plan.placements.iter().enumerate() {
         let address = match *placement {
-            Placement::Input => input,
-            Placement::Output => output,
+            Placement::Input(i) => inputs[2 * i],
+            Placement::Output(j) => outputs[2 * j],
             Placement::Weight(w) => weight_addresses[w],
             Placement::Scratch(s) => builder.ins().iadd(scratch, offsets[s]),
             Placement::Unused => zero,

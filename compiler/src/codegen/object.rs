@@ -149,8 +149,7 @@ pub fn emit_object(program: &Program, plan: &ArtifactPlan, target: &ObjectTarget
         let symbol = format!("{}_weight_{}", plan.name, weight.name.replace(|c: char| !c.is_ascii_alphanumeric(), "_"));
         weights.push(define_data(&mut module, &symbol, &weight.bytes)?);
     }
-    let version =
-        format!("{} {} (kiln {}, {})\0", plan.name, plan_summary(plan), env!("CARGO_PKG_VERSION"), target.triple);
+    let version = format!("{} {} (kiln {}, {})\0", plan.name, plan.summary(), env!("CARGO_PKG_VERSION"), target.triple);
     let version = define_data(&mut module, &format!("{}_version_string", plan.name), version.as_bytes())?;
     entry::define_entry_points(&mut module, program, plan, &kernels, &weights, version)?;
     let product = module.finish();
@@ -163,11 +162,6 @@ pub fn emit_object(program: &Program, plan: &ArtifactPlan, target: &ObjectTarget
         return Err(Error::Bug(detail));
     }
     product.emit().map_err(|e| Error::Bug(format!("writing the object: {e}")))
-}
-
-/// `[B,2] -> [B,2]`, for the version string.
-fn plan_summary(plan: &ArtifactPlan) -> String {
-    format!("{} -> {}", plan.input_shape, plan.output_shape)
 }
 
 fn define_data(module: &mut ObjectModule, symbol: &str, bytes: &[u8]) -> Result<cranelift_module::DataId> {

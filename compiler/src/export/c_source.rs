@@ -22,7 +22,7 @@
 
 use std::fmt::Write;
 
-use super::plan::{ArtifactPlan, Placement, SCRATCH_ALIGN};
+use super::plan::{ArtifactPlan, Placement, Port, SCRATCH_ALIGN};
 use crate::error::{Error, Result};
 use crate::graph::{Binary, Compare, DType, Unary};
 use crate::kernel::{Expr, Index, Kernel, LoopKernel, MatMulKernel, Program, Reduce, ScatterKernel, Size};
@@ -449,28 +449,42 @@ fn entry_points(out: &mut String, program: &Program, plan: &ArtifactPlan) {
          if (batch < 0 || batch > {}LL) return 0;\n    return (size_t)layout(batch, offsets);\n}}\n",
         plan.max_batch
     );
-    let _ = writeln!(out, "int64_t {name}_input_size(void) {{ return {}; }}", plan.input_row);
-    let _ = writeln!(out, "int64_t {name}_output_size(void) {{ return {}; }}", plan.output_row);
+    for (what, ports) in [("input", &plan.inputs), ("output", &plan.outputs)] {
+        let _ = writeln!(out, "int {name}_{what}_count(void) {{ return {}; }}", ports.len());
+        let _ = write!(out, "int64_t {name}_{what}_size(int index) {{\n    switch (index) {{");
+        for (i, port) in ports.iter().enumerate() {
+            let _ = write!(out, " case {i}: return {}LL;", port.row);
+        }
+        out.push_str(" default: return -1; }\n}\n");
+    }
     let _ = writeln!(out, "int64_t {name}_max_batch(void) {{ return {}LL; }}", plan.max_batch);
     let _ = writeln!(out, "int {name}_abi_version(void) {{ return {}; }}", super::ABI_VERSION);
-    let version =
-        format!("{name} {} -> {} (kiln {}, C source)", plan.input_shape, plan.output_shape, env!("CARGO_PKG_VERSION"));
+    let version = format!("{name} {} (kiln {}, C source)", plan.summary(), env!("CARGO_PKG_VERSION"));
     let _ = writeln!(out, "const char *{name}_version(void) {{ return \"{}\"; }}\n", version.replace('"', "'"));
+    let _ = writeln!(out, "{} {{", prototype(plan));
+    for argument in input_names(plan).iter().chain(&output_names(plan)) {
+        let _ = writeln!(out, "    if (!{argument}) return 1;");
+    }
+    let _ = writeln!(out, "    if (batch < 0) return 2;\n    if (batch > {}LL) return 3;", plan.max_batch);
+    for (names, ports, code) in [(input_names(plan), &plan.inputs, 4), (output_names(plan), &plan.outputs, 5)] {
+        for (argument, port) in names.iter().zip(ports.iter()) {
+            let needed = if port.batched { format!("{}LL * batch", port.row) } else { format!("{}LL", port.row) };
+            let _ = writeln!(out, "    if ({argument}_len < (size_t)({needed})) return {code};");
+        }
+    }
     let _ = writeln!(
         out,
-        "int {name}_infer(const float *input, int64_t batch, float *output, void *scratch) {{\n    \
-         if (!input || !output) return 1;\n    if (batch < 0) return 2;\n    if (batch > {}LL) return 3;\n    \
-         int64_t offsets[{slots}];\n    const int64_t total = layout(batch, offsets);\n    \
-         if (total > 0 && !scratch) return 1;\n    char *const base = (char *)scratch;\n    (void)base;",
-        plan.max_batch
+        "    int64_t offsets[{slots}];\n    const int64_t total = layout(batch, offsets);\n    \
+         if (total > 0 && !scratch) return 1;\n    if (scratch_len < (size_t)total) return 6;\n    \
+         char *const base = (char *)scratch;\n    (void)base;"
     );
     let symbols = program.symbols.len().max(1);
     let _ = writeln!(out, "    int64_t sizes[{symbols}] = {{0}};\n    sizes[{}] = batch;", plan.batch_symbol);
     let _ = writeln!(out, "    char *buffers[{}];", program.buffers.len().max(1));
     for (b, placement) in plan.placements.iter().enumerate() {
         let address = match placement {
-            Placement::Input => "(char *)input".to_string(),
-            Placement::Output => "(char *)output".to_string(),
+            Placement::Input(i) => format!("(char *){}", input_names(plan)[*i]),
+            Placement::Output(j) => format!("(char *){}", output_names(plan)[*j]),
             Placement::Weight(w) => format!("(char *)weight{w}"),
             Placement::Scratch(s) => format!("base + offsets[{s}]"),
             Placement::Unused => "(char *)0".to_string(),
@@ -485,4 +499,39 @@ fn entry_points(out: &mut String, program: &Program, plan: &ArtifactPlan) {
         );
     }
     out.push_str("    return 0;\n}\n");
+}
+
+/// The C names of the entry point's input arguments: `input` for one, else `input0`, `input1`...
+pub fn input_names(plan: &ArtifactPlan) -> Vec<String> {
+    argument_names("input", plan.inputs.len())
+}
+
+/// The C names of the entry point's output arguments: `output` for one, else `output0`...
+pub fn output_names(plan: &ArtifactPlan) -> Vec<String> {
+    argument_names("output", plan.outputs.len())
+}
+
+fn argument_names(what: &str, count: usize) -> Vec<String> {
+    if count == 1 { vec![what.to_string()] } else { (0..count).map(|i| format!("{what}{i}")).collect() }
+}
+
+/// The C type of a port's elements (`float`, `double`, `int32_t`, `int64_t`).
+pub fn element_type(port: &Port) -> &'static str {
+    c_type(port.dtype)
+}
+
+/// The declaration of `<name>_infer` (without the `;`), the same in the header and the source:
+/// each input as a pointer and its length in elements, the batch, each output likewise, then
+/// the scratch memory and its length in bytes.
+pub fn prototype(plan: &ArtifactPlan) -> String {
+    let mut arguments = Vec::new();
+    for (argument, port) in input_names(plan).iter().zip(&plan.inputs) {
+        arguments.push(format!("const {} *{argument}, size_t {argument}_len", c_type(port.dtype)));
+    }
+    arguments.push("int64_t batch".to_string());
+    for (argument, port) in output_names(plan).iter().zip(&plan.outputs) {
+        arguments.push(format!("{} *{argument}, size_t {argument}_len", c_type(port.dtype)));
+    }
+    arguments.push("void *scratch, size_t scratch_len".to_string());
+    format!("int {}_infer({})", plan.name, arguments.join(", "))
 }

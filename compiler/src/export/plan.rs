@@ -28,10 +28,10 @@ impl LinearBytes {
 /// Where a buffer's memory is during a call of `<name>_infer`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Placement {
-    /// The caller's `input`.
-    Input,
-    /// The caller's `output`: the last kernel writing the output writes it there directly.
-    Output,
+    /// The caller's input `i` (see [`ArtifactPlan::inputs`]).
+    Input(usize),
+    /// The caller's output `i`: the last kernel writing it writes there directly.
+    Output(usize),
     /// Read-only data inside the artifact: [`ArtifactPlan::weights`]`[i]`.
     Weight(usize),
     /// Scratch slot `i` of the caller's scratch memory (see [`ArtifactPlan::slot_offsets`]).
@@ -54,16 +54,46 @@ pub struct Weight {
     pub bytes: Vec<u8>,
 }
 
+/// One input or output of the artifact: a pointer and a length in the entry point's arguments.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Port {
+    /// The graph input's name, or `output{i}`.
+    pub name: String,
+    /// The buffer it is (for an output, the storage the last kernel writes).
+    pub buffer: usize,
+    /// Its shape: `[B, static dims...]` (batched) or static dims only (fixed).
+    pub shape: Shape,
+    /// Its element type.
+    pub dtype: DType,
+    /// Whether its first dim is the batch.
+    pub batched: bool,
+    /// Elements per batch row when batched, else all its elements.
+    pub row: i64,
+}
+
+impl Port {
+    /// The elements it holds at `batch` (`batch` within [`ArtifactPlan::max_batch`]).
+    pub fn elements(&self, batch: i64) -> i64 {
+        if self.batched { self.row * batch } else { self.row }
+    }
+}
+
 /// The nonzero codes `<name>_infer` returns. A kernel's data-dependent status `s` (see
 /// `codegen::STATUS_*`) comes back as `KERNEL_STATUS + s`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ErrorCode {
-    /// `input` or `output` is null, or `scratch` is null while the batch needs scratch memory.
+    /// An input or output pointer is null, or `scratch` is null while the batch needs scratch memory.
     NullPointer = 1,
     /// `batch` is negative.
     NegativeBatch = 2,
     /// `batch` is above `<name>_max_batch()`: a size would overflow.
     BatchTooLarge = 3,
+    /// An input's length (in elements) is below what the batch needs.
+    InputTooShort = 4,
+    /// An output's length (in elements) is below what the batch needs.
+    OutputTooShort = 5,
+    /// `scratch_len` (in bytes) is below `<name>_scratch_bytes(batch)`.
+    ScratchTooShort = 6,
     /// A kernel stopped on bad data (10 + its status: 11 an index out of range, 12 an integer
     /// division by zero).
     KernelStatus = 10,
@@ -78,26 +108,18 @@ pub struct ArtifactPlan {
     pub batch_symbol: usize,
     /// The batch dim's name.
     pub batch_name: String,
-    /// The input buffer.
-    pub input: usize,
-    /// The output buffer's storage (a temporary).
-    pub output: usize,
-    /// The input's shape (`[B, ...]`).
-    pub input_shape: Shape,
-    /// The output's shape (`[B, ...]`).
-    pub output_shape: Shape,
-    /// `f32` elements per batch row of the input.
-    pub input_row: i64,
-    /// `f32` elements per batch row of the output.
-    pub output_row: i64,
+    /// The inputs, in the order the entry point takes them.
+    pub inputs: Vec<Port>,
+    /// The outputs, in the order the entry point takes them (the program's outputs).
+    pub outputs: Vec<Port>,
     /// For every buffer of the program (aliases resolved): where it lives.
     pub placements: Vec<Placement>,
     /// For every scratch slot: the sizes of the buffers sharing it (it holds the largest).
     pub slots: Vec<Vec<LinearBytes>>,
     /// The data stored in the artifact, one per param or constant buffer.
     pub weights: Vec<Weight>,
-    /// The largest batch the artifact accepts: every byte count, scratch total included, stays
-    /// below `i64::MAX / 8` up to it.
+    /// The largest batch the artifact accepts: every byte count, scratch total and the
+    /// inputs' and outputs' included, stays below `i64::MAX / 8` up to it.
     pub max_batch: i64,
 }
 
@@ -117,63 +139,115 @@ fn refuse<T>(detail: impl Into<String>) -> Result<T> {
     Err(Error::Export { detail: detail.into() })
 }
 
+/// Bytes of one element of `dtype`.
+pub fn element_bytes(dtype: DType) -> i64 {
+    match dtype {
+        DType::F32 | DType::I32 => 4,
+        DType::F64 | DType::I64 => 8,
+        DType::Bool => 1,
+    }
+}
+
+/// `buffer` as a port: its shape must be `[batch, static...]` or static.
+fn port(program: &Program, name: &str, buffer: usize, shape: &Shape, batch_name: &str) -> Result<Port> {
+    let dtype = program.buffers[buffer].dtype;
+    let (batched, rest) = match shape.dims().split_first() {
+        Some((Dim::Sym(b), rest)) if b == batch_name => (true, rest),
+        _ => (false, shape.dims()),
+    };
+    let mut row = 1i64;
+    for dim in rest {
+        let Dim::Static(n) = dim else {
+            return refuse(format!(
+                "`{name}` has shape {shape}: an artifact's inputs and outputs are [{batch_name}, static dims...] \
+                 or static, with the batch `{batch_name}` as the only symbolic dim"
+            ));
+        };
+        row = i64::try_from(*n)
+            .ok()
+            .and_then(|n| row.checked_mul(n))
+            .ok_or_else(|| Error::Export { detail: format!("`{name}` of shape {shape} has too many elements") })?;
+    }
+    Ok(Port { name: name.to_string(), buffer, shape: shape.clone(), dtype, batched, row })
+}
+
 impl ArtifactPlan {
-    /// Plans `program` (see the module comment of `export`), fed through the graph input
-    /// `input_name`, with the params' values from `params`. Refuses, with the reason, programs the ABI cannot express.
-    pub fn new(name: &str, program: &Program, input_name: &str, params: &ParamStore) -> Result<ArtifactPlan> {
+    /// Plans `program` (see the module comment of `export`), fed through the graph inputs
+    /// `input_names` (in the entry point's order), with the params' values from `params`.
+    /// Refuses, with the reason, programs the ABI cannot express.
+    pub fn new(name: &str, program: &Program, input_names: &[String], params: &ParamStore) -> Result<ArtifactPlan> {
         check_name(name)?;
         if !program.updates.is_empty() {
             return refuse("an artifact computes outputs only; the program updates params");
         }
-        let is_input = |b: usize| matches!(&program.buffers[b].role, Role::Input(n) if n == input_name);
-        let Some(input) = (0..program.buffers.len()).find(|&b| is_input(b)) else {
-            return refuse(format!("the output does not depend on the input `{input_name}`"));
-        };
+        if input_names.is_empty() || program.outputs.is_empty() {
+            return refuse("an artifact has at least one input and one output");
+        }
+        for (i, input) in input_names.iter().enumerate() {
+            if input_names[..i].contains(input) {
+                return refuse(format!("the input `{input}` is listed twice"));
+            }
+        }
+        let mut input_buffers = Vec::with_capacity(input_names.len());
+        for input in input_names {
+            let is_input = |b: usize| matches!(&program.buffers[b].role, Role::Input(n) if n == input);
+            let Some(buffer) = (0..program.buffers.len()).find(|&b| is_input(b)) else {
+                return refuse(format!("the outputs do not depend on the input `{input}`"));
+            };
+            input_buffers.push(buffer);
+        }
         // Other graph inputs may have buffers, but no kernel may read them.
+        let listed = input_names.iter().map(|n| format!("`{n}`")).collect::<Vec<_>>().join(", ");
         for kernel in &program.kernels {
             for buffer in kernel.accesses().0 {
                 if let Role::Input(other) = &program.buffers[program.storage(buffer)].role
-                    && other != input_name
+                    && !input_names.contains(other)
                 {
-                    return refuse(format!(
-                        "an artifact takes one input; the output needs `{other}` besides `{input_name}`"
-                    ));
+                    return refuse(format!("the outputs need the input `{other}` besides {listed}"));
                 }
             }
         }
-        let &[output] = program.outputs.as_slice() else {
-            return refuse(format!("an artifact has exactly one output, not {}", program.outputs.len()));
-        };
-        let batch_name = match program.buffers[input].shape.dims().first() {
-            Some(Dim::Sym(symbol)) => symbol.clone(),
-            _ => {
-                let shape = &program.buffers[input].shape;
-                return refuse(format!(
-                    "the input's first dim must be a symbolic batch dim (like `B`), its shape is {shape}"
-                ));
-            }
+        let batch_name = input_buffers.iter().find_map(|&b| match program.buffers[b].shape.dims().first() {
+            Some(Dim::Sym(symbol)) => Some(symbol.clone()),
+            _ => None,
+        });
+        let Some(batch_name) = batch_name else {
+            let shape = &program.buffers[input_buffers[0]].shape;
+            return refuse(format!(
+                "an artifact needs a symbolic batch dim (like `B`) as an input's first dim; the input `{}` has \
+                 shape {shape}",
+                input_names[0]
+            ));
         };
         let batch_symbol = program.symbols.iter().position(|s| *s == batch_name);
         let batch_symbol = batch_symbol.ok_or_else(|| Error::Bug(format!("symbol `{batch_name}` is not declared")))?;
-        let row = |buffer: usize, what: &str| -> Result<i64> {
-            let declared = &program.buffers[buffer];
-            if declared.dtype != DType::F32 {
-                return refuse(format!("the {what} must be f32, it is {}", declared.dtype));
+        let mut inputs = Vec::with_capacity(input_names.len());
+        for (input, &buffer) in input_names.iter().zip(&input_buffers) {
+            inputs.push(port(program, input, buffer, &program.buffers[buffer].shape, &batch_name)?);
+        }
+        let mut outputs: Vec<Port> = Vec::with_capacity(program.outputs.len());
+        for (i, &output) in program.outputs.iter().enumerate() {
+            let storage = program.storage(output);
+            if program.buffers[storage].role != Role::Temporary {
+                return refuse(format!(
+                    "output {i} must be computed by a kernel (it is an input, a param or a constant itself)"
+                ));
             }
-            match declared.shape.dims().split_first() {
-                Some((Dim::Sym(b), rest)) if *b == batch_name && rest.iter().all(|d| matches!(d, Dim::Static(_))) => {
-                    Ok(rest.iter().map(|d| if let Dim::Static(n) = d { *n as i64 } else { 1 }).product())
-                }
-                _ => refuse(format!(
-                    "the {what}'s shape must be [{batch_name}, static dims...], it is {}",
-                    declared.shape
-                )),
+            if let Some(same) = outputs.iter().position(|o| o.buffer == storage) {
+                return refuse(format!("outputs {same} and {i} are the same tensor; export it once"));
             }
-        };
-        let (input_row, output_row) = (row(input, &format!("input `{input_name}`"))?, row(output, "output")?);
-        let output_storage = program.storage(output);
-        if program.buffers[output_storage].role != Role::Temporary {
-            return refuse("the output must be computed by a kernel (it is an input, a param or a constant itself)");
+            let mut output_port =
+                port(program, &format!("output{i}"), output, &program.buffers[output].shape, &batch_name)?;
+            output_port.buffer = storage;
+            outputs.push(output_port);
+        }
+        for port in inputs.iter().chain(&outputs) {
+            if port.dtype == DType::Bool {
+                return refuse(format!(
+                    "`{}` is bool; an artifact's inputs and outputs are f32, f64, i32 or i64",
+                    port.name
+                ));
+            }
         }
         let mut weights = Vec::new();
         let mut placements = vec![None; program.buffers.len()];
@@ -188,11 +262,15 @@ impl ArtifactPlan {
         // Owners first, then every alias where its storage is.
         for owner in (0..program.buffers.len()).filter(|&b| program.storage(b) == b) {
             let declared = &program.buffers[owner];
+            let output = outputs.iter().position(|o| o.buffer == owner);
             let placement = match &declared.role {
-                _ if owner == output_storage => Placement::Output,
+                _ if let Some(j) = output => Placement::Output(j),
                 Role::Param(_) | Role::Constant(_) if !used[owner] => Placement::Unused,
-                // The input, or another graph input that no kernel reads.
-                Role::Input(_) => Placement::Input,
+                Role::Input(_) => match input_buffers.iter().position(|&b| b == owner) {
+                    Some(i) => Placement::Input(i),
+                    // Another graph input that no kernel reads.
+                    None => Placement::Unused,
+                },
                 Role::Param(name) => {
                     let value = params.get(name).ok_or_else(|| Error::MissingParam { name: name.clone() })?;
                     let shape = declared.shape.as_static().ok_or_else(|| Error::Bug("a symbolic param".into()))?;
@@ -226,26 +304,43 @@ impl ArtifactPlan {
         let placements: Vec<Placement> = (0..program.buffers.len())
             .map(|b| placements[program.storage(b)].ok_or_else(|| Error::Bug(format!("buffer {b} has no place"))))
             .collect::<Result<_>>()?;
-        let per_row: i64 = slots.iter().map(|s| s.iter().map(|b| b.per_row).max().unwrap_or(0)).sum::<i64>()
-            + 4 * (input_row + output_row);
+        let ports = || inputs.iter().chain(&outputs);
+        let port_bytes = |batched: bool| -> i64 {
+            ports().filter(|p| p.batched == batched).map(|p| p.row.saturating_mul(element_bytes(p.dtype))).sum()
+        };
+        let per_row: i64 =
+            slots.iter().map(|s| s.iter().map(|b| b.per_row).max().unwrap_or(0)).sum::<i64>() + port_bytes(true);
         let fixed: i64 =
-            slots.iter().map(|s| s.iter().map(|b| b.fixed).max().unwrap_or(0) + SCRATCH_ALIGN).sum::<i64>();
+            slots.iter().map(|s| s.iter().map(|b| b.fixed).max().unwrap_or(0) + SCRATCH_ALIGN).sum::<i64>()
+                + port_bytes(false);
+        if fixed >= i64::MAX / 8 {
+            return refuse(format!("the model needs {fixed} bytes whatever the batch, too many for one artifact"));
+        }
         let max_batch = (i64::MAX / 8 - fixed) / per_row.max(1);
         Ok(ArtifactPlan {
             name: name.to_string(),
             batch_symbol,
             batch_name,
-            input,
-            output: output_storage,
-            input_shape: program.buffers[input].shape.clone(),
-            output_shape: program.buffers[output].shape.clone(),
-            input_row,
-            output_row,
+            inputs,
+            outputs,
             placements,
             slots,
             weights,
             max_batch,
         })
+    }
+
+    /// `[B, 2] -> [B, 2]`: the inputs' and outputs' shapes (with their dtype when not f32),
+    /// for the version string.
+    pub fn summary(&self) -> String {
+        let list = |ports: &[Port]| {
+            let shown: Vec<String> = ports
+                .iter()
+                .map(|p| if p.dtype == DType::F32 { p.shape.to_string() } else { format!("{} {}", p.dtype, p.shape) })
+                .collect();
+            shown.join(", ")
+        };
+        format!("{} -> {}", list(&self.inputs), list(&self.outputs))
     }
 
     /// The byte offset of every scratch slot from the scratch pointer at `batch`, and the
@@ -279,11 +374,7 @@ impl ArtifactPlan {
 
 /// The bytes of a buffer of `shape`, linear in the batch.
 fn bytes_of(shape: &Shape, dtype: DType, batch: &str) -> Result<LinearBytes> {
-    let size = match dtype {
-        DType::F32 | DType::I32 => 4,
-        DType::F64 | DType::I64 => 8,
-        DType::Bool => 1,
-    };
+    let size = element_bytes(dtype);
     let (mut elements, mut batch_dims) = (1i64, 0);
     for dim in shape.dims() {
         match dim {

@@ -5,15 +5,21 @@
 //! `codegen::object`) with the weights in its read-only data, and everything written around
 //! it here: the C header (`header`), the static library `lib<name>.a` (`archive`, written by
 //! kiln itself: no binutils needed), a command-line executable linked with the system C
-//! compiler (`executable`), Rust bindings (`bindings`).
+//! compiler (`executable`, or `text` for models that read titles), Rust bindings (`bindings`).
 //!
-//! The artifact's C ABI (the header documents it):
-//! `int <name>_infer(const float *input, int64_t batch, float *output, void *scratch)`,
-//! `size_t <name>_scratch_bytes(int64_t batch)`, `int64_t <name>_input_size(void)` and
-//! `<name>_output_size(void)` (floats per row), `int64_t <name>_max_batch(void)`,
-//! `const char *<name>_version(void)`, `int <name>_abi_version(void)`. It allocates nothing,
-//! calls nothing (not even libc), is single-threaded and reentrant (distinct scratch per
-//! thread). The batch dim stays symbolic: one artifact serves every batch size.
+//! The artifact's C ABI (the header documents it), version 2:
+//! `int <name>_infer(const T0 *input0, size_t input0_len, ..., int64_t batch, U0 *output0,
+//! size_t output0_len, ..., void *scratch, size_t scratch_len)` (with one input and one output
+//! the arguments are `input` and `output`), one pointer and length in elements per input and
+//! output, of their own element type (f32, f64, i32 or i64 ids); `size_t
+//! <name>_scratch_bytes(int64_t batch)`; `int <name>_input_count(void)`, `int64_t
+//! <name>_input_size(int index)` (elements per row) and the same for outputs; `int64_t
+//! <name>_max_batch(void)`, `const char *<name>_version(void)`, `int <name>_abi_version(void)`.
+//! The entry point checks null pointers, the batch's range and every length against what the
+//! batch needs (a short buffer is an error code, never a write past it); it cannot check that
+//! a pointer addresses as much as its length says. It allocates nothing, calls nothing (not
+//! even libc), is single-threaded and reentrant (distinct scratch per thread). The batch dim
+//! stays symbolic: one artifact serves every batch size; other dims are static.
 //!
 //! Its outputs are bit-for-bit those of a [`Function`](crate::Function) compiled with
 //! [`function_with`](crate::function_with) and `codegen::Options { gemm: false, fma }`, where
@@ -41,6 +47,7 @@ mod archive;
 mod bindings;
 mod executable;
 mod header;
+mod text;
 mod toolchain;
 
 use std::path::{Path, PathBuf};
@@ -52,7 +59,8 @@ use kiln_compiler::kernel::Program;
 use kiln_compiler::{Error, Graph, Location, Op, ParamStore, Result, Tensor};
 
 pub use kiln_compiler::codegen::object::{Cpu, ObjectTarget as Target, host_triple};
-pub use kiln_compiler::export::{ABI_VERSION, ErrorCode};
+pub use kiln_compiler::export::{ABI_VERSION, ErrorCode, Port};
+pub use text::{CharacterTable, TextClassifier};
 pub use toolchain::c_compiler;
 
 /// How to export: the artifact's name (the prefix of its symbols and files) and its target.
@@ -79,32 +87,40 @@ impl Default for ExportOptions {
     }
 }
 
-/// A model to export: the forward computation of `output` from `input` in `graph`.
-#[derive(Clone, Copy, Debug)]
+/// A model to export: the forward computation of `outputs` from `inputs` in `graph`.
+#[derive(Clone, Debug)]
 pub struct Model<'g> {
     /// The graph.
     pub graph: &'g Graph,
-    /// Its input: a graph input of shape `[B, ...]`, `f32`, with a symbolic batch dim `B`.
-    pub input: Tensor<'g>,
-    /// Its output: `f32`, `[B, ...]`, computed from the input and params.
-    pub output: Tensor<'g>,
+    /// Its inputs, in the order the entry point takes them: graph inputs of shape `[B, ...]`
+    /// (a symbolic batch dim `B`, then static dims) or static, f32, f64, i32 or i64.
+    pub inputs: Vec<Tensor<'g>>,
+    /// Its outputs, in the entry point's order: computed from the inputs and params, of shape
+    /// `[B, ...]` or static, f32, f64, i32 or i64.
+    pub outputs: Vec<Tensor<'g>>,
 }
 
 impl<'g> Model<'g> {
     /// The model computing `output` from `input`.
     pub fn new(graph: &'g Graph, input: Tensor<'g>, output: Tensor<'g>) -> Model<'g> {
-        Model { graph, input, output }
+        Model { graph, inputs: vec![input], outputs: vec![output] }
+    }
+
+    /// The model computing `outputs` from `inputs` (several of each, in the entry point's order).
+    pub fn with_ports(graph: &'g Graph, inputs: &[Tensor<'g>], outputs: &[Tensor<'g>]) -> Model<'g> {
+        Model { graph, inputs: inputs.to_vec(), outputs: outputs.to_vec() }
     }
 
     /// Compiles the model ahead of time with the params' values from `params`.
     #[track_caller]
     pub fn export(&self, params: &ParamStore, options: &ExportOptions) -> Result<Artifact> {
-        export(self.graph, self.input, self.output, params, options)
+        export_ports(self.graph, &self.inputs, &self.outputs, params, options, Location::caller())
     }
 }
 
 /// Compiles the computation of `output` from `input` ahead of time, with the values of the
-/// params taken from `params` (see the module documentation for the ABI).
+/// params taken from `params` (see the module documentation for the ABI; [`Model::with_ports`]
+/// for several inputs or outputs).
 #[track_caller]
 pub fn export<'g>(
     graph: &'g Graph,
@@ -113,15 +129,29 @@ pub fn export<'g>(
     params: &ParamStore,
     options: &ExportOptions,
 ) -> Result<Artifact> {
-    let location = Location::caller();
-    let Op::Input { name: input_name } = graph.node(input.id()?).op else {
-        let detail =
-            format!("the model's input must be a graph input, not a `{}` node", graph.node(input.id()?).op.name());
-        return Err(Error::Argument { op: "export", detail, location });
-    };
-    let mut program = lower_to_kernels(graph, &[output], &[])?;
+    export_ports(graph, &[input], &[output], params, options, Location::caller())
+}
+
+fn export_ports<'g>(
+    graph: &'g Graph,
+    inputs: &[Tensor<'g>],
+    outputs: &[Tensor<'g>],
+    params: &ParamStore,
+    options: &ExportOptions,
+    location: Location,
+) -> Result<Artifact> {
+    let mut input_names = Vec::with_capacity(inputs.len());
+    for input in inputs {
+        let Op::Input { name } = graph.node(input.id()?).op else {
+            let detail =
+                format!("the model's inputs must be graph inputs, not a `{}` node", graph.node(input.id()?).op.name());
+            return Err(Error::Argument { op: "export", detail, location });
+        };
+        input_names.push(name);
+    }
+    let mut program = lower_to_kernels(graph, outputs, &[])?;
     kiln_compiler::export::pretranspose_weights(&mut program, params)?;
-    let plan = ArtifactPlan::new(&options.name, &program, &input_name, params)?;
+    let plan = ArtifactPlan::new(&options.name, &program, &input_names, params)?;
     let object = object::emit_object(&program, &plan, &options.target)?;
     let header = header::header(&plan, &options.target);
     Ok(Artifact { plan, program, object, header, target: options.target.clone() })
@@ -150,8 +180,17 @@ impl std::fmt::Debug for Artifact {
 }
 
 /// The C symbols an artifact exports, in the order the header lists them.
-pub const ENTRY_POINTS: [&str; 7] =
-    ["infer", "scratch_bytes", "input_size", "output_size", "max_batch", "version", "abi_version"];
+pub const ENTRY_POINTS: [&str; 9] = [
+    "infer",
+    "scratch_bytes",
+    "input_count",
+    "output_count",
+    "input_size",
+    "output_size",
+    "max_batch",
+    "version",
+    "abi_version",
+];
 
 impl Artifact {
     /// The artifact's name (the prefix of its symbols).
@@ -164,14 +203,14 @@ impl Artifact {
         &self.target
     }
 
-    /// `f32` values per input row (`<name>_input_size()`).
-    pub fn input_size(&self) -> usize {
-        self.plan.input_row as usize
+    /// The inputs, in the entry point's order (`<name>_input_size(i)` is `inputs()[i].row`).
+    pub fn inputs(&self) -> &[Port] {
+        &self.plan.inputs
     }
 
-    /// `f32` values per output row (`<name>_output_size()`).
-    pub fn output_size(&self) -> usize {
-        self.plan.output_row as usize
+    /// The outputs, in the entry point's order.
+    pub fn outputs(&self) -> &[Port] {
+        &self.plan.outputs
     }
 
     /// What `<name>_scratch_bytes(batch)` returns.
@@ -230,9 +269,20 @@ impl Artifact {
     }
 
     /// The source of the command-line front end (`main`) that [`Artifact::link_executable`]
-    /// compiles.
-    pub fn executable_source(&self) -> String {
-        executable::main_source(&self.plan.name)
+    /// compiles; an error for an artifact that is not one f32 input and one f32 output.
+    pub fn executable_source(&self) -> Result<String> {
+        let numeric =
+            |ports: &[Port]| matches!(ports, [port] if port.dtype == kiln_compiler::DType::F32 && port.batched);
+        if !numeric(&self.plan.inputs) || !numeric(&self.plan.outputs) {
+            let detail = format!(
+                "the numeric executable reads rows of f32 into one input and prints one output; `{}` is {} \
+                 (for a text model, see link_text_executable)",
+                self.plan.name,
+                self.plan.summary()
+            );
+            return Err(Error::Export { detail });
+        }
+        Ok(executable::main_source(&self.plan.name))
     }
 
     /// Links the standalone executable `dir/<name>`, stripped, with the system C compiler
@@ -240,24 +290,44 @@ impl Artifact {
     /// a file or stdin and prints a prediction per row (`dir/<name> --help` says how).
     /// The target must be the host; for another, see [`Artifact::link_executable_with`].
     pub fn link_executable(&self, dir: &Path) -> Result<PathBuf> {
-        if !self.target.is_host() {
-            let detail = format!(
-                "the artifact is for {}, not this host: link it with a cross compiler (link_executable_with)",
-                self.target.triple
-            );
-            return Err(Error::Export { detail });
-        }
+        self.check_host()?;
         self.link_executable_with(dir, &c_compiler())
     }
 
     /// [`Artifact::link_executable`] with the C compiler `compiler` (a cross compiler for
     /// another target, such as `aarch64-linux-gnu-gcc`).
     pub fn link_executable_with(&self, dir: &Path, compiler: &str) -> Result<PathBuf> {
-        executable::link(self, dir, compiler)
+        executable::link(self, dir, compiler, &self.executable_source()?)
+    }
+
+    /// The source of the text front end that [`Artifact::link_text_executable`] compiles.
+    pub fn text_executable_source(&self, classifier: &TextClassifier) -> Result<String> {
+        text::main_source(self, classifier)
+    }
+
+    /// Links `dir/<name>`, an executable that reads UTF-8 titles, one per line, turns each
+    /// into ids with `classifier`'s character table (baked in) and prints the category and
+    /// tags per line (see `text` for the exact behaviour). The artifact's input must be ids
+    /// `[B, L]`, its outputs the category logits and, if `classifier` names tags, the tag logits.
+    pub fn link_text_executable(&self, dir: &Path, classifier: &TextClassifier) -> Result<PathBuf> {
+        self.check_host()?;
+        executable::link(self, dir, &c_compiler(), &self.text_executable_source(classifier)?)
+    }
+
+    fn check_host(&self) -> Result<()> {
+        if self.target.is_host() {
+            return Ok(());
+        }
+        let detail = format!(
+            "the artifact is for {}, not this host: link it with a cross compiler (link_executable_with)",
+            self.target.triple
+        );
+        Err(Error::Export { detail })
     }
 
     /// A Rust module that links `lib<name>.a` and wraps `<name>_infer` in a safe
-    /// `infer(input: &[f32], batch: usize) -> Result<Vec<f32>, Error>`, for an application
+    /// `infer(input: &[f32], batch: usize) -> Result<Vec<f32>, Error>` (a slice per input, a
+    /// tuple of `Vec`s for several outputs), for an application
     /// that embeds the model with no kiln dependency (see `bindings` for how to use it).
     pub fn rust_bindings(&self) -> String {
         bindings::bindings(&self.plan)
