@@ -173,6 +173,10 @@ fn executable(dir: &Path) -> (PathBuf, Artifact, ParamStore) {
 }
 
 fn run_with_stdin(program: &Path, args: &[&str], stdin: &str) -> Output {
+    run_with_bytes(program, args, stdin.as_bytes())
+}
+
+fn run_with_bytes(program: &Path, args: &[&str], stdin: &[u8]) -> Output {
     use std::io::Write;
     let mut child = Command::new(program)
         .args(args)
@@ -181,7 +185,8 @@ fn run_with_stdin(program: &Path, args: &[&str], stdin: &str) -> Output {
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
-    child.stdin.take().unwrap().write_all(stdin.as_bytes()).unwrap();
+    // The program may stop reading early (a usage error); a broken pipe is then expected.
+    let _ = child.stdin.take().unwrap().write_all(stdin);
     child.wait_with_output().unwrap()
 }
 
@@ -309,6 +314,166 @@ fn the_rust_bindings_build_with_rustc_and_match_the_jit() {
     check(&output, "the Rust program");
     let printed: Vec<u32> = String::from_utf8_lossy(&output.stdout).lines().map(|l| l.parse().unwrap()).collect();
     assert_eq!(printed, bits(&jit_outputs(&artifact, &params, &inputs)));
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Asserts that `output` is a clean rejection: exit code 2, nothing on stdout, and stderr of
+/// printable ASCII lines only (no raw bytes echoed), containing every one of `messages`.
+fn assert_rejected(output: &Output, input: &[u8], messages: &[&str]) {
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "{input:?}: {stderr}");
+    assert!(output.stdout.is_empty(), "{input:?} printed {:?}", String::from_utf8_lossy(&output.stdout));
+    assert!(output.stderr.iter().all(|&b| b == b'\n' || (0x20..0x7f).contains(&b)), "raw bytes on stderr: {stderr:?}");
+    for message in messages {
+        assert!(stderr.contains(message), "{input:?}: expected `{message}` in {stderr}");
+    }
+}
+
+#[test]
+fn the_executable_rejects_non_finite_values_unless_allowed() {
+    let dir = temp_dir("nonfinite");
+    let (program, _, _) = executable(&dir);
+    for (input, excerpt) in [
+        ("1, 2\nnan, 1\n", "line 2: `nan` is not a finite f32"),
+        ("inf 1\n", "line 1: `inf` is not a finite f32"),
+        ("1, -infinity\n", "line 1: `-infinity` is not a finite f32"),
+        ("0.5, 1e40\n", "line 1: `1e40` is not a finite f32"),
+        ("-3.5e38 0\n", "line 1: `-3.5e38` is not a finite f32"),
+    ] {
+        assert_rejected(&run_with_stdin(&program, &[], input), input.as_bytes(), &[excerpt]);
+        // --allow-nonfinite runs them (the outputs are whatever the model makes of them).
+        let allowed = run_with_stdin(&program, &["--raw", "--allow-nonfinite"], input);
+        check(&allowed, input);
+        assert_eq!(String::from_utf8_lossy(&allowed.stdout).lines().count(), input.lines().count(), "{input:?}");
+    }
+    // The largest finite f32 and subnormals are values like any other.
+    let edge = run_with_stdin(&program, &["--raw"], "3.4028235e38, -3.4028235e38\n1e-40 -1e-45\n");
+    check(&edge, "edge values");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn the_executable_reports_nul_bytes_and_reads_past_them() {
+    let dir = temp_dir("nul");
+    let (program, _, _) = executable(&dir);
+    // A NUL byte on line 2 does not end the input: line 4's error is reported too.
+    let input = b"1, 2\n3\x00, 4\n5, 6\n7, x\n";
+    let output = run_with_bytes(&program, &[], input);
+    assert_rejected(
+        &output,
+        input,
+        &["line 2: a NUL byte at column 2", "line 4: `x` is not a number", "2 malformed lines"],
+    );
+    // Binary garbage is quoted as a short escaped excerpt, never echoed.
+    let mut garbage = b"1, ".to_vec();
+    garbage.extend((0..200u8).map(|b| b.wrapping_mul(37) | 0x80));
+    garbage.push(b'\n');
+    let output = run_with_bytes(&program, &[], &garbage);
+    assert_rejected(&output, &garbage, &["line 1: `\\x80", "`... is not a number"]);
+    let longest = String::from_utf8_lossy(&output.stderr).lines().map(str::len).max().unwrap_or(0);
+    assert!(longest < 120, "a message of {longest} bytes: {}", String::from_utf8_lossy(&output.stderr));
+    // Many malformed lines: the first ten in full, then a count.
+    let many: String = (0..25).map(|i| format!("{i}\n")).collect();
+    let output = run_with_stdin(&program, &[], &many);
+    assert_rejected(
+        &output,
+        many.as_bytes(),
+        &["line 10: expected 2 numbers", "... and 15 more", "25 malformed lines"],
+    );
+    assert!(!String::from_utf8_lossy(&output.stderr).contains("line 11:"));
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// A 64-bit LCG for the fuzz cases.
+struct Lcg(u64);
+
+impl Lcg {
+    fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        self.0 >> 11
+    }
+
+    fn below(&mut self, n: usize) -> usize {
+        (self.next() % n as u64) as usize
+    }
+}
+
+/// Cases for the fuzz tests: `KILN_FUZZ_CASES` if set, else `default` (what CI runs).
+fn fuzz_cases(default: usize) -> usize {
+    std::env::var("KILN_FUZZ_CASES").ok().and_then(|v| v.parse().ok()).unwrap_or(default)
+}
+
+/// Random bytes and mutations of valid input through the executable: every run exits with
+/// 0 (and prints one line per row) or with 2 (with a message, nothing on stdout), never a
+/// signal or another code.
+#[test]
+fn the_executable_row_parser_survives_random_and_mutated_input() {
+    let dir = temp_dir("fuzz");
+    let (program, _, _) = executable(&dir);
+    let valid = b"0.5, 1\n-2 3e-3\n# comment\n\n1e3,\t-0\n".to_vec();
+    let pieces: [&[u8]; 14] = [
+        b"nan",
+        b"inf",
+        b"1e40",
+        b"\x00",
+        b",",
+        b" ",
+        b"\n",
+        b"-",
+        b"e",
+        b"0x1p3",
+        b"#",
+        b"\r\n",
+        b"\xff\xfe",
+        b"1e-50",
+    ];
+    let cases = fuzz_cases(300);
+    let mut rng = Lcg(2026);
+    let (mut accepted, mut rejected) = (0, 0);
+    for case in 0..cases {
+        let input: Vec<u8> = if case % 3 == 0 {
+            (0..rng.below(200)).map(|_| rng.next() as u8).collect()
+        } else {
+            let mut bytes = valid.clone();
+            for _ in 0..1 + rng.below(6) {
+                let at = rng.below(bytes.len() + 1);
+                match rng.below(3) {
+                    0 if at < bytes.len() => {
+                        bytes.remove(at);
+                    }
+                    1 => {
+                        let piece = pieces[rng.below(pieces.len())];
+                        bytes.splice(at..at, piece.iter().copied());
+                    }
+                    _ => bytes.insert(at, rng.next() as u8),
+                }
+            }
+            bytes
+        };
+        let output = run_with_bytes(&program, &["--raw"], &input);
+        match output.status.code() {
+            Some(0) => {
+                accepted += 1;
+                let rows = output.stdout.iter().filter(|&&b| b == b'\n').count();
+                let expected = input
+                    .split(|&b| b == b'\n')
+                    .filter(|line| {
+                        let text = String::from_utf8_lossy(line);
+                        let text = text.trim_start_matches([' ', '\t', '\r']);
+                        !text.is_empty() && !text.starts_with('#')
+                    })
+                    .count();
+                assert_eq!(rows, expected, "case {case}: {input:?}");
+            }
+            Some(2) => {
+                rejected += 1;
+                assert_rejected(&output, &input, &["line "]);
+            }
+            other => panic!("case {case}: exit {other:?} ({}) on {input:?}", output.status),
+        }
+    }
+    println!("{cases} fuzz cases: {accepted} accepted, {rejected} rejected");
+    assert!(accepted > 0 && rejected > 0, "the cases should exercise both outcomes");
     let _ = std::fs::remove_dir_all(&dir);
 }
 
