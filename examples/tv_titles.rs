@@ -12,8 +12,16 @@
 //! characters) at every step; the test titles carry typos drawn apart from training. The
 //! example prints the accuracy on clean and on misspelled titles and a few predictions.
 //!
-//! Run: `cargo run --release --example tv_titles`
+//! With `--out DIR`, the trained model is also exported (`kiln::export`): `DIR/titles` is an
+//! executable with the character table baked in that reads UTF-8 titles, one per line, and
+//! prints one line per title: the category, a tab, the predicted tags separated by commas.
+//! Characters are lowercased and looked up as in training (anything outside the 38 known
+//! characters is the "other" id); a title longer than 32 characters is cut to its first 32,
+//! as in training.
+//!
+//! Run: `cargo run --release --example tv_titles [-- --out DIR]`
 
+use kiln::export::{CharacterTable, Model, TextClassifier};
 use kiln::prelude::*;
 
 /// Characters per title (longer ones are cut); the model's `[B, 32]` input says the same.
@@ -125,19 +133,25 @@ fn misspell(title: &str, typos: usize, rng: &mut Lcg) -> String {
     chars.into_iter().collect()
 }
 
-/// Character ids, lowercased: 1–26 letters, 27–36 digits, 37 space, 38 anything else, 0 padding.
+/// A lowercased character's id: 1–26 letters, 27–36 digits, 37 space, 38 anything else (0 is padding).
+fn char_id(c: char) -> i64 {
+    match c {
+        'a'..='z' => c as i64 - 'a' as i64 + 1,
+        '0'..='9' => c as i64 - '0' as i64 + 27,
+        ' ' => 37,
+        _ => 38,
+    }
+}
+
+/// The ids of one character of a title: its lowercase form's (one, or more when lowercasing
+/// expands it). The exported executable's table is made from this function.
+fn char_ids(c: char) -> Vec<i64> {
+    c.to_lowercase().map(char_id).collect()
+}
+
+/// A title's row of `LEN` ids: each character's ids, cut at `LEN`, padded with 0.
 fn encode(title: &str, ids: &mut Vec<i64>) {
-    let mut row: Vec<i64> = title
-        .to_lowercase()
-        .chars()
-        .take(LEN)
-        .map(|c| match c {
-            'a'..='z' => c as i64 - 'a' as i64 + 1,
-            '0'..='9' => c as i64 - '0' as i64 + 27,
-            ' ' => 37,
-            _ => 38,
-        })
-        .collect();
+    let mut row: Vec<i64> = title.chars().flat_map(char_ids).take(LEN).collect();
     row.resize(LEN, 0);
     ids.extend(row);
 }
@@ -170,7 +184,46 @@ fn score(outputs: &[f64], categories: &Value, tags: &Value) -> (f64, f64) {
     (right as f64 / rows as f64, all_tags as f64 / rows as f64)
 }
 
-fn main() -> kiln::Result<()> {
+/// Exports the trained model to `dir/titles` (the text executable) and shows it at work.
+fn export(params: &ParamStore, dir: &std::path::Path) -> kiln::Result<()> {
+    let g = Graph::new();
+    let model = TitleNet::new(&g)?;
+    model.eval();
+    let [chars] = model.inputs(&g)?;
+    let out = model.forward(chars)?;
+    let (category, tags) = (out.slice(1, 0, CATEGORIES.len())?, out.slice(1, CATEGORIES.len(), 15)?);
+    let artifact = Model::with_ports(&g, &[chars], &[category, tags]).export(params, &ExportOptions::new("titles"))?;
+    let classifier = TextClassifier {
+        characters: CharacterTable::from_encoder(0, 38, char_ids),
+        categories: CATEGORIES.iter().map(|c| c.to_string()).collect(),
+        tags: TAGS.iter().map(|t| t.to_string()).collect(),
+    };
+    let io = |e: std::io::Error| Error::Export { detail: format!("{}: {e}", dir.display()) };
+    std::fs::create_dir_all(dir).map_err(io)?;
+    let executable = artifact.link_text_executable(dir, &classifier)?;
+    artifact.write_static_library(dir)?;
+    println!("\nwrote {} ({} ids in, category and tag logits out)", executable.display(), LEN);
+    let titles = "Evening News\nPaw Patrol\nPlanet Earth\n";
+    let mut child = std::process::Command::new(&executable)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .map_err(io)?;
+    use std::io::Write;
+    child.stdin.take().map(|mut stdin| stdin.write_all(titles.as_bytes())).transpose().map_err(io)?;
+    let output = child.wait_with_output().map_err(io)?;
+    println!("$ printf '{}' | {}", titles.replace('\n', "\\n"), executable.display());
+    print!("{}", String::from_utf8_lossy(&output.stdout));
+    Ok(())
+}
+
+fn main() -> std::result::Result<(), Box<dyn std::error::Error>> {
+    let arguments: Vec<String> = std::env::args().skip(1).collect();
+    let out_dir = match arguments.as_slice() {
+        [] => None,
+        [flag, dir] if flag == "--out" => Some(std::path::PathBuf::from(dir)),
+        _ => return Err(format!("usage: tv_titles [--out DIR], not {arguments:?}").into()),
+    };
     let g = Graph::new();
     let model = TitleNet::new(&g)?;
     println!("{model}\n");
@@ -226,6 +279,9 @@ fn main() -> kiln::Result<()> {
         let best = (0..CATEGORIES.len()).max_by(|&a, &b| out[a].total_cmp(&out[b])).unwrap_or(0);
         let tags: Vec<&str> = (0..TAGS.len()).filter(|&t| out[CATEGORIES.len() + t] > 0.0).map(|t| TAGS[t]).collect();
         println!("  {title:<20} -> {:<12} tags {tags:?}", CATEGORIES[best]);
+    }
+    if let Some(dir) = out_dir {
+        export(&trainer.params(), &dir)?;
     }
     Ok(())
 }
