@@ -1,21 +1,34 @@
-//! The portable C source of an export, compiled with `cc -O2`, against the JIT.
+//! The portable C source of an export, compiled with `cc -O2 -ffp-contract=off`, against the
+//! JIT; and the C side under AddressSanitizer and UndefinedBehaviorSanitizer.
 //!
-//! Tolerance: the MLP (matmuls summed in order of `k`, bias, ReLU) within 1e-6 relative (with
-//! no FMA contraction, which x86-64's baseline lacks, it is bit for bit, and the test says
-//! how many rows were); softmax of it (exp, max and sum reductions, a division) within 1e-5
-//! relative, since libm's `expf` is not kiln's polynomial and the C loop sums sequentially.
+//! What is asserted, case by case:
+//! - the MLP (matmuls summed in order of `k`, bias, ReLU): bit for bit when the target has no
+//!   fused multiply-add (x86-64's baseline; the C is built without contraction), else within
+//!   1e-6 relative;
+//! - a softmax over 12 classes, which the printer emits as reduction loops (max and sum
+//!   accumulated over the class axis, checked in the source): within 1e-5 relative, since
+//!   libm's `expf` is not kiln's polynomial and the C loop sums sequentially;
+//! - a gather (an embedding of i64 ids): the gathered rows bit for bit (they are loads), their
+//!   sum within 1e-6; an id out of range returns status 11;
+//! - integer paths (i64 and i32 arithmetic, integer division, maximum, casts): bit for bit;
+//! - the sanitizer job: the C source, and the Cranelift object with the numeric and the text
+//!   executables' `main`s, built with `-fsanitize=address,undefined` and run on good, short and
+//!   malformed input with no sanitizer report. Skipped, with a printed note, only when the C
+//!   compiler cannot link a sanitized program (no sanitizer runtime).
 
-use std::process::Command;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
 
 use kiln_compiler::Data;
 use kiln_compiler::codegen::Options;
+use kiln_compiler::export::c_source::{element_type, input_names, output_names};
 use kiln_compiler::prelude::*;
-use kiln_runtime::export::{ExportOptions, Model, c_compiler};
+use kiln_runtime::export::{Artifact, CharacterTable, ExportOptions, Model, TextClassifier, c_compiler};
 use kiln_runtime::function_with;
 
-fn mlp<'g>(g: &'g Graph, x: Tensor<'g>) -> Result<Tensor<'g>> {
+fn mlp<'g>(g: &'g Graph, x: Tensor<'g>, classes: usize) -> Result<Tensor<'g>> {
     let mut h = x;
-    for (layer, (inputs, outputs)) in [(2, 20), (20, 20), (20, 2)].into_iter().enumerate() {
+    for (layer, (inputs, outputs)) in [(2, 20), (20, 20), (20, classes)].into_iter().enumerate() {
         h = layers::Linear::new(g, &format!("layer{}", layer + 1), inputs, outputs)?.forward(h)?;
         if layer < 2 {
             h = layers::relu(h)?;
@@ -24,101 +37,354 @@ fn mlp<'g>(g: &'g Graph, x: Tensor<'g>) -> Result<Tensor<'g>> {
     Ok(h)
 }
 
-const C_TEST: &str = r#"#include <stdio.h>
-#include <stdlib.h>
-#include <string.h>
-#include "NAME.h"
-int main(void) {
-    enum { ROWS = 1000 };
-    static float input[ROWS * 2], output[ROWS * 2];
-    FILE *in = fopen("inputs.bin", "rb");
-    if (fread(input, sizeof(float), ROWS * 2, in) != ROWS * 2) return 3;
-    size_t bytes = NAME_scratch_bytes(ROWS);
-    void *scratch = malloc(bytes);
-    int status = NAME_infer(input, ROWS * 2, ROWS, output, ROWS * 2, scratch, bytes);
-    if (status) return 10 + status;
-    printf("%d %d %d %d %d %d\n", NAME_infer(NULL, 2, 1, output, 2, scratch, bytes),
-           NAME_infer(input, 2, -1, output, 2, scratch, bytes),
-           NAME_infer(input, 2, NAME_max_batch() + 1, output, 2, scratch, bytes),
-           NAME_infer(input, 1, 1, output, 2, scratch, bytes), NAME_infer(input, 2, 1, output, 1, scratch, bytes),
-           NAME_infer(input, 2, 1, output, 2, scratch, NAME_scratch_bytes(1) - 1));
-    for (int i = 0; i < ROWS * 2; i++) {
-        unsigned bits;
-        memcpy(&bits, &output[i], sizeof bits);
-        printf("%u\n", bits);
+type Build = fn(&Graph) -> Result<(Vec<Tensor<'_>>, Vec<Tensor<'_>>)>;
+
+fn temp_dir(test: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("kiln-export-test-c-{test}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("creating a temporary directory");
+    dir
+}
+
+fn bytes_of(value: &Value) -> Vec<u8> {
+    match value.data() {
+        Data::F32(v) => v.iter().flat_map(|x| x.to_le_bytes()).collect(),
+        Data::F64(v) => v.iter().flat_map(|x| x.to_le_bytes()).collect(),
+        Data::I32(v) => v.iter().flat_map(|x| x.to_le_bytes()).collect(),
+        Data::I64(v) => v.iter().flat_map(|x| x.to_le_bytes()).collect(),
+        Data::Bool(v) => v.iter().map(|&b| u8::from(b)).collect(),
     }
-    return 0;
-}
-"#;
-
-fn inputs() -> Vec<f32> {
-    let mut state: u64 = 99;
-    (0..2000)
-        .map(|_| {
-            state = state.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
-            ((state >> 11) as f64 / 9007199254740992.0 * 6.0 - 3.0) as f32
-        })
-        .collect()
 }
 
-/// Exports `build`'s model as C, runs it on 1000 rows and returns (C outputs, JIT outputs).
-fn run_c(name: &str, build: fn(&Graph) -> Result<(Tensor<'_>, Tensor<'_>)>) -> (Vec<f32>, Vec<f32>) {
-    let g = Graph::new();
-    let (x, y) = build(&g).unwrap();
-    let params = ParamStore::init(&g, 5);
-    let artifact = Model::new(&g, x, y).export(&params, &ExportOptions::new(name)).unwrap();
-    let dir = std::env::temp_dir().join(format!("kiln-export-test-c-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    artifact.write_c_source(&dir).unwrap();
-    std::fs::write(dir.join("test.c"), C_TEST.replace("NAME", name)).unwrap();
-    let bytes: Vec<u8> = inputs().iter().flat_map(|v| v.to_le_bytes()).collect();
-    std::fs::write(dir.join("inputs.bin"), bytes).unwrap();
+/// A C program that reads `input<i>.bin`, runs `<name>_infer` at `batch` and writes
+/// `output<j>.bin`; it prints the status and exits with 1 if the status is not 0.
+fn harness(artifact: &Artifact, batch: usize) -> String {
+    let plan = artifact.plan();
+    let name = &plan.name;
+    let mut text = format!(
+        "#include <stdio.h>\n#include <stdlib.h>\n#include \"{name}.h\"\n\
+         static void *load(const char *path, size_t *bytes) {{\n    FILE *f = fopen(path, \"rb\");\n    \
+         if (!f) exit(3);\n    fseek(f, 0, SEEK_END); *bytes = (size_t)ftell(f); fseek(f, 0, SEEK_SET);\n    \
+         void *data = malloc(*bytes ? *bytes : 1);\n    if (fread(data, 1, *bytes, f) != *bytes) exit(4);\n    \
+         fclose(f);\n    return data;\n}}\nint main(void) {{\n    const int64_t batch = {batch};\n"
+    );
+    let mut arguments = Vec::new();
+    for (i, (argument, port)) in input_names(plan).iter().zip(&plan.inputs).enumerate() {
+        let ty = element_type(port);
+        text.push_str(&format!(
+            "    size_t {argument}_bytes;\n    {ty} *{argument} = load(\"input{i}.bin\", &{argument}_bytes);\n"
+        ));
+        arguments.push(format!("{argument}, {argument}_bytes / sizeof({ty})"));
+    }
+    arguments.push("batch".into());
+    for (argument, port) in output_names(plan).iter().zip(&plan.outputs) {
+        let ty = element_type(port);
+        let count = if port.batched { format!("{} * batch", port.row) } else { port.row.to_string() };
+        text.push_str(&format!(
+            "    size_t {argument}_len = {count};\n    {ty} *{argument} = malloc(sizeof({ty}) * ({argument}_len ? \
+             {argument}_len : 1));\n"
+        ));
+        arguments.push(format!("{argument}, {argument}_len"));
+    }
+    arguments.push("scratch, scratch_len".into());
+    text.push_str(&format!(
+        "    size_t scratch_len = {name}_scratch_bytes(batch);\n    void *scratch = malloc(scratch_len ? scratch_len : 1);\n    \
+         int status = {name}_infer({});\n    printf(\"status %d\\n\", status);\n    if (status) return 1;\n",
+        arguments.join(", ")
+    ));
+    for (j, argument) in output_names(plan).iter().enumerate() {
+        text.push_str(&format!(
+            "    FILE *out{j} = fopen(\"output{j}.bin\", \"wb\");\n    fwrite({argument}, 1, sizeof(*{argument}) * \
+             {argument}_len, out{j});\n    fclose(out{j});\n    free({argument});\n"
+        ));
+    }
+    for argument in input_names(plan) {
+        text.push_str(&format!("    free({argument});\n"));
+    }
+    text.push_str("    free(scratch);\n    return 0;\n}\n");
+    text
+}
+
+/// Compiles `sources` (with `flags`) into `dir/test`, failing with the compiler's message.
+fn compile(dir: &Path, flags: &[&str], sources: &[&str]) {
     let cc = c_compiler();
-    let source = format!("{name}.c");
-    let args = ["-O2", "-std=c11", "-Wall", "-Werror", "-o", "test", "test.c", &source, "-lm"];
-    let built = Command::new(&cc).current_dir(&dir).args(args).output();
+    let mut args = vec!["-O2", "-std=c11", "-ffp-contract=off", "-Wall", "-Werror", "-o", "test"];
+    args.extend(flags);
+    args.extend(sources);
+    args.push("-lm");
+    let built = Command::new(&cc).current_dir(dir).args(&args).output();
     let built = built.unwrap_or_else(|e| panic!("cannot run `{cc}` ({e}): this test needs a C compiler on PATH"));
-    assert!(built.status.success(), "{cc}: {}", String::from_utf8_lossy(&built.stderr));
-    let ran = Command::new(dir.join("test")).current_dir(&dir).output().unwrap();
-    assert!(ran.status.success(), "{}", ran.status);
-    let stdout = String::from_utf8_lossy(&ran.stdout);
-    let mut lines = stdout.lines();
-    assert_eq!(lines.next(), Some("1 2 3 4 5 6"), "error codes");
-    let printed: Vec<f32> = lines.map(|l| f32::from_bits(l.parse().unwrap())).collect();
-    let options = Options { gemm: false, fma: artifact.target().fma().unwrap() };
-    let mut f = function_with(&g, &[x], &[y], &[], &options).unwrap();
-    f.set_params(&params).unwrap();
-    let out = f.call(&[Value::f32([1000, 2], inputs())]).unwrap();
-    let Data::F32(expected) = out[0].data() else { panic!("f32 output") };
-    let _ = std::fs::remove_dir_all(&dir);
-    (printed, expected.clone())
+    assert!(built.status.success(), "{cc} {}: {}", args.join(" "), String::from_utf8_lossy(&built.stderr));
 }
 
-fn assert_close(got: &[f32], want: &[f32], tolerance: f32) -> usize {
+/// What one export run gives: the C source, the outputs' bytes from C and from the JIT.
+struct Run {
+    source: String,
+    c: Vec<Vec<u8>>,
+    jit: Vec<Vec<u8>>,
+    fma: bool,
+}
+
+/// Exports `build`'s model, runs its C source on `inputs` and the JIT on the same.
+fn run_c(name: &str, build: Build, inputs: &[Value], flags: &[&str]) -> Run {
+    let g = Graph::new();
+    let (ins, outs) = build(&g).unwrap();
+    let params = ParamStore::init(&g, 5);
+    let artifact = Model::with_ports(&g, &ins, &outs).export(&params, &ExportOptions::new(name)).unwrap();
+    let dir = temp_dir(&format!("{name}-{}", if flags.is_empty() { "plain" } else { "sanitized" }));
+    artifact.write_c_source(&dir).unwrap();
+    let batch = inputs[0].shape()[0];
+    std::fs::write(dir.join("test.c"), harness(&artifact, batch)).unwrap();
+    for (i, value) in inputs.iter().enumerate() {
+        std::fs::write(dir.join(format!("input{i}.bin")), bytes_of(value)).unwrap();
+    }
+    compile(&dir, flags, &["test.c", &format!("{name}.c")]);
+    let ran = Command::new(dir.join("test")).current_dir(&dir).output().unwrap();
+    assert!(ran.status.success(), "{}: {}", ran.status, String::from_utf8_lossy(&ran.stderr));
+    assert!(ran.stderr.is_empty(), "stderr: {}", String::from_utf8_lossy(&ran.stderr));
+    let c = (0..outs.len()).map(|j| std::fs::read(dir.join(format!("output{j}.bin"))).unwrap()).collect();
+    let fma = artifact.target().fma().unwrap();
+    let mut f = function_with(&g, &ins, &outs, &[], &Options { gemm: false, fma }).unwrap();
+    f.set_params(&params).unwrap();
+    let jit = f.call(inputs).unwrap().iter().map(bytes_of).collect();
+    let _ = std::fs::remove_dir_all(&dir);
+    Run { source: artifact.c_source().unwrap(), c, jit, fma }
+}
+
+fn floats(bytes: &[u8]) -> Vec<f32> {
+    bytes.chunks_exact(4).map(|c| f32::from_le_bytes(c.try_into().unwrap())).collect()
+}
+
+fn assert_close(got: &[f32], want: &[f32], tolerance: f32) {
     assert_eq!(got.len(), want.len());
     for (g, w) in got.iter().zip(want) {
         assert!((g - w).abs() <= tolerance * w.abs().max(1.0), "{g} against the JIT's {w}");
     }
-    got.iter().zip(want).filter(|(g, w)| g.to_bits() == w.to_bits()).count()
+}
+
+fn uniform(count: usize, seed: u64, scale: f64) -> Vec<f32> {
+    let mut state = seed;
+    (0..count)
+        .map(|_| {
+            state = state.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            ((state >> 11) as f64 / 9007199254740992.0 * 2.0 * scale - scale) as f32
+        })
+        .collect()
+}
+
+fn ids(count: usize, seed: u64, below: i64) -> Vec<i64> {
+    uniform(count, seed, 1.0).iter().map(|u| ((f64::from(*u) + 1.0) / 2.0 * below as f64) as i64 % below).collect()
+}
+
+fn mlp_model(g: &Graph) -> Result<(Vec<Tensor<'_>>, Vec<Tensor<'_>>)> {
+    let x = g.input("x", [Dim::sym("B"), 2.into()])?;
+    Ok((vec![x], vec![mlp(g, x, 2)?]))
 }
 
 #[test]
-fn the_c_source_of_the_mlp_matches_the_jit() {
-    let (got, want) = run_c("mlp", |g| {
-        let x = g.input("x", [Dim::sym("B"), 2.into()])?;
-        Ok((x, mlp(g, x)?))
-    });
-    let exact = assert_close(&got, &want, 1e-6);
-    println!("C source, MLP: {exact} of {} outputs bit for bit equal to the JIT's", got.len());
+fn the_c_source_of_the_mlp_is_the_jit_bit_for_bit_without_fma() {
+    let run = run_c("mlp", mlp_model, &[Value::f32([1000, 2], uniform(2000, 99, 3.0))], &[]);
+    let (got, want) = (floats(&run.c[0]), floats(&run.jit[0]));
+    if run.fma {
+        // The target fuses multiply-adds and the C is built without contraction.
+        assert_close(&got, &want, 1e-6);
+    } else {
+        let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+        assert_eq!(bits(&got), bits(&want), "2000 outputs bit for bit");
+    }
 }
 
 #[test]
-fn the_c_source_of_a_softmax_with_reductions_matches_the_jit() {
-    let (got, want) = run_c("probabilities", |g| {
-        let x = g.input("x", [Dim::sym("B"), 2.into()])?;
-        Ok((x, layers::softmax(mlp(g, x)?, 1)?))
-    });
-    let exact = assert_close(&got, &want, 1e-5);
-    println!("C source, softmax: {exact} of {} outputs bit for bit equal to the JIT's", got.len());
+fn the_c_source_of_a_softmax_over_12_classes_runs_its_reduction_loops() {
+    let run = run_c(
+        "probabilities",
+        |g| {
+            let x = g.input("x", [Dim::sym("B"), 2.into()])?;
+            Ok((vec![x], vec![layers::softmax(mlp(g, x, 12)?, 1)?]))
+        },
+        &[Value::f32([500, 2], uniform(1000, 7, 3.0))],
+        &[],
+    );
+    // The max and the sum over the 12 classes are loops accumulating in a local.
+    assert!(run.source.matches("accumulator = kiln_maxf(accumulator").count() >= 1, "{}", run.source);
+    assert!(run.source.matches("accumulator = accumulator + ").count() >= 1, "{}", run.source);
+    assert!(run.source.contains("< (12LL); i1++"), "a loop over the 12 classes:\n{}", run.source);
+    let (got, want) = (floats(&run.c[0]), floats(&run.jit[0]));
+    assert_close(&got, &want, 1e-5);
+    for row in got.chunks(12) {
+        assert!((row.iter().sum::<f32>() - 1.0).abs() < 1e-5);
+    }
+}
+
+fn embedding_model(g: &Graph) -> Result<(Vec<Tensor<'_>>, Vec<Tensor<'_>>)> {
+    let ids = g.typed_input("ids", [Dim::sym("B"), 5.into()], DType::I64)?;
+    let rows = layers::Embedding::new(g, "table", 10, 3)?.forward(ids)?;
+    // Each gathered row scaled (a load and a multiply, exact), and the sum over positions.
+    let scaled = rows * 2.0;
+    Ok((vec![ids], vec![scaled, scaled.sum(&[1], false)?]))
+}
+
+#[test]
+fn the_c_source_of_a_gather_matches_the_jit() {
+    let run = run_c("embedding", embedding_model, &[Value::i64([300, 5], ids(1500, 3, 10))], &[]);
+    assert!(run.source.contains("row") && run.source.contains("status[0] = 1"), "a checked gather in the source");
+    assert_eq!(run.c[0], run.jit[0], "the gathered rows bit for bit");
+    assert_close(&floats(&run.c[1]), &floats(&run.jit[1]), 1e-6);
+}
+
+#[test]
+fn the_c_source_reports_an_id_outside_the_table() {
+    let g = Graph::new();
+    let (ins, outs) = embedding_model(&g).unwrap();
+    let params = ParamStore::init(&g, 5);
+    let artifact = Model::with_ports(&g, &ins, &outs).export(&params, &ExportOptions::new("embedding")).unwrap();
+    let dir = temp_dir("bad-id");
+    artifact.write_c_source(&dir).unwrap();
+    std::fs::write(dir.join("test.c"), harness(&artifact, 2)).unwrap();
+    std::fs::write(dir.join("input0.bin"), bytes_of(&Value::i64([2, 5], vec![0, 1, 2, 3, 4, 5, 6, 10, 8, 9]))).unwrap();
+    compile(&dir, &[], &["test.c", "embedding.c"]);
+    let ran = Command::new(dir.join("test")).current_dir(&dir).output().unwrap();
+    assert_eq!(String::from_utf8_lossy(&ran.stdout), "status 11\n");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+fn integer_model(g: &Graph) -> Result<(Vec<Tensor<'_>>, Vec<Tensor<'_>>)> {
+    let a = g.typed_input("a", [Dim::sym("B"), 4.into()], DType::I64)?;
+    let b = g.typed_input("b", [Dim::sym("B"), 4.into()], DType::I32)?;
+    let wide = b.cast(DType::I64)?;
+    // Products, differences, a division that truncates toward zero, an elementwise maximum.
+    let mixed = ((a * wide - a) / wide).maximum(a - wide)?;
+    let narrow = (b * b - b).cast(DType::F32)? * 0.5;
+    Ok((vec![a, b], vec![mixed, narrow]))
+}
+
+#[test]
+fn the_c_source_of_integer_arithmetic_is_the_jit_bit_for_bit() {
+    let a: Vec<i64> = ids(800, 11, 2001).iter().map(|v| v - 1000).collect();
+    // Nonzero divisors, both signs.
+    let b: Vec<i32> = ids(800, 12, 200).iter().map(|&v| if v < 100 { v as i32 - 100 } else { v as i32 - 99 }).collect();
+    let run = run_c("integers", integer_model, &[Value::i64([200, 4], a), Value::i32([200, 4], b)], &[]);
+    assert!(run.source.contains("int64_t") && run.source.contains("(uint64_t)"), "integer code in the source");
+    assert_eq!(run.c[0], run.jit[0], "i64 outputs");
+    assert_eq!(run.c[1], run.jit[1], "i32 products cast to f32");
+}
+
+/// Whether `cc` links and runs a program under AddressSanitizer and UBSan.
+fn sanitizers_available(dir: &Path) -> bool {
+    std::fs::write(dir.join("probe.c"), "int main(void) { return 0; }\n").unwrap();
+    let cc = c_compiler();
+    let built = Command::new(&cc)
+        .current_dir(dir)
+        .args(["-fsanitize=address,undefined", "-o", "probe", "probe.c"])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    built && Command::new(dir.join("probe")).output().is_ok_and(|o| o.status.success())
+}
+
+const SANITIZE: [&str; 3] = ["-fsanitize=address,undefined", "-fno-sanitize-recover=all", "-g"];
+
+fn run_sanitized(program: &Path, args: &[&str], stdin: &[u8]) -> Output {
+    use std::io::Write;
+    let mut child = Command::new(program)
+        .args(args)
+        .env("ASAN_OPTIONS", "detect_leaks=1:abort_on_error=0:exitcode=99")
+        .env("UBSAN_OPTIONS", "halt_on_error=1:exitcode=98:print_stacktrace=1")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut pipe = child.stdin.take().unwrap();
+    let input = stdin.to_vec();
+    let writer = std::thread::spawn(move || pipe.write_all(&input));
+    let output = child.wait_with_output().unwrap();
+    let _ = writer.join();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        !stderr.contains("Sanitizer")
+            && !stderr.contains("runtime error")
+            && !matches!(output.status.code(), Some(98 | 99)),
+        "{} {args:?}: {stderr}",
+        program.display()
+    );
+    output
+}
+
+#[test]
+fn the_c_side_runs_clean_under_address_and_undefined_behaviour_sanitizers() {
+    let dir = temp_dir("sanitize");
+    if !sanitizers_available(&dir) {
+        println!(
+            "note: `{}` cannot link -fsanitize=address,undefined here; the sanitizer job is skipped",
+            c_compiler()
+        );
+        let _ = std::fs::remove_dir_all(&dir);
+        return;
+    }
+    // The portable C of every kind of model above, sanitized.
+    let run = run_c("mlp", mlp_model, &[Value::f32([300, 2], uniform(600, 1, 3.0))], &SANITIZE);
+    assert_eq!(run.c[0].len(), run.jit[0].len());
+    let run = run_c("embedding", embedding_model, &[Value::i64([40, 5], ids(200, 3, 10))], &SANITIZE);
+    assert_eq!(run.c[0], run.jit[0]);
+    let (a, b) = (Value::i64([3, 4], (0..12).collect()), Value::i32([3, 4], (1..13).collect()));
+    let run = run_c("integers", integer_model, &[a, b], &SANITIZE);
+    assert_eq!(run.c[0], run.jit[0]);
+
+    // The Cranelift object with the numeric executable's main, sanitized, on good, short and
+    // malformed input (the object itself is not instrumented; its callers and buffers are).
+    let g = Graph::new();
+    let (ins, outs) = mlp_model(&g).unwrap();
+    let params = ParamStore::init(&g, 2);
+    let artifact = Model::with_ports(&g, &ins, &outs).export(&params, &ExportOptions::new("mlp")).unwrap();
+    artifact.write_object(&dir).unwrap();
+    artifact.write_header(&dir).unwrap();
+    std::fs::write(dir.join("main.c"), artifact.executable_source().unwrap()).unwrap();
+    compile(&dir, &SANITIZE, &["main.c", "mlp.o"]);
+    let program = dir.join("test");
+    let good = run_sanitized(&program, &["--raw"], b"0.5, 1\n-1 2\n\n# c\n3,4");
+    assert_eq!(good.status.code(), Some(0));
+    assert_eq!(String::from_utf8_lossy(&good.stdout).lines().count(), 3);
+    for bad in [&b"1\x00, 2\n3, 4x\n"[..], b"nan, 1\n", b"1,,2\n", b"\xff\xfe\xfd", b"1 2 3 4 5 6 7 8 9\n", b","] {
+        let output = run_sanitized(&program, &[], bad);
+        assert_eq!(output.status.code(), Some(2), "{bad:?}");
+    }
+    let mut random = Vec::new();
+    let mut state = 5u64;
+    for _ in 0..4000 {
+        state = state.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        random.push(b"0123456789.,e- \n\x00\xffn"[(state >> 40) as usize % 19]);
+    }
+    let output = run_sanitized(&program, &["--raw"], &random);
+    assert!(matches!(output.status.code(), Some(0 | 2)));
+
+    // The text executable's main, sanitized, on invalid UTF-8, long and empty lines.
+    let g = Graph::new();
+    let ids_input = g.typed_input("ids", [Dim::sym("B"), 6.into()], DType::I64).unwrap();
+    let embedded = layers::Embedding::new(&g, "chars", 4, 2).unwrap().forward(ids_input).unwrap();
+    let logits = embedded.sum(&[1], false).unwrap();
+    let params = ParamStore::init(&g, 1);
+    let text = Model::new(&g, ids_input, logits).export(&params, &ExportOptions::new("titles")).unwrap();
+    let classifier = TextClassifier {
+        characters: CharacterTable::from_encoder(0, 3, |c| match c {
+            'a' => vec![1],
+            'b' => vec![2],
+            'İ' => vec![1, 2],
+            _ => vec![3],
+        }),
+        categories: vec!["first".into(), "second".into()],
+        tags: vec![],
+    };
+    text.write_object(&dir).unwrap();
+    text.write_header(&dir).unwrap();
+    std::fs::write(dir.join("main.c"), text.text_executable_source(&classifier).unwrap()).unwrap();
+    compile(&dir, &SANITIZE, &["main.c", "titles.o"]);
+    let mut input = b"ab\n\n\xff\xe2\x82\nabababababab\r\n".to_vec();
+    input.extend(std::iter::repeat_n(b'a', 100_000));
+    input.extend("\nİİİİ\n".as_bytes());
+    input.extend((0..600).flat_map(|i| if i % 2 == 0 { &b"b\n"[..] } else { &b"\n"[..] }));
+    input.extend(b"\xf0\x9f");
+    let output = run_sanitized(&program, &[], &input);
+    assert_eq!(output.status.code(), Some(0));
+    assert_eq!(String::from_utf8_lossy(&output.stdout).lines().count(), 607);
+    let _ = std::fs::remove_dir_all(&dir);
 }

@@ -212,7 +212,7 @@ int main(int argc, char **argv) {
     const size_t width = (size_t)@NAME@_input_size(0), outputs = (size_t)@NAME@_output_size(0);
     size_t rows = 0, capacity = 1024;
     float *input = malloc(capacity * width * sizeof(float));
-    if (!input) { fprintf(stderr, "%s: out of memory\n", argv[0]); return 1; }
+    if (!input) { fprintf(stderr, "%s: out of memory\n", argv[0]); free(text); return 1; }
     long line_number = 0;
     /* Every line is read, NUL bytes and all: a malformed line does not hide the ones after it. */
     for (size_t start = 0; start < length; ) {
@@ -231,9 +231,9 @@ int main(int argc, char **argv) {
         while (is_blank(*p)) p++;
         if (*p == '\0' || *p == '#') continue;
         if (rows == capacity) {
-            if (capacity > SIZE_MAX / 2 / width / sizeof(float)) { fprintf(stderr, "%s: out of memory\n", argv[0]); return 1; }
-            float *bigger = realloc(input, capacity * 2 * width * sizeof(float));
-            if (!bigger) { fprintf(stderr, "%s: out of memory\n", argv[0]); return 1; }
+            float *bigger = NULL;
+            if (capacity <= SIZE_MAX / 2 / width / sizeof(float)) bigger = realloc(input, capacity * 2 * width * sizeof(float));
+            if (!bigger) { fprintf(stderr, "%s: out of memory\n", argv[0]); free(text); free(input); return 1; }
             input = bigger;
             capacity *= 2;
         }
@@ -242,16 +242,22 @@ int main(int argc, char **argv) {
     if (malformed > 0) {
         if (malformed > REPORTED) fprintf(stderr, "... and %ld more malformed lines\n", malformed - REPORTED);
         fprintf(stderr, "%s: %ld malformed line%s; nothing was run\n", argv[0], malformed, malformed == 1 ? "" : "s");
+        free(text); free(input);
         return 2;
     }
 
     size_t bytes = @NAME@_scratch_bytes((int64_t)rows);
     void *scratch = malloc(bytes ? bytes : 1);
     float *output = malloc((rows ? rows : 1) * outputs * sizeof(float));
-    if (!scratch || !output) { fprintf(stderr, "%s: out of memory\n", argv[0]); return 1; }
+    if (!scratch || !output) {
+        fprintf(stderr, "%s: out of memory\n", argv[0]);
+        free(text); free(input); free(scratch); free(output);
+        return 1;
+    }
     int status = @NAME@_infer(input, rows * width, (int64_t)rows, output, rows * outputs, scratch, bytes);
     if (status != 0) {
         fprintf(stderr, "%s: @NAME@_infer failed with code %d\n", argv[0], status);
+        free(text); free(input); free(scratch); free(output);
         return 1;
     }
     for (size_t r = 0; r < rows; r++) {
@@ -268,8 +274,8 @@ int main(int argc, char **argv) {
         }
         putchar('\n');
     }
-    if (fflush(stdout) != 0 || ferror(stdout)) { perror("stdout"); return 1; }
     free(text); free(input); free(scratch); free(output);
+    if (fflush(stdout) != 0 || ferror(stdout)) { perror("stdout"); return 1; }
     return 0;
 }
 "#;

@@ -352,7 +352,8 @@ int main(int argc, char **argv) {
     category = malloc(sizeof(float) * BATCH * CATEGORIES);
     tag = malloc(sizeof(float) * BATCH * (TAGS ? TAGS : 1));
     scratch = malloc(scratch_len ? scratch_len : 1);
-    if (!input || !category || !tag || !scratch) { fprintf(stderr, "%s: out of memory\n", argv[0]); return 1; }
+    int code = 0;
+    if (!input || !category || !tag || !scratch) { fprintf(stderr, "%s: out of memory\n", argv[0]); code = 1; goto done; }
     int rows = 0, started = 0, carriage = 0, c;
     row = input;
     filled = 0;
@@ -367,19 +368,22 @@ int main(int argc, char **argv) {
         end_line();
         started = 0;
         if (++rows == BATCH) {
-            if (run(argv[0], rows)) return 1;
+            if (run(argv[0], rows)) { code = 1; goto done; }
             rows = 0;
         }
         row = input + (size_t)rows * LENGTH;
         filled = 0;
     }
-    if (ferror(in)) { fprintf(stderr, "%s: cannot read the input\n", argv[0]); return 1; }
+    if (ferror(in)) { fprintf(stderr, "%s: cannot read the input\n", argv[0]); code = 1; goto done; }
     if (started) {
         end_line();
         rows++;
     }
-    if (rows > 0 && run(argv[0], rows)) return 1;
-    if (fflush(stdout) != 0 || ferror(stdout)) { perror("stdout"); return 1; }
-    return 0;
+    if (rows > 0 && run(argv[0], rows)) code = 1;
+    else if (fflush(stdout) != 0 || ferror(stdout)) { perror("stdout"); code = 1; }
+done:
+    if (in != stdin) fclose(in);
+    free(input); free(category); free(tag); free(scratch);
+    return code;
 }
 "#;
