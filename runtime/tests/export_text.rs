@@ -251,5 +251,81 @@ fn an_artifact_with_integer_ids_and_two_outputs_checks_every_length() {
     assert!(error.to_string().contains("must hold i32 or i64 ids"), "{error}");
     let error = artifact.link_executable(&dir).unwrap_err();
     assert!(error.to_string().contains("link_text_executable"), "{error}");
+
+    // The Rust bindings: one slice of ids in, a tuple of two Vecs out, the JIT's bits.
+    artifact.write_rust_bindings(&dir).unwrap();
+    let ids: Vec<i64> = (0..24).map(|i| (i * 7) % 29).collect();
+    let main = format!(
+        "mod titles;\nfn main() {{\n    let ids: Vec<i64> = vec!{ids:?};\n    \
+         let (category, tags) = titles::infer(&ids, 3).unwrap();\n    \
+         for v in category.iter().chain(&tags) {{ println!(\"{{}}\", v.to_bits()); }}\n    \
+         assert_eq!(titles::infer(&ids, 2), Err(titles::Error::InputLength {{ input: 0, expected: 16, got: 24 }}));\n    \
+         assert_eq!((titles::INPUT_SIZES, titles::OUTPUT_SIZES), ([8], [3, 4]));\n}}\n"
+    );
+    std::fs::write(dir.join("main.rs"), main).unwrap();
+    let rustc = std::env::var("RUSTC").unwrap_or_else(|_| "rustc".into());
+    let build = Command::new(&rustc).current_dir(&dir).args(["--edition", "2021", "-O", "-L", ".", "main.rs"]).output();
+    let build = build.unwrap_or_else(|e| panic!("cannot run `{rustc}` ({e}): this test needs it"));
+    assert!(build.status.success(), "rustc: {}", String::from_utf8_lossy(&build.stderr));
+    let ran = Command::new(dir.join("main")).output().unwrap();
+    assert!(ran.status.success(), "{}", String::from_utf8_lossy(&ran.stderr));
+    let printed: Vec<u32> = String::from_utf8_lossy(&ran.stdout).lines().map(|l| l.parse().unwrap()).collect();
+    let (category, tags) = jit(&params, &ids, artifact.target().fma().unwrap());
+    let expected: Vec<u32> = category.iter().chain(&tags).map(|v| v.to_bits()).collect();
+    assert_eq!(printed, expected);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Random bytes and mutated titles through the text executable: it always exits 0 with one
+/// line per input line, each the JIT's prediction. `KILN_FUZZ_CASES` cases (100 by default).
+#[test]
+fn the_text_executable_survives_random_and_mutated_input() {
+    let g = Graph::new();
+    text_model(&g).unwrap();
+    let params = ParamStore::init(&g, 9);
+    let artifact = export(&params);
+    let dir = temp_dir("fuzz");
+    let program = artifact.link_text_executable(&dir, &classifier()).unwrap();
+    let table = classifier().characters;
+    let cases = std::env::var("KILN_FUZZ_CASES").ok().and_then(|v| v.parse().ok()).unwrap_or(100usize);
+    let mut state = 41u64;
+    let mut next = move || {
+        state = state.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        state >> 11
+    };
+    let seed = "Evening News\nİstanbul café\r\n\nPaw Patrol 🎬\n".as_bytes().to_vec();
+    for case in 0..cases {
+        let input: Vec<u8> = if case % 2 == 0 {
+            (0..next() % 300).map(|_| next() as u8).collect()
+        } else {
+            let mut bytes = seed.clone();
+            for _ in 0..1 + next() % 8 {
+                let at = (next() as usize) % (bytes.len() + 1);
+                if next() % 2 == 0 && at < bytes.len() {
+                    bytes.remove(at);
+                } else {
+                    bytes.insert(at, next() as u8);
+                }
+            }
+            bytes
+        };
+        let output = run_with_bytes(&program, &input);
+        assert_eq!(
+            output.status.code(),
+            Some(0),
+            "case {case}: {input:?}: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        let lines = lines(&input);
+        let ids: Vec<i64> = lines.iter().flat_map(|line| table.encode_line(line, LEN)).collect();
+        let expected = if ids.is_empty() {
+            Vec::new()
+        } else {
+            let (category, tags) = jit(&params, &ids, artifact.target().fma().unwrap());
+            expected_lines(&category, &tags)
+        };
+        let stdout = String::from_utf8(output.stdout).expect("UTF-8 output");
+        assert_eq!(stdout.lines().collect::<Vec<_>>(), expected, "case {case}: {input:?}");
+    }
     let _ = std::fs::remove_dir_all(&dir);
 }

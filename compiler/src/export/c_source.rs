@@ -15,10 +15,12 @@
 //! scatters with computed updates are refused with a reason. Each kernel runs its whole
 //! range in one call.
 //!
-//! The outputs agree with the object's within float rounding, not bit for bit: reductions
-//! sum sequentially where the object sums 4 lanes then combines them, libm's `expf` is not
-//! kiln's polynomial, and a C compiler may contract `a * b + c` into a fused multiply-add
-//! when the target has one (GCC does by default).
+//! The outputs agree with the object's within float rounding, not always bit for bit:
+//! reductions sum sequentially where the object sums 4 lanes then combines them, libm's `expf`
+//! is not kiln's polynomial, and a C compiler may contract `a * b + c` into a fused
+//! multiply-add when the target has one (GCC does in its GNU modes). Gathers, integer
+//! arithmetic and matmuls summed in order of `k` (built with `-ffp-contract=off` on a target
+//! without FMA) are the same bits.
 
 use std::fmt::Write;
 
