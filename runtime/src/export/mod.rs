@@ -213,6 +213,16 @@ impl Artifact {
         &self.plan.outputs
     }
 
+    /// Elements per row of the first input (`<name>_input_size(0)`).
+    pub fn input_size(&self) -> usize {
+        self.plan.inputs.first().map_or(0, |p| p.row as usize)
+    }
+
+    /// Elements per row of the first output (`<name>_output_size(0)`).
+    pub fn output_size(&self) -> usize {
+        self.plan.outputs.first().map_or(0, |p| p.row as usize)
+    }
+
     /// What `<name>_scratch_bytes(batch)` returns.
     pub fn scratch_bytes(&self, batch: i64) -> usize {
         self.plan.scratch_bytes(batch) as usize
