@@ -8,14 +8,15 @@ use kiln_compiler::export::{ABI_VERSION, ArtifactPlan, Port};
 use super::Target;
 
 /// One line per port: its argument name, graph name, dtype, shape and elements per call.
-fn port_lines(names: &[String], ports: &[Port], batch: &str) -> String {
+fn port_lines(names: &[String], ports: &[Port], batch: &str, named: bool) -> String {
     let mut text = String::new();
     for (i, (argument, port)) in names.iter().zip(ports).enumerate() {
         let count = if port.batched { format!("{batch} * {}", port.row) } else { port.row.to_string() };
+        // Inputs have graph names; outputs are known by their position.
+        let graph_name = if named { format!("`{}`, ", port.name) } else { String::new() };
         let _ = writeln!(
             text,
-            " *   {i}. `{argument}`: `{}`, {} {} ({count} {} elements)",
-            port.name,
+            " *   {i}. `{argument}`: {graph_name}{} {} ({count} {} elements)",
             port.dtype,
             port.shape,
             element_type(port)
@@ -33,8 +34,8 @@ pub(super) fn header(plan: &ArtifactPlan, target: &Target) -> String {
     let example_scratch = plan.scratch_bytes(1);
     let version = env!("CARGO_PKG_VERSION");
     let (inputs, outputs) = (input_names(plan), output_names(plan));
-    let input_lines = port_lines(&inputs, &plan.inputs, batch);
-    let output_lines = port_lines(&outputs, &plan.outputs, batch);
+    let input_lines = port_lines(&inputs, &plan.inputs, batch, true);
+    let output_lines = port_lines(&outputs, &plan.outputs, batch, false);
     let mut sizes = String::new();
     for (what, ports) in [("INPUT", &plan.inputs), ("OUTPUT", &plan.outputs)] {
         for (i, port) in ports.iter().enumerate() {
