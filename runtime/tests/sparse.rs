@@ -113,8 +113,8 @@ fn sparse_rules_follow_pytorch_and_leave_untouched_rows_bit_for_bit() -> Result<
 }
 
 /// A sparse table read by two gathers (one with repeated ids): the compiled row gradients,
-/// summed by id, equal the rows of the dense gradient (the interpreter's scatter-add, in f64),
-/// and every row they do not name has a zero dense gradient.
+/// summed by id, equal the rows of the dense gradient (the interpreter's scatter-add, in f64)
+/// and central differences of the loss; every row they do not name has a zero gradient.
 #[test]
 fn row_gradients_equal_the_dense_gradient_rows() -> Result<()> {
     let g = Graph::new();
@@ -148,6 +148,26 @@ fn row_gradients_equal_the_dense_gradient_rows() -> Result<()> {
         if got.is_none() {
             assert!(want[row * 4..row * 4 + 4].iter().all(|&x| x == 0.0), "row {row} is not named but has a gradient");
         }
+    }
+    // And both against central differences of the loss in f64, element by element.
+    let interpreter = Interpreter::new(&g).precision(Precision::F64);
+    let params = step.params();
+    let table_values = params.get("emb.weight").expect("the table").to_f64_vec();
+    for element in 0..table_values.len() {
+        let loss_at = |offset: f64| -> Result<f64> {
+            let mut moved = table_values.clone();
+            moved[element] += offset;
+            let mut store = params.clone();
+            store.set("emb.weight", Value::f64([9, 4], moved));
+            Ok(interpreter.run(&feeds, &store, &[loss])?[0].item().expect("a scalar"))
+        };
+        let numeric = (loss_at(1e-6)? - loss_at(-1e-6)?) / 2e-6;
+        let (row, j) = (element / 4, element % 4);
+        let analytic = updates.ids.iter().position(|&id| id == row).map_or(0.0, |k| updates.row(k)[j] as f64);
+        assert!(
+            (analytic - numeric).abs() <= 1e-4 * numeric.abs().max(1.0),
+            "[{row}, {j}]: rows {analytic}, numeric {numeric}"
+        );
     }
     // The step holds no scatter-add: the table's gradient is never built.
     let (sparse_only, _) = {
