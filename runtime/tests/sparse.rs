@@ -252,7 +252,8 @@ fn a_sparse_param_read_by_anything_but_a_gather_is_refused() -> Result<()> {
 }
 
 /// The sparse rules' state is part of the trainer's params: a checkpoint taken mid-way and
-/// loaded into a fresh trainer continues with the same bits.
+/// loaded into a fresh trainer continues with the same bits; a state table of the wrong size
+/// is refused.
 #[test]
 fn sparse_state_goes_through_checkpoints() -> Result<()> {
     let run = |steps: std::ops::Range<u64>, load: Option<&std::path::Path>, save: Option<&std::path::Path>| {
@@ -273,6 +274,21 @@ fn sparse_state_goes_through_checkpoints() -> Result<()> {
         }
         Ok::<_, Error>(trainer.params())
     };
+    // A state table of the wrong size is refused, and nothing changes.
+    let g = Graph::new();
+    let (loss, ids) = sparse_problem(&g)?;
+    let objective = Objective { loss, inputs: vec![ids], metrics: vec![] };
+    let (adam, sparse_adam) = (Adam::new(), SparseAdam::new());
+    let settings = Settings { diagnose: |_| false, sparse: Some(&sparse_adam), ..Settings::new(&adam, 0.1) };
+    let mut trainer = Trainer::new(&g, &objective, &settings)?;
+    let before = trainer.params();
+    let mut bad = ParamStore::new();
+    bad.set("words.weight", Value::full([5, 2], DType::F32, 7.0));
+    bad.set("optimizer.sparse_adam.m.words.weight", Value::full([4, 2], DType::F32, 1.0));
+    let error = trainer.set_params(&bad).unwrap_err().to_string();
+    assert!(error.contains("optimizer.sparse_adam.m.words.weight"), "{error}");
+    assert_eq!(trainer.params(), before, "a refused set_params changed something");
+
     let dir = std::env::temp_dir().join(format!("kiln-sparse-checkpoint-{}", std::process::id()));
     std::fs::create_dir_all(&dir).expect("a temporary directory");
     let path = dir.join("step3");
