@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use kiln_compiler::{Error, Graph, ParamStore, Result, Tensor, Value};
 
-use crate::checkpoint::Checkpoint;
+use crate::checkpoint::{Checkpoint, IfDiverged};
 use crate::function::{Function, function};
 use crate::optim::{LrSchedule, Optimizer, Schedule};
 use crate::progress::Progress;
@@ -311,10 +311,16 @@ impl Trainer {
         evaluation.call(inputs)
     }
 
-    /// Writes a checkpoint to `path`: the params (safetensors), the optimizer's state, the
-    /// step count and `config` (JSON), atomically.
+    /// Writes a checkpoint to `path`: the params and the optimizer's state (safetensors), the
+    /// step count and `config` (JSON), atomically. Params holding a NaN or an infinity (set by
+    /// the caller) do not replace a good checkpoint; see [`Trainer::save_with`].
     pub fn save(&self, path: &Path, config: serde_json::Value) -> Result<()> {
-        Checkpoint { params: self.params(), step: self.iteration, config }.save(path)
+        self.save_with(path, config, IfDiverged::KeepGood)
+    }
+
+    /// [`Trainer::save`], saying whether non-finite params may replace a good checkpoint.
+    pub fn save_with(&self, path: &Path, config: serde_json::Value, if_diverged: IfDiverged) -> Result<()> {
+        Checkpoint { params: self.params(), step: self.iteration, config }.save_with(path, if_diverged)
     }
 
     /// Restores the params, the optimizer's state and the step count from the checkpoint at
