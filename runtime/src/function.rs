@@ -40,6 +40,9 @@ pub struct Function {
     memory: Vec<Vec<u128>>,
     /// Memory of every scratch slot of the memory plan.
     scratch: Vec<Vec<u128>>,
+    /// Params the memory plan updates in place (their kernels write them during the call),
+    /// with room for a copy taken before a checked call, so a refused call can put them back.
+    in_place: Vec<(usize, Vec<u128>)>,
     pool: Pool,
     /// Time spent in each kernel over all calls, when `KILN_PROFILE` is set.
     profile: Option<Vec<Duration>>,
@@ -111,7 +114,17 @@ pub fn function_with<'g>(
         .and_then(|t| t.parse().ok())
         .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, usize::from));
     let profile = std::env::var_os("KILN_PROFILE").map(|_| vec![Duration::ZERO; program.kernels.len()]);
+    // Aliases of params are their in-place updates (and views, which cost a needless copy).
+    let mut in_place: Vec<usize> = (0..program.buffers.len())
+        .filter(|&buffer| buffer != program.storage(buffer))
+        .map(|buffer| program.storage(buffer))
+        .filter(|&owner| matches!(program.buffers[owner].role, Role::Param(_)))
+        .collect();
+    in_place.sort_unstable();
+    in_place.dedup();
+    let in_place = in_place.into_iter().map(|param| (param, Vec::new())).collect();
     let mut function = Function {
+        in_place,
         memory: vec![Vec::new(); program.buffers.len()],
         scratch: vec![Vec::new(); program.slots.iter().flatten().map(|&slot| slot + 1).max().unwrap_or(0)],
         compiled: compiled.program,
@@ -219,6 +232,58 @@ impl Function {
     /// and then applies the updates. Every input is checked (dtype, rank, sizes, symbolic dims
     /// consistent across inputs) before any kernel runs.
     pub fn call(&mut self, inputs: &[Value]) -> Result<Vec<Value>> {
+        let outputs = self.run(inputs)?;
+        self.apply_updates();
+        Ok(outputs)
+    }
+
+    /// Runs the function like [`Function::call`], but applies the updates only if `accept`
+    /// holds for the outputs; otherwise (and when a kernel fails) every param keeps the value
+    /// it had before the call, in-place updates included. Returns the outputs and whether the
+    /// updates were applied. The price is one copy of the params updated in place.
+    pub fn call_checked(
+        &mut self,
+        inputs: &[Value],
+        accept: impl FnOnce(&[Value]) -> bool,
+    ) -> Result<(Vec<Value>, bool)> {
+        for (param, copy) in &mut self.in_place {
+            copy.clone_from(&self.memory[*param]);
+        }
+        let outputs = match self.run(inputs) {
+            Ok(outputs) => outputs,
+            Err(error) => {
+                self.restore_in_place();
+                return Err(error);
+            }
+        };
+        let accepted = accept(&outputs);
+        if accepted {
+            self.apply_updates();
+        } else {
+            self.restore_in_place();
+        }
+        Ok((outputs, accepted))
+    }
+
+    fn restore_in_place(&mut self) {
+        for (param, copy) in &self.in_place {
+            self.memory[*param].copy_from_slice(copy);
+        }
+    }
+
+    /// Copies the new value of every param not updated in place over the param.
+    fn apply_updates(&mut self) {
+        let program = &self.compiled.program;
+        for &(param, value) in &program.updates {
+            let source = self.storage(value).to_vec();
+            let target = program.storage(param);
+            let words = self.memory[target].len();
+            self.memory[target].copy_from_slice(&source[..words]);
+        }
+    }
+
+    /// Runs the kernels on `inputs` and reads the outputs; the updates are not applied yet.
+    fn run(&mut self, inputs: &[Value]) -> Result<Vec<Value>> {
         let symbols = self.bind_symbols(inputs)?;
         let program = &self.compiled.program;
         // Size every scratch slot for its largest buffer, then copy the inputs in.
@@ -266,12 +331,6 @@ impl Function {
                 self.read(buffer, &shape)
             })
             .collect();
-        for &(param, value) in &program.updates {
-            let source = self.storage(value).to_vec();
-            let target = program.storage(param);
-            let words = self.memory[target].len();
-            self.memory[target].copy_from_slice(&source[..words]);
-        }
         Ok(outputs)
     }
 
