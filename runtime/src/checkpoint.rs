@@ -158,11 +158,16 @@ impl Checkpoint {
             );
             return Err(error(path, detail));
         }
-        write_atomically(path, &self.to_bytes(path)?)
+        write_atomically(path, &self.encode(path)?)
     }
 
-    /// The file's bytes.
-    fn to_bytes(&self, path: &Path) -> Result<Vec<u8>> {
+    /// The bytes of the file [`Checkpoint::save`] writes (what [`Checkpoint::from_bytes`] reads).
+    pub fn to_bytes(&self) -> Result<Vec<u8>> {
+        self.encode(Path::new("(in memory)"))
+    }
+
+    /// The file's bytes; `path` names the file in errors.
+    fn encode(&self, path: &Path) -> Result<Vec<u8>> {
         let mut tensors: Vec<(&str, &Value)> = self.params.iter().collect();
         tensors.sort_by_key(|(name, _)| *name);
         let data: Vec<(&str, Vec<u8>, &Value)> = tensors.iter().map(|(n, v)| (*n, bytes(v), *v)).collect();
