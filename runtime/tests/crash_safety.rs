@@ -20,7 +20,7 @@ const WRITER: &str = "KILN_CHECKPOINT_WRITER";
 fn checkpoint_at(step: u64) -> Checkpoint {
     let mut params = ParamStore::new();
     let values = |seed: u64, n: usize| -> Vec<f32> {
-        (0..n).map(|i| ((seed.wrapping_mul(2_654_435_761) ^ i as u64 * 40_503) % 10_007) as f32 / 97.0).collect()
+        (0..n).map(|i| ((seed.wrapping_mul(2_654_435_761) ^ (i as u64 * 40_503)) % 10_007) as f32 / 97.0).collect()
     };
     params.set("layer.weight", Value::f32([64, 256], values(step, 64 * 256)));
     params.set("layer.bias", Value::f32([64], values(step + 1, 64)));

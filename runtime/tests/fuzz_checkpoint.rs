@@ -155,6 +155,6 @@ proptest! {
 fn the_seed_files_load_as_saved() {
     for (checkpoint, bytes) in seeds() {
         let loaded = load(bytes).expect("a whole file loads");
-        assert!(same(&loaded, &checkpoint), "{loaded:?} is not {checkpoint:?}");
+        assert!(same(&loaded, checkpoint), "{loaded:?} is not {checkpoint:?}");
     }
 }
