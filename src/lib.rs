@@ -34,7 +34,8 @@ pub use kiln_compiler::{
 };
 
 pub use kiln_runtime::{
-    Checkpoint, Diagnostics, Function, Histogram, Objective, ParamScale, Report, Settings, Trainer, function,
+    Checkpoint, Diagnostics, Function, Histogram, IfDiverged, Objective, ParamScale, Report, Settings, Trainer,
+    function,
 };
 pub use kiln_runtime::{export, optim, plot};
 

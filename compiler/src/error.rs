@@ -192,6 +192,16 @@ pub enum Error {
         detail: String,
     },
 
+    /// Memory for a buffer or a value could not be allocated (a batch too big for the machine).
+    /// The process goes on; nothing was changed.
+    #[error("out of memory: {what} needs {bytes} bytes, which cannot be allocated")]
+    OutOfMemory {
+        /// The size asked for (`usize::MAX` when the size itself does not fit in a `usize`).
+        bytes: usize,
+        /// What the memory was for (`node %12 (mul)`, `scratch of kernel buffers`, ...).
+        what: String,
+    },
+
     /// A broken internal invariant: a bug in kiln, never the caller's fault.
     #[error("bug in kiln: {0}")]
     Bug(String),

@@ -40,6 +40,9 @@ pub struct Function {
     memory: Vec<Vec<u128>>,
     /// Memory of every scratch slot of the memory plan.
     scratch: Vec<Vec<u128>>,
+    /// Params the memory plan updates in place (their kernels write them during the call),
+    /// with room for a copy taken before a checked call, so a refused call can put them back.
+    in_place: Vec<(usize, Vec<u128>)>,
     pool: Pool,
     /// Time spent in each kernel over all calls, when `KILN_PROFILE` is set.
     profile: Option<Vec<Duration>>,
@@ -111,7 +114,17 @@ pub fn function_with<'g>(
         .and_then(|t| t.parse().ok())
         .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, usize::from));
     let profile = std::env::var_os("KILN_PROFILE").map(|_| vec![Duration::ZERO; program.kernels.len()]);
+    // Aliases of params are their in-place updates (and views, which cost a needless copy).
+    let mut in_place: Vec<usize> = (0..program.buffers.len())
+        .filter(|&buffer| buffer != program.storage(buffer))
+        .map(|buffer| program.storage(buffer))
+        .filter(|&owner| matches!(program.buffers[owner].role, Role::Param(_)))
+        .collect();
+    in_place.sort_unstable();
+    in_place.dedup();
+    let in_place = in_place.into_iter().map(|param| (param, Vec::new())).collect();
     let mut function = Function {
+        in_place,
         memory: vec![Vec::new(); program.buffers.len()],
         scratch: vec![Vec::new(); program.slots.iter().flatten().map(|&slot| slot + 1).max().unwrap_or(0)],
         compiled: compiled.program,
@@ -122,7 +135,7 @@ pub fn function_with<'g>(
         calls: 0,
     };
     function.set_params(&ParamStore::init(graph, 0))?;
-    function.load_constants();
+    function.load_constants()?;
     Ok(function)
 }
 
@@ -201,8 +214,14 @@ impl Function {
             }
             writes.push((buffer, value.cast(declared.dtype)));
         }
+        let mut memory = Vec::with_capacity(writes.len());
         for (buffer, value) in writes {
-            self.memory[buffer] = to_memory(value.data());
+            let program = &self.compiled.program;
+            let Role::Param(name) = &program.buffers[buffer].role else { continue };
+            memory.push((buffer, to_memory(value.data(), || format!("param `{name}`"))?));
+        }
+        for (buffer, words) in memory {
+            self.memory[buffer] = words;
         }
         Ok(())
     }
@@ -226,18 +245,71 @@ impl Function {
         Some(unsafe { std::slice::from_raw_parts_mut(memory.as_mut_ptr().cast::<f32>(), elements) })
     }
 
-    fn load_constants(&mut self) {
+    fn load_constants(&mut self) -> Result<()> {
         for (buffer, declared) in self.compiled.program.buffers.iter().enumerate() {
             if let Role::Constant(value) = &declared.role {
-                self.memory[buffer] = to_memory(value.data());
+                self.memory[buffer] = to_memory(value.data(), || format!("constant buffer {buffer}"))?;
             }
         }
+        Ok(())
     }
 
     /// Runs the function on `inputs` (in the order given at compilation), returns the outputs
     /// and then applies the updates. Every input is checked (dtype, rank, sizes, symbolic dims
     /// consistent across inputs) before any kernel runs.
     pub fn call(&mut self, inputs: &[Value]) -> Result<Vec<Value>> {
+        let outputs = self.run(inputs)?;
+        self.apply_updates();
+        Ok(outputs)
+    }
+
+    /// Runs the function like [`Function::call`], but applies the updates only if `accept`
+    /// holds for the outputs; otherwise (and when a kernel fails) every param keeps the value
+    /// it had before the call, in-place updates included. Returns the outputs and whether the
+    /// updates were applied. The price is one copy of the params updated in place.
+    pub fn call_checked(
+        &mut self,
+        inputs: &[Value],
+        accept: impl FnOnce(&[Value]) -> bool,
+    ) -> Result<(Vec<Value>, bool)> {
+        for (param, copy) in &mut self.in_place {
+            copy.clone_from(&self.memory[*param]);
+        }
+        let outputs = match self.run(inputs) {
+            Ok(outputs) => outputs,
+            Err(error) => {
+                self.restore_in_place();
+                return Err(error);
+            }
+        };
+        let accepted = accept(&outputs);
+        if accepted {
+            self.apply_updates();
+        } else {
+            self.restore_in_place();
+        }
+        Ok((outputs, accepted))
+    }
+
+    fn restore_in_place(&mut self) {
+        for (param, copy) in &self.in_place {
+            self.memory[*param].copy_from_slice(copy);
+        }
+    }
+
+    /// Copies the new value of every param not updated in place over the param.
+    fn apply_updates(&mut self) {
+        let program = &self.compiled.program;
+        for &(param, value) in &program.updates {
+            let source = self.storage(value).to_vec();
+            let target = program.storage(param);
+            let words = self.memory[target].len();
+            self.memory[target].copy_from_slice(&source[..words]);
+        }
+    }
+
+    /// Runs the kernels on `inputs` and reads the outputs; the updates are not applied yet.
+    fn run(&mut self, inputs: &[Value]) -> Result<Vec<Value>> {
         let symbols = self.bind_symbols(inputs)?;
         let program = &self.compiled.program;
         // Size every scratch slot for its largest buffer, then copy the inputs in.
@@ -245,17 +317,22 @@ impl Function {
         for (buffer, declared) in program.buffers.iter().enumerate() {
             if let (Role::Temporary, Some(slot)) = (&declared.role, program.slots[buffer]) {
                 let elements = elements(&declared.shape, &symbols, &program.symbols);
-                words[slot] = words[slot].max((elements * byte_size(declared.dtype)).div_ceil(16));
+                let bytes = elements.and_then(|n| n.checked_mul(byte_size(declared.dtype))).ok_or_else(|| {
+                    Error::OutOfMemory { bytes: usize::MAX, what: format!("buffer {buffer} ({})", declared.shape) }
+                })?;
+                words[slot] = words[slot].max(bytes.div_ceil(16));
             }
         }
-        for (memory, &words) in self.scratch.iter_mut().zip(&words) {
+        for (slot, (memory, &words)) in self.scratch.iter_mut().zip(&words).enumerate() {
             // At least one word, so no buffer's address dangles even when it is empty.
             if memory.len() < words {
-                *memory = vec![0; words];
+                // The old memory goes first: it is too small, and both may not fit at once.
+                *memory = Vec::new();
+                *memory = zeroed_words(words, || format!("scratch slot {slot}"))?;
             }
         }
-        for ((_, buffer), value) in self.inputs.iter().zip(inputs) {
-            write_memory(&mut self.memory[*buffer], value.data());
+        for ((name, buffer), value) in self.inputs.iter().zip(inputs) {
+            write_memory(&mut self.memory[*buffer], value.data(), || format!("input `{name}`"))?;
         }
         let buffers = program.buffers.len();
         let pointers: Vec<*mut u8> = (0..buffers).map(|b| self.storage_mut(b).as_mut_ptr().cast::<u8>()).collect();
@@ -282,15 +359,9 @@ impl Function {
             .map(|&buffer| {
                 let declared = &program.buffers[buffer];
                 let shape = concrete_shape(&declared.shape, &symbols, &program.symbols);
-                self.read(buffer, &shape)
+                self.try_read(buffer, &shape)
             })
-            .collect();
-        for &(param, value) in &program.updates {
-            let source = self.storage(value).to_vec();
-            let target = program.storage(param);
-            let words = self.memory[target].len();
-            self.memory[target].copy_from_slice(&source[..words]);
-        }
+            .collect::<Result<Vec<_>>>()?;
         Ok(outputs)
     }
 
@@ -364,15 +435,22 @@ impl Function {
             .collect()
     }
 
-    /// A copy of buffer `buffer`'s contents as a value of `shape`.
+    /// A copy of buffer `buffer`'s contents as a value of `shape` (a param's: its memory is
+    /// there already, so the copy is small next to it).
     fn read(&self, buffer: usize, shape: &[usize]) -> Value {
+        self.try_read(buffer, shape).expect("bug in kiln: a param's copy cannot be allocated")
+    }
+
+    /// A copy of buffer `buffer`'s contents as a value of `shape`, or an error when the copy
+    /// cannot be allocated.
+    fn try_read(&self, buffer: usize, shape: &[usize]) -> Result<Value> {
         let program = &self.compiled.program;
         let dtype = program.buffers[buffer].dtype;
         let memory = self.storage(buffer);
         let elements: usize = shape.iter().product();
         let bytes: &[u8] = bytemuck_bytes(memory);
-        let data = from_bytes(dtype, &bytes[..elements * byte_size(dtype)]);
-        Value::new(shape.to_vec(), data).expect("bug in kiln: a buffer has the wrong size")
+        let data = from_bytes(dtype, &bytes[..elements * byte_size(dtype)], || format!("output buffer {buffer}"))?;
+        Ok(Value::new(shape.to_vec(), data).expect("bug in kiln: a buffer has the wrong size"))
     }
 }
 
@@ -407,8 +485,9 @@ fn concrete_shape(shape: &kiln_compiler::Shape, symbols: &[i64], names: &[String
         .collect()
 }
 
-fn elements(shape: &kiln_compiler::Shape, symbols: &[i64], names: &[String]) -> usize {
-    concrete_shape(shape, symbols, names).iter().product()
+/// The number of elements of `shape` under `symbols`, `None` if it does not fit in a `usize`.
+fn elements(shape: &kiln_compiler::Shape, symbols: &[i64], names: &[String]) -> Option<usize> {
+    concrete_shape(shape, symbols, names).iter().try_fold(1usize, |n, &d| n.checked_mul(d))
 }
 
 fn byte_size(dtype: DType) -> usize {
@@ -425,43 +504,75 @@ fn bytemuck_bytes(words: &[u128]) -> &[u8] {
     unsafe { std::slice::from_raw_parts(words.as_ptr().cast::<u8>(), std::mem::size_of_val(words)) }
 }
 
+/// `words` zeroed 16-byte words, or [`Error::OutOfMemory`] naming `what` when they cannot be
+/// allocated. Zeroed pages come from the allocator untouched, as `vec![0; n]` would.
+fn zeroed_words(words: usize, what: impl FnOnce() -> String) -> Result<Vec<u128>> {
+    let Ok(layout) = std::alloc::Layout::array::<u128>(words) else {
+        return Err(Error::OutOfMemory { bytes: usize::MAX, what: what() });
+    };
+    if layout.size() == 0 {
+        return Ok(Vec::new());
+    }
+    // SAFETY: the layout has a non-zero size.
+    let pointer = unsafe { std::alloc::alloc_zeroed(layout) }.cast::<u128>();
+    if pointer.is_null() {
+        return Err(Error::OutOfMemory { bytes: layout.size(), what: what() });
+    }
+    // SAFETY: the global allocator gave `pointer` for an array of `words` u128 (the layout
+    // `Vec` uses), and zero bytes are valid u128s, so all `words` are initialised.
+    Ok(unsafe { Vec::from_raw_parts(pointer, words, words) })
+}
+
 /// Typed data as 16-byte-aligned memory (rounded up to whole words, at least one).
-fn to_memory(data: &Data) -> Vec<u128> {
+fn to_memory(data: &Data, what: impl FnOnce() -> String) -> Result<Vec<u128>> {
     let mut words = Vec::new();
-    write_memory(&mut words, data);
-    words
+    write_memory(&mut words, data, what)?;
+    Ok(words)
 }
 
 /// Writes typed data into `words`, reusing its allocation when it has the right size.
-fn write_memory(words: &mut Vec<u128>, data: &Data) {
-    fn copy<T: Copy>(words: &mut Vec<u128>, values: &[T]) {
+fn write_memory(words: &mut Vec<u128>, data: &Data, what: impl FnOnce() -> String) -> Result<()> {
+    fn copy<T: Copy>(words: &mut Vec<u128>, values: &[T], what: impl FnOnce() -> String) -> Result<()> {
         let bytes = std::mem::size_of_val(values);
         let len = bytes.div_ceil(16).max(1);
         if words.len() != len {
-            *words = vec![0u128; len];
+            *words = Vec::new();
+            *words = zeroed_words(len, what)?;
         }
         // SAFETY: the words hold at least `bytes` bytes; the source is plain data (numbers,
         // bools as 0/1 bytes) and any byte pattern is a valid u128.
         unsafe { std::ptr::copy_nonoverlapping(values.as_ptr().cast::<u8>(), words.as_mut_ptr().cast::<u8>(), bytes) };
+        Ok(())
     }
     match data {
-        Data::F32(v) => copy(words, v),
-        Data::F64(v) => copy(words, v),
-        Data::I32(v) => copy(words, v),
-        Data::I64(v) => copy(words, v),
-        Data::Bool(v) => copy(words, v),
+        Data::F32(v) => copy(words, v, what),
+        Data::F64(v) => copy(words, v, what),
+        Data::I32(v) => copy(words, v, what),
+        Data::I64(v) => copy(words, v, what),
+        Data::Bool(v) => copy(words, v, what),
     }
 }
 
-fn from_bytes(dtype: DType, bytes: &[u8]) -> Data {
-    fn chunks<const N: usize>(bytes: &[u8]) -> impl Iterator<Item = [u8; N]> + '_ {
-        bytes.chunks_exact(N).map(|c| c.try_into().expect("exact chunk"))
+/// Typed data from native-endian bytes, or [`Error::OutOfMemory`] when it cannot be allocated.
+fn from_bytes(dtype: DType, bytes: &[u8], what: impl FnOnce() -> String) -> Result<Data> {
+    fn collect<const N: usize, T>(
+        bytes: &[u8],
+        from: fn([u8; N]) -> T,
+        what: impl FnOnce() -> String,
+    ) -> Result<Vec<T>> {
+        let mut values = Vec::new();
+        let count = bytes.len() / N;
+        values
+            .try_reserve_exact(count)
+            .map_err(|_| Error::OutOfMemory { bytes: count.saturating_mul(std::mem::size_of::<T>()), what: what() })?;
+        values.extend(bytes.chunks_exact(N).map(|c| from(c.try_into().expect("exact chunk"))));
+        Ok(values)
     }
-    match dtype {
-        DType::F32 => Data::F32(chunks::<4>(bytes).map(f32::from_ne_bytes).collect()),
-        DType::F64 => Data::F64(chunks::<8>(bytes).map(f64::from_ne_bytes).collect()),
-        DType::I32 => Data::I32(chunks::<4>(bytes).map(i32::from_ne_bytes).collect()),
-        DType::I64 => Data::I64(chunks::<8>(bytes).map(i64::from_ne_bytes).collect()),
-        DType::Bool => Data::Bool(bytes.iter().map(|&b| b != 0).collect()),
-    }
+    Ok(match dtype {
+        DType::F32 => Data::F32(collect(bytes, f32::from_ne_bytes, what)?),
+        DType::F64 => Data::F64(collect(bytes, f64::from_ne_bytes, what)?),
+        DType::I32 => Data::I32(collect(bytes, i32::from_ne_bytes, what)?),
+        DType::I64 => Data::I64(collect(bytes, i64::from_ne_bytes, what)?),
+        DType::Bool => Data::Bool(collect(bytes, |[b]: [u8; 1]| b != 0, what)?),
+    })
 }

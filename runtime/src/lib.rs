@@ -21,7 +21,7 @@ mod pool;
 mod progress;
 mod trainer;
 
-pub use checkpoint::Checkpoint;
+pub use checkpoint::{Checkpoint, IfDiverged};
 pub use function::{Function, function, function_with};
 pub use kiln_compiler::ParamStore;
 pub use trainer::{Diagnostics, Histogram, Objective, ParamScale, Report, Settings, Trainer, occasionally};

@@ -5,13 +5,21 @@
 //! a diagnostic step that also returns every gradient, run at occasional steps (by default the
 //! notebook's rule: iterations 0, 1, 3, 7, 15, ...). Both hold the same params; the trainer
 //! moves them across when it switches, which is rare.
+//!
+//! Every step also checks that the numbers it is about to commit are finite: the step program
+//! returns, beside the loss, one scalar per gradient and per update value, `sum(x * 0)`, which
+//! is 0 exactly when every element of `x` is finite (NaN or an infinity makes it NaN). These
+//! are reductions the compiler fuses with the kernels that produce the values. A step whose
+//! loss or checks are not finite is refused: the function puts back the params and optimizer
+//! state it updated in place and skips the other updates, so the trainer holds the last good
+//! step, and the error says whether an input, the loss or a gradient went bad first.
 
 use std::path::Path;
 use std::time::{Duration, Instant};
 
 use kiln_compiler::{Error, Graph, ParamStore, Result, Tensor, Value};
 
-use crate::checkpoint::Checkpoint;
+use crate::checkpoint::{Checkpoint, IfDiverged};
 use crate::function::{Function, function};
 use crate::optim::{LrSchedule, Optimizer, Schedule, SparseUpdates};
 use crate::progress::Progress;
@@ -140,6 +148,10 @@ pub struct Trainer {
     /// The sparse params' row updates and optimizer state.
     sparse: SparseUpdates,
     metrics: Vec<String>,
+    /// The objective's inputs' names, in order (to say which one was not finite).
+    inputs: Vec<String>,
+    /// What each finite check output covers, in order: `the gradient of `w``, say.
+    checks: Vec<String>,
     lr: f64,
     schedule: LrSchedule,
     diagnose: fn(u64) -> bool,
@@ -160,6 +172,14 @@ impl Trainer {
             .filter(|(_, _, trainable)| *trainable)
             .map(|(t, name, _)| (t, name))
             .partition(|(_, name)| graph.sparse(name).is_some());
+        let location = kiln_compiler::Location::caller();
+        for (name, metric) in &objective.metrics {
+            if metric.shape().dims().iter().any(|dim| *dim != kiln_compiler::Dim::Static(1)) {
+                let detail =
+                    format!("metric `{name}` must be a scalar (one element), but its shape is {}", metric.shape());
+                return Err(Error::Shape { op: "Trainer::new", detail, location });
+            }
+        }
         let params: Vec<Tensor<'g>> = trainable.iter().map(|(t, _)| *t).collect();
         let sparse: Vec<Tensor<'g>> = sparse.iter().map(|(t, _)| *t).collect();
         let (grads, row_grads) = graph.grad_rows(objective.loss, &params, &sparse)?;
@@ -170,6 +190,25 @@ impl Trainer {
         inputs.extend([schedule.lr, schedule.step]);
         let mut outputs = vec![objective.loss];
         outputs.extend(objective.metrics.iter().map(|(_, metric)| *metric));
+        let mut checks = Vec::with_capacity(grads.len() + updates.len());
+        for ((_, name), grad) in trainable.iter().zip(&grads) {
+            outputs.push(grad.mul(0.0)?.sum_all()?);
+            checks.push(format!("the gradient of `{name}`"));
+        }
+        let names = graph.params();
+        for (param, value) in &updates {
+            outputs.push(value.mul(0.0)?.sum_all()?);
+            let name = names.iter().find(|(t, _, _)| t.id().ok() == param.id().ok()).map_or("?", |(_, name, _)| name);
+            checks.push(format!("the update of `{name}`"));
+        }
+        let input_names = objective
+            .inputs
+            .iter()
+            .map(|input| match input.id().map(|id| graph.node(id).op) {
+                Ok(kiln_compiler::Op::Input { name }) => name,
+                _ => "?".to_string(),
+            })
+            .collect();
         outputs.extend(sparse.outputs(&row_grads));
         let lean = function(graph, &inputs, &outputs, &updates)?;
         outputs.extend(&grads);
@@ -181,6 +220,8 @@ impl Trainer {
             trainable: trainable.into_iter().map(|(_, name)| name).collect(),
             sparse,
             metrics: objective.metrics.iter().map(|(name, _)| name.clone()).collect(),
+            inputs: input_names,
+            checks,
             lr: settings.lr,
             schedule: settings.schedule,
             diagnose: settings.diagnose,
@@ -189,9 +230,10 @@ impl Trainer {
         })
     }
 
-    /// Runs one step on `inputs` (the objective's inputs, in order). A loss or gradient that
-    /// is not finite stops training with [`Error::Diverged`], naming the step and the first
-    /// param that went bad; the params then hold that step's update.
+    /// Runs one step on `inputs` (the objective's inputs, in order). A step whose loss, or any
+    /// gradient or update, is not finite is refused with [`Error::Diverged`]: the params and
+    /// the optimizer's state stay those of the last good step, and the error names the step,
+    /// what went bad first (an input, the loss or a gradient) and the first param concerned.
     pub fn step(&mut self, inputs: &[Value]) -> Result<Report> {
         let started = Instant::now();
         let iteration = self.iteration;
@@ -205,12 +247,23 @@ impl Trainer {
             self.in_diagnostic = diagnosed;
             self.current_mut().set_params(&params)?;
         }
-        let out = self.current_mut().call(&values)?;
-        let rows = 1 + self.metrics.len()..1 + self.metrics.len() + self.sparse.output_count();
+        let checks = 1 + self.metrics.len()..1 + self.metrics.len() + self.checks.len();
+        let rows = checks.end..checks.end + self.sparse.output_count();
+        // The row gradients of sparse tables are checked with the dense ones: a refused step
+        // moves no row either.
+        let finite = |out: &[Value]| {
+            out[0].item().is_some_and(f64::is_finite)
+                && out[checks.clone()].iter().all(|c| c.item().is_some_and(f64::is_finite))
+                && out[rows.clone()].iter().all(all_finite)
+        };
+        let (out, accepted) = self.current_mut().call_checked(&values, finite)?;
+        let step = iteration + 1;
+        if !accepted {
+            return Err(Error::Diverged { step, detail: self.refusal(inputs, &out) });
+        }
         let function = if self.in_diagnostic { &mut self.diagnostic } else { &mut self.lean };
-        self.sparse.apply_to_function(function, &out[rows.clone()], lr, iteration + 1)?;
+        self.sparse.apply_to_function(function, &out[rows.clone()], lr, step)?;
         self.iteration += 1;
-        let step = self.iteration;
         let loss = out[0].item().unwrap_or(f64::NAN);
         let metrics: Vec<(String, f64)> =
             self.metrics.iter().zip(&out[1..]).map(|(name, v)| (name.clone(), v.item().unwrap_or(f64::NAN))).collect();
@@ -218,28 +271,36 @@ impl Trainer {
             Some(before) => Some(self.diagnostics(&before, &out[rows.end..], step)?),
             None => None,
         };
-        if !loss.is_finite() {
-            let params = self.current().params();
-            let sparse = self.sparse.params();
-            let mut names = self.trainable.iter().map(String::as_str).chain(sparse.iter().copied());
-            let bad = names.find(|name| params.get(name).is_some_and(|v| !all_finite(v)));
-            let largest = |name: &&String| {
-                params.get(name).map_or(0.0, |v| v.to_f64_vec().iter().fold(0.0, |m: f64, x| m.max(x.abs())))
-            };
-            let detail = match bad {
-                Some(name) => format!("the loss is {loss}, and param `{name}` is the first that is no longer finite"),
-                None => match self.trainable.iter().max_by(|a, b| largest(a).total_cmp(&largest(b))) {
-                    Some(name) => format!(
-                        "the loss is {loss}; every param is still finite, the largest is `{name}` (|x| up to {:e})",
-                        largest(&name)
-                    ),
-                    None => format!("the loss is {loss}"),
-                },
-            };
-            return Err(Error::Diverged { step, detail });
-        }
         self.busy += started.elapsed();
         Ok(Report { iteration, lr, loss, metrics, diagnostics })
+    }
+
+    /// Why a step was refused: the first of the fed inputs, the loss and the checks (gradients,
+    /// then updates) that is not finite, and the first param whose gradient or update is not.
+    fn refusal(&self, inputs: &[Value], out: &[Value]) -> String {
+        let checks = &out[1 + self.metrics.len()..1 + self.metrics.len() + self.checks.len()];
+        let first_check = self.checks.iter().zip(checks).find(|(_, c)| !c.item().is_some_and(f64::is_finite));
+        let param = match first_check {
+            Some((what, _)) => format!("{what} is the first that is not finite"),
+            None => "every gradient and update is finite".to_string(),
+        };
+        let loss = out[0].item().unwrap_or(f64::NAN);
+        let bad_input = self.inputs.iter().zip(inputs).find_map(|(name, value)| {
+            let is_float = matches!(value.dtype(), kiln_compiler::DType::F32 | kiln_compiler::DType::F64);
+            let at = if is_float { value.to_f64_vec().iter().position(|v| !v.is_finite()) } else { None };
+            at.map(|at| (name, at))
+        });
+        let first = match bad_input {
+            Some((name, at)) => {
+                format!("input `{name}` went bad first (element {at} is not finite); the loss is {loss}")
+            }
+            None if !loss.is_finite() => format!("the loss went bad first (it is {loss}; every input is finite)"),
+            None => format!("a gradient went bad first (the loss {loss} and every input are finite)"),
+        };
+        format!(
+            "{first}; {param}. The step was not committed: the params and the optimizer's state are those of step {}",
+            self.iteration
+        )
     }
 
     fn diagnostics(&self, before: &ParamStore, grads: &[Value], step: u64) -> Result<Diagnostics> {
@@ -338,10 +399,16 @@ impl Trainer {
         evaluation.call(inputs)
     }
 
-    /// Writes a checkpoint to `path`: the params (safetensors), the optimizer's state, the
-    /// step count and `config` (JSON), atomically.
+    /// Writes a checkpoint to `path`: the params and the optimizer's state (safetensors), the
+    /// step count and `config` (JSON), atomically. Params holding a NaN or an infinity (set by
+    /// the caller) do not replace a good checkpoint; see [`Trainer::save_with`].
     pub fn save(&self, path: &Path, config: serde_json::Value) -> Result<()> {
-        Checkpoint { params: self.params(), step: self.iteration, config }.save(path)
+        self.save_with(path, config, IfDiverged::KeepGood)
+    }
+
+    /// [`Trainer::save`], saying whether non-finite params may replace a good checkpoint.
+    pub fn save_with(&self, path: &Path, config: serde_json::Value, if_diverged: IfDiverged) -> Result<()> {
+        Checkpoint { params: self.params(), step: self.iteration, config }.save_with(path, if_diverged)
     }
 
     /// Restores the params, the optimizer's state and the step count from the checkpoint at

@@ -102,12 +102,26 @@ fn a_diverging_run_stops_naming_the_step_and_the_param() -> Result<()> {
     let objective = Objective { loss, inputs: vec![], metrics: vec![] };
     let sgd = Sgd::new();
     // Each step multiplies p by 1 - 2·lr = -19: the loss (sum of squares) leaves f32's range
-    // first, at step 16, while p is still finite; its size is named.
+    // first, at step 16, while p is still finite; that step is refused, p stays as after 15.
     let settings = Settings { diagnose: |_| false, ..Settings::new(&sgd, 10.0) };
     let mut trainer = Trainer::new(&g, &objective, &settings)?;
-    let error = (0..100).find_map(|_| trainer.step(&[]).err()).expect("diverges");
+    let mut last_good = trainer.params();
+    let error = (0..100)
+        .find_map(|_| match trainer.step(&[]) {
+            Ok(_) => {
+                last_good = trainer.params();
+                None
+            }
+            Err(error) => Some(error),
+        })
+        .expect("diverges");
     let message = error.to_string();
-    assert!(matches!(error, Error::Diverged { step: 16, .. }) && message.contains("the largest is `p`"), "{message}");
+    assert!(
+        matches!(error, Error::Diverged { step: 16, .. }) && message.contains("the loss went bad first"),
+        "{message}"
+    );
+    assert_eq!(trainer.params(), last_good);
+    assert_eq!(trainer.steps(), 15);
     Ok(())
 }
 

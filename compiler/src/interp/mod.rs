@@ -162,6 +162,7 @@ impl<'g> Interpreter<'g> {
                 .map(|id| values[id.0].as_ref().expect("bug in kiln: operand not evaluated"))
                 .collect();
             let shape = resolve_shape(&node.shape, &symbols).map_err(|detail| eval_error(index, op, detail))?;
+            reserve_working_memory(index, op, &shape, &inputs)?;
             let context = eval::Context { symbols: &symbols, dtype: self.effective(node.dtype), shape };
             let value = eval::evaluate(op, &inputs, &context).map_err(|detail| eval_error(index, op, detail))?;
             values[index] = Some(value);
@@ -296,4 +297,24 @@ pub(crate) fn resolve_shape(shape: &Shape, symbols: &HashMap<String, usize>) -> 
 
 fn eval_error(node: usize, op: &Op, detail: String) -> Error {
     Error::Eval { node, op: op.name(), detail }
+}
+
+/// Bytes per element the interpreter may hold at once while evaluating a node: the result, an
+/// `f64` copy of it, and a `usize` offset per element (broadcasting and gathers index through
+/// offset tables).
+const WORKING_BYTES_PER_ELEMENT: usize = 8 + 8 + 8;
+
+/// Checks that the memory node `index` is about to need can be allocated, so that a graph too big
+/// for the machine (a batch of 10^8 rows) is an [`Error::OutOfMemory`] instead of an abort. The
+/// whole working set is reserved once and released: the allocations that follow are no larger.
+fn reserve_working_memory(index: usize, op: &Op, shape: &[usize], inputs: &[&Value]) -> Result<()> {
+    let largest = inputs
+        .iter()
+        .map(|v| v.numel())
+        .fold(shape.iter().try_fold(1usize, |n, &d| n.checked_mul(d)), |n, m| n.map(|n| n.max(m)));
+    let bytes = largest.and_then(|n| n.checked_mul(WORKING_BYTES_PER_ELEMENT)).unwrap_or(usize::MAX);
+    let mut probe: Vec<u8> = Vec::new();
+    probe
+        .try_reserve_exact(bytes)
+        .map_err(|_| Error::OutOfMemory { bytes, what: format!("node %{index} (`{}`)", op.name()) })
 }

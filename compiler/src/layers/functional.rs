@@ -4,10 +4,13 @@ use crate::error::{Error, Location, Result};
 use crate::graph::{Dim, Graph, Tensor};
 use crate::value::Value;
 
-/// `max(x, 0)`, with gradient 0 at 0 (as PyTorch and JAX).
+/// `max(x, 0)`, with gradient 0 at 0 (as PyTorch and JAX). NaN stays NaN, as in PyTorch: the
+/// mask picks zero only where `x <= 0` holds, which it never does for NaN, so a bad input shows
+/// in the loss instead of vanishing into a zero activation.
 #[track_caller]
 pub fn relu(x: Tensor<'_>) -> Result<Tensor<'_>> {
-    x.gt(0.0)?.select(x, 0.0)
+    let zero = x.graph().typed_scalar(0.0, x.dtype());
+    x.le(0.0)?.select(zero, x)
 }
 
 /// `1 / (1 + e^-x)`, computed from `e^-|x|` so that no exponential overflows.
