@@ -36,7 +36,7 @@ pub use kiln_compiler::{
 pub use kiln_runtime::{
     Checkpoint, Diagnostics, Function, Histogram, Objective, ParamScale, Report, Settings, Trainer, function,
 };
-pub use kiln_runtime::{export, optim, plot};
+pub use kiln_runtime::{export, optim, plot, text};
 
 pub use kiln_macros::model;
 
@@ -48,6 +48,7 @@ pub mod prelude {
     pub use kiln_runtime::optim::{
         Adagrad, Adam, Ema, LrSchedule, Optimizer, ParamGroup, RmsProp, Schedule, Sgd, WeightDecayGroups,
     };
+    pub use kiln_runtime::text::{Format, Specials, Vocab, WordVectors};
     pub use kiln_runtime::{Function, Histogram, Objective, Settings, Trainer, function};
 }
 
