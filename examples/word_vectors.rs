@@ -124,6 +124,9 @@ fn main() -> Result<()> {
         trained.compile_ms,
         trained.seconds
     );
+    if let Some(profile) = &trained.profile {
+        print!("{profile}");
+    }
     trained.vectors.write_word2vec_text(&flags.out)?;
     println!("vectors written to {} (word2vec text format)", flags.out.display());
     show_neighbours(&language, &trained.vectors);

@@ -12,7 +12,7 @@ use std::collections::HashMap;
 use kiln::text::WordVectors;
 
 pub const TOPICS: usize = 10;
-pub const TOPIC_WORDS: usize = 40;
+pub const TOPIC_WORDS: usize = 100;
 pub const COMMON_WORDS: usize = 60;
 /// Nearest neighbours the score looks at.
 pub const NEIGHBOURS: usize = 10;
@@ -113,7 +113,7 @@ impl Language {
     }
 
     /// A corpus of about `words` words: one sentence of 6 to 16 words per line. Each word is
-    /// common with probability 0.3, of another topic with 0.1, of the sentence's topic otherwise.
+    /// common with probability 0.35, of another topic with 0.2, of the sentence's topic otherwise.
     pub fn corpus(&self, words: usize, seed: u64) -> String {
         let mut rng = Rng(seed);
         let mut text = String::with_capacity(words * 8);
@@ -123,9 +123,9 @@ impl Language {
             let length = 6 + rng.below(11);
             for i in 0..length {
                 let roll = rng.uniform();
-                let word = if roll < 0.3 {
+                let word = if roll < 0.35 {
                     self.common_word(&mut rng)
-                } else if roll < 0.4 {
+                } else if roll < 0.55 {
                     let other = rng.below(TOPICS);
                     self.topic_word(other, &mut rng)
                 } else {

@@ -59,10 +59,13 @@ pub struct Trained {
     /// Wall time of the training loop (pairs, noise draws and compiled steps).
     pub seconds: f64,
     pub compile_ms: f64,
+    /// The compiled step's kernel times, when `KILN_PROFILE` is set.
+    pub profile: Option<String>,
 }
 
-/// The compiled SGNS step over tables of `vocab` rows: inputs centers `[B]`, contexts `[B]`,
-/// noise `[B, negative]` (ids), the rate and the step; output the summed loss.
+/// The compiled SGNS step over tables of `vocab` rows: inputs centers `[B]`, targets
+/// `[B, 1 + negative]` (each pair's context, then its noise words), the rate and the step;
+/// output the summed loss.
 fn compile_step(vocab: usize, settings: &Settings) -> Result<Function> {
     let g = Graph::new();
     let dim = settings.dim;
@@ -70,19 +73,20 @@ fn compile_step(vocab: usize, settings: &Settings) -> Result<Function> {
     let input = g.param("input.weight", [vocab, dim], Init::Uniform { low: -bound, high: bound })?;
     let output = g.param("output.weight", [vocab, dim], Init::ZEROS)?;
     let centers = g.typed_input("centers", [Dim::sym("B")], DType::I64)?;
-    let contexts = g.typed_input("contexts", [Dim::sym("B")], DType::I64)?;
-    let noise = g.typed_input("noise", [Dim::sym("B"), settings.negative.into()], DType::I64)?;
-    let center_rows = input.gather(centers)?;
-    let positive = (center_rows * output.gather(contexts)?).sum(&[1], false)?;
-    let center_rows = center_rows.reshape([Dim::sym("B"), 1.into(), dim.into()])?;
-    let negative = (center_rows * output.gather(noise)?).sum(&[2], false)?;
-    // −log σ(u·v) − Σ log σ(−u·n), in softplus form.
-    let loss = layers::softplus(-positive)?.sum_all()? + layers::softplus(negative)?.sum_all()?;
+    // Per pair, the context then the noise words: one gather of the output table for all.
+    let targets = g.typed_input("targets", [Dim::sym("B"), (settings.negative + 1).into()], DType::I64)?;
+    let center_rows = input.gather(centers)?.reshape([Dim::sym("B"), 1.into(), dim.into()])?;
+    let scores = (center_rows * output.gather(targets)?).sum(&[2], false)?;
+    // −log σ(u·v) − Σ log σ(−u·n) = Σ softplus(−sign · score), sign +1 for the context.
+    let mut signs = vec![1.0f32];
+    signs.resize(settings.negative + 1, -1.0);
+    let signs = g.constant(Value::f32([settings.negative + 1], signs));
+    let loss = layers::softplus(-(scores * signs))?.sum_all()?;
     let params = [input, output];
     let grads = g.grad(loss, &params)?;
     let schedule = Schedule::inputs(&g)?;
     let updates = Sgd::new().updates(&g, &params, &grads, &schedule)?;
-    let mut step = function(&g, &[centers, contexts, noise, schedule.lr, schedule.step], &[loss], &updates)?;
+    let mut step = function(&g, &[centers, targets, schedule.lr, schedule.step], &[loss], &updates)?;
     step.set_threads(settings.threads);
     // The input table starts as word2vec's (uniform ±0.5/dim), seeded; the output table at 0.
     step.set_params(&ParamStore::init(&g, settings.seed))?;
@@ -122,8 +126,8 @@ fn keep_probabilities(vocab: &Vocab, sample: f64) -> Vec<f64> {
 /// Pairs waiting for the next compiled call.
 struct Batch {
     centers: Vec<i64>,
-    contexts: Vec<i64>,
-    noise: Vec<i64>,
+    /// Per pair: the context, then the noise words.
+    targets: Vec<i64>,
 }
 
 /// Trains SGNS vectors on `corpus` (one sentence per line, tokens separated by blanks).
@@ -146,8 +150,7 @@ pub fn train(corpus: &str, settings: &Settings) -> Result<Trained> {
     let negative = settings.negative;
     let mut batch = Batch {
         centers: Vec::with_capacity(settings.batch),
-        contexts: Vec::with_capacity(settings.batch),
-        noise: Vec::with_capacity(settings.batch * negative),
+        targets: Vec::with_capacity(settings.batch * (negative + 1)),
     };
     let (mut effective, mut pairs, mut calls) = (0u64, 0u64, 0u64);
     let total_words = (kept_per_epoch * settings.epochs as u64).max(1) as f64;
@@ -163,8 +166,7 @@ pub fn train(corpus: &str, settings: &Settings) -> Result<Trained> {
         let [lr, t] = Schedule::values(lr, calls);
         step.call(&[
             Value::i64([n], std::mem::take(&mut batch.centers)),
-            Value::i64([n], std::mem::take(&mut batch.contexts)),
-            Value::i64([n, negative], std::mem::take(&mut batch.noise)),
+            Value::i64([n, negative + 1], std::mem::take(&mut batch.targets)),
             lr,
             t,
         ])?;
@@ -184,14 +186,14 @@ pub fn train(corpus: &str, settings: &Settings) -> Result<Trained> {
                         continue;
                     }
                     batch.centers.push(center as i64);
-                    batch.contexts.push(context as i64);
+                    batch.targets.push(context as i64);
                     for _ in 0..negative {
                         // A noise word equal to the context is drawn again, as word2vec skips it.
                         let mut id = noise_table[rng.below(noise_table.len())];
                         while id == context && vocab.len() > 1 {
                             id = noise_table[rng.below(noise_table.len())];
                         }
-                        batch.noise.push(id as i64);
+                        batch.targets.push(id as i64);
                     }
                     pairs += 1;
                     if batch.centers.len() == settings.batch {
@@ -204,6 +206,7 @@ pub fn train(corpus: &str, settings: &Settings) -> Result<Trained> {
     }
     run(&mut batch, done_words)?;
     let seconds = started.elapsed().as_secs_f64();
+    let profile = step.profile();
     let params = step.params();
     let table = params.get("input.weight").ok_or_else(|| Error::MissingParam { name: "input.weight".into() })?;
     let vectors = vectors_of_table(&vocab, table)?;
@@ -215,5 +218,6 @@ pub fn train(corpus: &str, settings: &Settings) -> Result<Trained> {
         pairs,
         seconds,
         compile_ms,
+        profile,
     })
 }
