@@ -30,7 +30,7 @@ pub use kiln_compiler as compiler;
 pub use kiln_compiler::interp::Feeds;
 pub use kiln_compiler::{
     DType, Data, Dim, Error, GradientCheck, Graph, Init, Interpreter, Node, NodeId, Op, OpKind, ParamStore, Precision,
-    Result, Shape, Tensor, Value, check_gradients, layers,
+    Result, RowGradient, Shape, SparseParam, Tensor, Value, check_gradients, layers,
 };
 
 pub use kiln_runtime::{
@@ -46,7 +46,8 @@ pub mod prelude {
     pub use kiln_macros::model;
     pub use kiln_runtime::export::ExportOptions;
     pub use kiln_runtime::optim::{
-        Adagrad, Adam, Ema, LrSchedule, Optimizer, ParamGroup, RmsProp, Schedule, Sgd, WeightDecayGroups,
+        Adagrad, Adam, Ema, LrSchedule, Optimizer, ParamGroup, RmsProp, Schedule, Sgd, SparseAdam, SparseUpdates,
+        WeightDecayGroups,
     };
     pub use kiln_runtime::text::{Format, Specials, Vocab, WordVectors};
     pub use kiln_runtime::{Function, Histogram, Objective, Settings, Trainer, function};

@@ -1,4 +1,5 @@
-//! The workloads W1–W5 of the shared benchmark definition, as kiln graphs.
+//! The workloads W1–W6 of the shared benchmark definition, as kiln graphs (W6, whose table is
+//! updated sparsely, in [`w6`]).
 //!
 //! Each builder returns a [`Step`]: the inputs, outputs and updates of one compiled call, and
 //! the values to feed at step `s`. `main.rs` times them; `tests/` checks each compiled step
@@ -8,6 +9,8 @@ use kiln::compiler::random;
 use kiln::prelude::*;
 
 pub use kiln::optim::Update;
+
+pub mod w6;
 
 /// One training (or inference) call of a workload.
 pub struct Step<'g> {

@@ -1,7 +1,11 @@
-//! kiln-bench: the workloads W1–W5 of the shared benchmark definition, built with kiln's
+//! kiln-bench: the workloads W1–W6 of the shared benchmark definition, built with kiln's
 //! function API and timed.
 //!
-//! `cargo run --release -p kiln-bench -- <w1|w2|w3|w4|w5|all|matmul> [--threads N] [--repeat N]`
+//! `cargo run --release -p kiln-bench -- <w1|w2|w3|w4|w5|w6|all|matmul> [--threads N] [--repeat N]`
+//!
+//! `w6` prints two lines: W6 (`"workload":"w6"`, a 100,000-row table) and the same model with a
+//! 1,000,000-row table (`"workload":"w6-1m"`); a sparse step's cost follows the rows touched, so
+//! the two should run at about the same rate.
 //!
 //! `export` times the exported MLP (a static library linked into a C benchmark) against the
 //! JIT at one thread (see `export.rs`).
@@ -128,6 +132,27 @@ fn char_title() -> Result<Run> {
     Ok(Run { workload: "w5", compile_ms, steps: 300, seconds, quality })
 }
 
+/// W6 word-tags with a table of `vocabulary` rows: 300 counted steps after a first one (which
+/// carries the compilation), the final training loss as quality.
+fn word_tags(workload: &'static str, vocabulary: usize) -> Result<Run> {
+    let started = Instant::now();
+    let g = Graph::new();
+    let mut w6 = workloads::w6::word_tags(&g, vocabulary)?;
+    let mut f = w6.step.compile(&g)?;
+    w6.run(&mut f, 0)?;
+    let compile_ms = started.elapsed().as_secs_f64() * 1e3;
+    let started = Instant::now();
+    let mut quality = f64::NAN;
+    for step in 1..=300 {
+        quality = w6.run(&mut f, step)?;
+    }
+    let seconds = started.elapsed().as_secs_f64();
+    if let Some(profile) = f.profile() {
+        eprint!("{profile}");
+    }
+    Ok(Run { workload, compile_ms, steps: 300, seconds, quality })
+}
+
 /// Calibration of the GEMM threshold: each matmul shape of W1, W3 and W4 (and a few between)
 /// timed in the register tile and in the tuned GEMM, medians of 15 calls.
 fn matmul_paths(threads: usize) {
@@ -215,14 +240,14 @@ fn main() {
         i += 2;
     }
     let Some(workload) = workload else {
-        eprintln!("usage: kiln-bench <w1|w2|w3|w4|w5|all|matmul|export> [--threads N] [--repeat N]");
+        eprintln!("usage: kiln-bench <w1|w2|w3|w4|w5|w6|all|matmul|export> [--threads N] [--repeat N]");
         std::process::exit(2);
     };
     // Functions read KILN_THREADS when they are built.
     let threads = threads.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, usize::from));
     // SAFETY: set before any other thread exists.
     unsafe { std::env::set_var("KILN_THREADS", threads.to_string()) };
-    let all = ["w1", "w2", "w3", "w4", "w5"];
+    let all = ["w1", "w2", "w3", "w4", "w5", "w6"];
     let selected: Vec<&str> = if workload == "all" { all.to_vec() } else { vec![workload.as_str()] };
     for name in selected {
         for _ in 0..repeat {
@@ -232,6 +257,10 @@ fn main() {
                 "w3" => mlp_infer(threads),
                 "w4" => report(wide_mlp(), threads),
                 "w5" => report(char_title(), threads),
+                "w6" => {
+                    report(word_tags("w6", 100_000), threads);
+                    report(word_tags("w6-1m", 1_000_000), threads);
+                }
                 "matmul" => matmul_paths(threads),
                 "export" => {
                     if let Err(e) = export::run() {
@@ -240,7 +269,7 @@ fn main() {
                     }
                 }
                 other => {
-                    eprintln!("unknown workload `{other}`; expected w1..w5 or all");
+                    eprintln!("unknown workload `{other}`; expected w1..w6 or all");
                     std::process::exit(2);
                 }
             }

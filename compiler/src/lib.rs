@@ -20,9 +20,9 @@ pub mod passes;
 pub mod random;
 pub mod value;
 
-pub use autodiff::{GradientCheck, check_gradients};
+pub use autodiff::{GradientCheck, RowGradient, check_gradients};
 pub use error::{Error, Location, Result};
-pub use graph::{DType, Dim, Fan, Graph, Init, Node, NodeId, Op, OpKind, Shape, Tensor, gain};
+pub use graph::{DType, Dim, Fan, Graph, Init, Node, NodeId, Op, OpKind, Shape, SparseParam, Tensor, gain};
 pub use interp::{Interpreter, ParamStore, Precision};
 pub use value::{Data, Value};
 

@@ -37,7 +37,8 @@ use crate::syntax::{LayerSpec, Model};
 /// }
 /// ```
 ///
-/// Layers: `Linear(in => out)`, `Embedding(count => dim)`, `LayerNorm(dim)`, `Dropout(p)`,
+/// Layers: `Linear(in => out)`, `Embedding(count => dim)` (`Embedding(count => dim, sparse)` for
+/// row-update gradients), `LayerNorm(dim)`, `Dropout(p)`,
 /// `Sequential(layer, ...)`, the activations `ReLU`, `Sigmoid`, `Tanh`, `Softplus`, and any
 /// other model, named by its type without arguments (`encoder: Encoder`). Params are named
 /// PyTorch-style after the fields: `layer1.weight`, `encoder.layer1.bias`, `head.0.weight`.
@@ -81,9 +82,9 @@ fn construct(layer: &LayerSpec, scope: Tokens) -> Tokens {
             let (i, o) = (&inputs.expr, &outputs.expr);
             quote_spanned!(span=> ::kiln::layers::Linear::build(#scope, #i, #o)?)
         }
-        LayerSpec::Embedding { count, dim } => {
+        LayerSpec::Embedding { count, dim, sparse } => {
             let (c, d) = (&count.expr, &dim.expr);
-            quote_spanned!(span=> ::kiln::layers::Embedding::build(#scope, #c, #d)?)
+            quote_spanned!(span=> ::kiln::layers::Embedding::build_with(#scope, #c, #d, #sparse)?)
         }
         LayerSpec::LayerNorm { dim } => {
             let d = &dim.expr;

@@ -19,7 +19,7 @@ use syn::spanned::Spanned;
 use syn::{Attribute, Block, Expr, Ident, LitInt, Path, Token, Visibility, braced, bracketed, parenthesized};
 
 /// The built-in layers, as the error for an unknown one lists them.
-pub const LAYERS: &str = "Linear(in => out), Embedding(count => dim), LayerNorm(dim), Dropout(p), \
+pub const LAYERS: &str = "Linear(in => out), Embedding(count => dim[, sparse]), LayerNorm(dim), Dropout(p), \
     Sequential(layer, ...), ReLU, Sigmoid, Tanh, Softplus, or a model type written without arguments";
 
 /// The activations usable as layers.
@@ -49,7 +49,7 @@ pub struct Size {
 #[derive(Clone)]
 pub enum LayerSpec {
     Linear { inputs: Size, outputs: Size },
-    Embedding { count: Size, dim: Size },
+    Embedding { count: Size, dim: Size, sparse: bool },
     LayerNorm { dim: Size },
     Dropout { p: Expr },
     Sequential { layers: Vec<LayerSpec> },
@@ -66,7 +66,10 @@ impl LayerSpec {
         };
         match self {
             LayerSpec::Linear { inputs, outputs } => format!("Linear({} => {})", size(inputs), size(outputs)),
-            LayerSpec::Embedding { count, dim } => format!("Embedding({} => {})", size(count), size(dim)),
+            LayerSpec::Embedding { count, dim, sparse } => {
+                let flag = if *sparse { ", sparse" } else { "" };
+                format!("Embedding({} => {}{flag})", size(count), size(dim))
+            }
             LayerSpec::LayerNorm { dim } => format!("LayerNorm({})", size(dim)),
             LayerSpec::Dropout { .. } => "Dropout".into(),
             LayerSpec::Sequential { .. } => "Sequential".into(),
@@ -152,8 +155,8 @@ impl Parse for LayerSpec {
                 LayerSpec::Linear { inputs, outputs }
             }
             "Embedding" => {
-                let (count, dim) = arrow(&content, "Embedding", args_span)?;
-                LayerSpec::Embedding { count, dim }
+                let (count, dim, sparse) = embedding_arguments(&content, args_span)?;
+                LayerSpec::Embedding { count, dim, sparse }
             }
             "LayerNorm" => LayerSpec::LayerNorm { dim: one_size(&content, "LayerNorm", args_span)? },
             "Dropout" => {
@@ -180,7 +183,7 @@ impl Parse for LayerSpec {
 fn usage(kind: &str) -> &'static str {
     match kind {
         "Linear" => "`Linear(in => out)`, e.g. `Linear(2 => 20)`",
-        "Embedding" => "`Embedding(count => dim)`, e.g. `Embedding(1000 => 64)`",
+        "Embedding" => "`Embedding(count => dim)` or `Embedding(count => dim, sparse)`, e.g. `Embedding(1000 => 64)`",
         "LayerNorm" => "`LayerNorm(dim)`, e.g. `LayerNorm(64)`",
         "Dropout" => "`Dropout(p)`, e.g. `Dropout(0.1)`",
         _ => "`Sequential(layer, ...)`, e.g. `Sequential(Linear(2 => 20), ReLU)`",
@@ -211,6 +214,32 @@ fn arrow(content: ParseStream, kind: &str, span: Span) -> syn::Result<(Size, Siz
         return Err(wrong_arguments(kind, content.span()));
     }
     Ok((size(from), size(to)))
+}
+
+/// `count => dim`, optionally followed by `, sparse` (row-update gradients).
+fn embedding_arguments(content: ParseStream, span: Span) -> syn::Result<(Size, Size, bool)> {
+    let from: Expr = content.parse().map_err(|_| wrong_arguments("Embedding", span))?;
+    if !content.peek(Token![=>]) {
+        return Err(wrong_arguments("Embedding", span));
+    }
+    content.parse::<Token![=>]>()?;
+    let to: Expr = content.parse().map_err(|_| wrong_arguments("Embedding", span))?;
+    let mut sparse = false;
+    if content.peek(Token![,]) {
+        content.parse::<Token![,]>()?;
+        let flag: Ident = content.parse().map_err(|_| wrong_arguments("Embedding", content.span()))?;
+        if flag != "sparse" {
+            return Err(syn::Error::new(
+                flag.span(),
+                format!("unknown flag `{flag}` for `Embedding`; the only one is `sparse`"),
+            ));
+        }
+        sparse = true;
+    }
+    if !content.is_empty() {
+        return Err(wrong_arguments("Embedding", content.span()));
+    }
+    Ok((size(from), size(to), sparse))
 }
 
 fn one(content: ParseStream, kind: &str, span: Span) -> syn::Result<Expr> {

@@ -207,6 +207,25 @@ impl Function {
         Ok(())
     }
 
+    /// The values of the `f32` param `name`, in place, for updates made outside the compiled
+    /// program (the sparse optimizer rules, which touch only some rows of a table); `None` if
+    /// the function has no such `f32` param.
+    pub fn param_values_mut(&mut self, name: &str) -> Option<&mut [f32]> {
+        let program = &self.compiled.program;
+        let buffer = program.buffers.iter().position(|b| b.role == Role::Param(name.to_string()))?;
+        let declared = &program.buffers[buffer];
+        if declared.dtype != DType::F32 {
+            return None;
+        }
+        let elements: usize = declared.shape.as_static()?.iter().product();
+        let memory = self.storage_mut(buffer);
+        assert!(memory.len() * 4 >= elements, "bug in kiln: param `{name}` has too little memory");
+        // SAFETY: the memory is `u128` words (aligned for `f32`) holding at least `elements`
+        // `f32` values, and the returned slice borrows `self` mutably, so nothing else reads or
+        // writes it meanwhile.
+        Some(unsafe { std::slice::from_raw_parts_mut(memory.as_mut_ptr().cast::<f32>(), elements) })
+    }
+
     fn load_constants(&mut self) {
         for (buffer, declared) in self.compiled.program.buffers.iter().enumerate() {
             if let Role::Constant(value) = &declared.role {

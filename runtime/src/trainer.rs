@@ -13,7 +13,7 @@ use kiln_compiler::{Error, Graph, ParamStore, Result, Tensor, Value};
 
 use crate::checkpoint::Checkpoint;
 use crate::function::{Function, function};
-use crate::optim::{LrSchedule, Optimizer, Schedule};
+use crate::optim::{LrSchedule, Optimizer, Schedule, SparseUpdates};
 use crate::progress::Progress;
 
 /// What to train: the loss, what to feed, and metrics to report along (accuracy, say).
@@ -36,12 +36,15 @@ pub struct Settings<'o> {
     pub schedule: LrSchedule,
     /// At which iterations (from 0) to compute diagnostics.
     pub diagnose: fn(u64) -> bool,
+    /// The rule for sparse params (`SparseAdam`, say), as PyTorch's second optimizer for
+    /// them; `None`: `optimizer`'s own sparse form ([`Optimizer::row_rule`]).
+    pub sparse: Option<&'o dyn Optimizer>,
 }
 
 impl<'o> Settings<'o> {
     /// `optimizer` at a constant rate `lr`, diagnosed at iterations 0, 1, 3, 7, ...
     pub fn new(optimizer: &'o dyn Optimizer, lr: f64) -> Settings<'o> {
-        Settings { optimizer, lr, schedule: LrSchedule::Constant, diagnose: occasionally }
+        Settings { optimizer, lr, schedule: LrSchedule::Constant, diagnose: occasionally, sparse: None }
     }
 }
 
@@ -132,7 +135,10 @@ pub struct Trainer {
     diagnostic: Function,
     /// Where the params live now: true after a diagnosed step, until the next lean one.
     in_diagnostic: bool,
+    /// The dense trainable params (their gradients are the diagnostic step's last outputs).
     trainable: Vec<String>,
+    /// The sparse params' row updates and optimizer state.
+    sparse: SparseUpdates,
     metrics: Vec<String>,
     lr: f64,
     schedule: LrSchedule,
@@ -143,19 +149,27 @@ pub struct Trainer {
 
 impl Trainer {
     /// Builds the training step of `objective` (gradients of every trainable param, the
-    /// optimizer's updates) and compiles it.
+    /// optimizer's updates) and compiles it. Sparse params (`Graph::set_sparse`) get row
+    /// gradients and the row rule of `settings.sparse` (or of the optimizer).
     #[track_caller]
     pub fn new<'g>(graph: &'g Graph, objective: &Objective<'g>, settings: &Settings<'_>) -> Result<Trainer> {
-        let trainable: Vec<(Tensor<'g>, String)> =
-            graph.params().into_iter().filter(|(_, _, trainable)| *trainable).map(|(t, name, _)| (t, name)).collect();
+        let (sparse, trainable): (Vec<_>, Vec<_>) = graph
+            .params()
+            .into_iter()
+            .filter(|(_, _, trainable)| *trainable)
+            .map(|(t, name, _)| (t, name))
+            .partition(|(_, name)| graph.sparse(name).is_some());
         let params: Vec<Tensor<'g>> = trainable.iter().map(|(t, _)| *t).collect();
-        let grads = graph.grad(objective.loss, &params)?;
+        let sparse: Vec<Tensor<'g>> = sparse.iter().map(|(t, _)| *t).collect();
+        let (grads, row_grads) = graph.grad_rows(objective.loss, &params, &sparse)?;
         let schedule = Schedule::inputs(graph)?;
         let updates = settings.optimizer.updates(graph, &params, &grads, &schedule)?;
+        let sparse = SparseUpdates::new(graph, &row_grads, settings.sparse.unwrap_or(settings.optimizer))?;
         let mut inputs = objective.inputs.clone();
         inputs.extend([schedule.lr, schedule.step]);
         let mut outputs = vec![objective.loss];
         outputs.extend(objective.metrics.iter().map(|(_, metric)| *metric));
+        outputs.extend(sparse.outputs(&row_grads));
         let lean = function(graph, &inputs, &outputs, &updates)?;
         outputs.extend(&grads);
         let diagnostic = function(graph, &inputs, &outputs, &updates)?;
@@ -164,6 +178,7 @@ impl Trainer {
             diagnostic,
             in_diagnostic: false,
             trainable: trainable.into_iter().map(|(_, name)| name).collect(),
+            sparse,
             metrics: objective.metrics.iter().map(|(name, _)| name.clone()).collect(),
             lr: settings.lr,
             schedule: settings.schedule,
@@ -190,18 +205,23 @@ impl Trainer {
             self.current_mut().set_params(&params)?;
         }
         let out = self.current_mut().call(&values)?;
+        let rows = 1 + self.metrics.len()..1 + self.metrics.len() + self.sparse.output_count();
+        let function = if self.in_diagnostic { &mut self.diagnostic } else { &mut self.lean };
+        self.sparse.apply_to_function(function, &out[rows.clone()], lr, iteration + 1)?;
         self.iteration += 1;
         let step = self.iteration;
         let loss = out[0].item().unwrap_or(f64::NAN);
         let metrics: Vec<(String, f64)> =
             self.metrics.iter().zip(&out[1..]).map(|(name, v)| (name.clone(), v.item().unwrap_or(f64::NAN))).collect();
         let diagnostics = match before {
-            Some(before) => Some(self.diagnostics(&before, &out[1 + self.metrics.len()..], step)?),
+            Some(before) => Some(self.diagnostics(&before, &out[rows.end..], step)?),
             None => None,
         };
         if !loss.is_finite() {
             let params = self.current().params();
-            let bad = self.trainable.iter().find(|name| params.get(name).is_some_and(|v| !all_finite(v)));
+            let sparse = self.sparse.params();
+            let mut names = self.trainable.iter().map(String::as_str).chain(sparse.iter().copied());
+            let bad = names.find(|name| params.get(name).is_some_and(|v| !all_finite(v)));
             let largest = |name: &&String| {
                 params.get(name).map_or(0.0, |v| v.to_f64_vec().iter().fold(0.0, |m: f64, x| m.max(x.abs())))
             };
@@ -258,9 +278,13 @@ impl Trainer {
         if self.in_diagnostic { &mut self.diagnostic } else { &mut self.lean }
     }
 
-    /// The current value of every param (optimizer state included).
+    /// The current value of every param (optimizer state included, the sparse rules' too).
     pub fn params(&self) -> ParamStore {
-        self.current().params()
+        let mut params = self.current().params();
+        for (name, value) in self.sparse.state().iter() {
+            params.set(name, value.clone());
+        }
+        params
     }
 
     /// Sets the params named in `store` (pre-trained weights, or a fresh initialisation from
@@ -276,7 +300,8 @@ impl Trainer {
             }
             params.set(name, value.clone());
         }
-        self.current_mut().set_params(&params)
+        self.current_mut().set_params(&params)?;
+        self.sparse.set_state(&params)
     }
 
     /// Runs `steps` steps, feeding `inputs(iteration)` at each, with a progress bar on a
@@ -325,6 +350,7 @@ impl Trainer {
         let checkpoint = Checkpoint::load(path)?;
         checkpoint.check_against(path, &self.params())?;
         self.current_mut().set_params(&checkpoint.params)?;
+        self.sparse.set_state(&checkpoint.params)?;
         self.iteration = checkpoint.step;
         Ok(checkpoint.config)
     }

@@ -9,9 +9,11 @@
 //! primitive has one vector-Jacobian rule, in `rules`.
 
 mod check;
+mod rows;
 mod rules;
 
 pub use check::{GradientCheck, check_gradients};
+pub use rows::RowGradient;
 
 use crate::error::{Error, Location, Result};
 use crate::graph::{Graph, NodeId, Op, Tensor};

@@ -16,6 +16,7 @@ pub mod build;
 mod operators;
 mod print;
 mod shape;
+mod sparse;
 
 pub mod op;
 
@@ -23,6 +24,7 @@ use std::cell::{Ref, RefCell};
 
 pub use op::{Binary, Compare, Distribution, Fan, Init, Op, OpKind, Unary, gain};
 pub use shape::{DType, Dim, Shape, broadcast_shapes, broadcasts_to};
+pub use sparse::SparseParam;
 
 use crate::error::{Error, Location, Result};
 use crate::value::Value;
@@ -76,6 +78,8 @@ struct GraphState {
     nodes: Vec<Node>,
     /// Errors recorded by failing operators, addressed by failed tensors.
     errors: Vec<Error>,
+    /// Params whose gradient is kept as row updates, by name (see `sparse`).
+    sparse: std::collections::BTreeMap<String, SparseParam>,
 }
 
 /// A handle to a node of a [`Graph`]: cheap to copy, and the receiver of every op.

@@ -12,9 +12,10 @@ use crate::graph::DType;
 /// Merges neighbouring elementwise kernels with identical loops, then drops dead stores.
 pub fn merge_neighbours(program: &mut Program) {
     let kernels = std::mem::take(&mut program.kernels);
+    let storage: Vec<usize> = (0..program.buffers.len()).map(|buffer| program.storage(buffer)).collect();
     for kernel in kernels {
         let merged = match (program.kernels.last_mut(), &kernel) {
-            (Some(Kernel::Loop(first)), Kernel::Loop(second)) if can_merge(first, second) => {
+            (Some(Kernel::Loop(first)), Kernel::Loop(second)) if can_merge(&storage, first, second) => {
                 append(first, second);
                 true
             }
@@ -31,7 +32,8 @@ fn is_elementwise_f32(kernel: &LoopKernel) -> bool {
     kernel.body.iter().all(|(_, dtype)| matches!(dtype, DType::F32 | DType::Bool))
 }
 
-fn can_merge(first: &LoopKernel, second: &LoopKernel) -> bool {
+/// `storage[b]`: the buffer whose memory buffer `b` uses (itself, or an alias's target).
+fn can_merge(storage: &[usize], first: &LoopKernel, second: &LoopKernel) -> bool {
     if first.reduce.is_some() || second.reduce.is_some() || first.loops != second.loops {
         return false;
     }
@@ -39,16 +41,22 @@ fn can_merge(first: &LoopKernel, second: &LoopKernel) -> bool {
     if is_elementwise_f32(first) != is_elementwise_f32(second) {
         return false;
     }
-    // The second may read what the first stores only at the element being computed.
-    let stored = |buffer: usize| first.stores.iter().filter(move |(_, b, _)| *b == buffer).map(|(_, _, index)| index);
+    // The second may read what the first stores only at the element being computed, through
+    // the same buffer: an alias (a reshape) of a stored buffer names other elements at the
+    // same index, so a load through one compares the memory, not the buffer number.
+    let memory = |buffer: usize| storage[buffer];
+    let stored = |buffer: usize| {
+        first.stores.iter().filter(move |(_, b, _)| memory(*b) == memory(buffer)).map(|(_, b, index)| (*b, index))
+    };
     let reads_ok = second.body.iter().all(|(expr, _)| match expr {
-        Expr::Load { buffer, index } => stored(*buffer).all(|stored_index| stored_index == index),
+        Expr::Load { buffer, index } => stored(*buffer).all(|(b, stored_index)| b == *buffer && stored_index == index),
         Expr::Gather { buffer, .. } => stored(*buffer).next().is_none(),
         _ => true,
     });
     // And must not overwrite anything the first reads.
     let first_reads = first.reads();
-    let writes_ok = second.stores.iter().all(|(_, buffer, _)| !first_reads.contains(buffer));
+    let writes_ok =
+        second.stores.iter().all(|(_, buffer, _)| first_reads.iter().all(|&read| memory(read) != memory(*buffer)));
     reads_ok && writes_ok
 }
 

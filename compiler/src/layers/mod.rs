@@ -5,10 +5,12 @@
 //! composite uses the numerically stable form (max-shifted softmax, `exp(-|x|)` in sigmoid,
 //! softplus and the logistic loss), so neither its value nor its gradient overflows.
 
+mod bag;
 mod functional;
 mod module;
 mod modules;
 
+pub use bag::{BagMode, EmbeddingBag};
 pub use functional::{
     binary_cross_entropy_with_logits, cross_entropy, layer_norm, linear, log_softmax, mean, mean_all, mse,
     positional_encoding, relu, sigmoid, softmax, softplus, var,

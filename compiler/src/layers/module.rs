@@ -10,8 +10,8 @@ use std::cell::{Cell, RefCell};
 use std::fmt::{self, Write as _};
 use std::rc::Rc;
 
-use crate::error::Result;
-use crate::graph::{DType, Graph, Init, Op, Shape, Tensor};
+use crate::error::{Error, Result};
+use crate::graph::{DType, Graph, Init, Op, Shape, SparseParam, Tensor};
 
 /// What an initializer rule sees of a param about to be declared.
 #[derive(Clone, Copy, Debug)]
@@ -217,8 +217,12 @@ impl fmt::Display for Summary<'_, '_> {
 }
 
 /// Looks up the embedding rows of integer `indices` (`[...]` to `[..., dim]`) in the param
-/// `{name}.weight` (`[count, dim]`), initialised N(0, 1) as PyTorch's `nn.Embedding`. Its
-/// gradient is a scatter-add of the rows used, so a step touches only those rows' gradient.
+/// `{name}.weight` (`[count, dim]`), initialised N(0, 1) as PyTorch's `nn.Embedding`.
+///
+/// Dense (the default), its gradient is a table of the param's shape (a scatter-add of the
+/// rows used) and any optimizer updates it. Sparse ([`Embedding::sparse`], PyTorch's
+/// `sparse=True`), its gradient is row updates and a sparse optimizer rule moves only the rows
+/// looked up in the step (`kiln_runtime::optim::sparse`).
 #[derive(Clone, Copy, Debug)]
 pub struct Embedding<'g> {
     /// The table, `[count, dim]`.
@@ -233,10 +237,31 @@ impl<'g> Embedding<'g> {
         Ok(Embedding { weight })
     }
 
+    /// Declares the table in `scope`, sparse when `sparse` is set (as `model!`'s
+    /// `Embedding(count => dim, sparse)`).
+    #[track_caller]
+    pub fn build_with(scope: &Scope<'g, '_>, count: usize, dim: usize, sparse: bool) -> Result<Embedding<'g>> {
+        let embedding = Self::build(scope, count, dim)?;
+        if sparse { embedding.sparse() } else { Ok(embedding) }
+    }
+
     /// Declares the table `{name}.weight` in `graph`.
     #[track_caller]
     pub fn new(graph: &'g Graph, name: &str, count: usize, dim: usize) -> Result<Embedding<'g>> {
         Self::build(&Scope::with_prefix(graph, name), count, dim)
+    }
+
+    /// Makes the table sparse: its gradient becomes row updates (see [`Graph::set_sparse`]).
+    #[track_caller]
+    pub fn sparse(self) -> Result<Embedding<'g>> {
+        let name = self.weight.name().ok_or_else(|| Error::Bug("an embedding's table has no name".into()))?;
+        self.weight.graph().set_sparse(&name, SparseParam::default())?;
+        Ok(self)
+    }
+
+    /// True if the table is sparse.
+    pub fn is_sparse(&self) -> bool {
+        self.weight.name().is_some_and(|name| self.weight.graph().sparse(&name).is_some())
     }
 
     /// The rows of `indices` (i32 or i64).

@@ -2,6 +2,7 @@
 
 use kiln_compiler::{Graph, Result, Tensor};
 
+use super::sparse::{RowRule, rules::adagrad_rows};
 use super::{Optimizer, Schedule, Update, name_of, state, with_l2};
 
 /// Adagrad: `s ← s + g²`, `p ← p - lr·g/(√s + ε)`, the sum starting at zero. L2 weight decay
@@ -37,5 +38,10 @@ impl Optimizer for Adagrad {
         let step = g.div(sum_next.sqrt()?.add(self.eps)?)?;
         updates.push((param, param.sub(step.mul(schedule.lr)?)?));
         Ok(updates)
+    }
+
+    #[track_caller]
+    fn row_rule(&self, param: Tensor<'_>) -> Result<Box<dyn RowRule>> {
+        adagrad_rows(self, &name_of(param))
     }
 }

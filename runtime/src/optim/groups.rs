@@ -2,7 +2,7 @@
 
 use kiln_compiler::{Error, Graph, Location, Result, Tensor};
 
-use super::{Optimizer, Schedule, Update};
+use super::{Optimizer, RowRule, Schedule, Update};
 
 /// Some params with their own optimizer (its weight decay, say) and a learning-rate factor.
 pub struct ParamGroup<'g> {
@@ -106,5 +106,11 @@ impl Optimizer for WeightDecayGroups {
     ) -> Result<Vec<Update<'g>>> {
         let rule = if self.decays(param) { &self.decayed } else { &self.not_decayed };
         rule.param_updates(graph, param, grad, schedule)
+    }
+
+    #[track_caller]
+    fn row_rule(&self, param: Tensor<'_>) -> Result<Box<dyn RowRule>> {
+        let rule = if self.decays(param) { &self.decayed } else { &self.not_decayed };
+        rule.row_rule(param)
     }
 }

@@ -15,6 +15,9 @@
 //! a small problem are tested against optax (`tests/fixtures/optimizers.py`). To write your own
 //! rule, implement [`Optimizer`] with graph ops; [`Ema`] helps build moment estimates.
 //!
+//! Sparse params (embeddings marked sparse) are updated row by row outside the graph, by each
+//! optimizer's [`Optimizer::row_rule`]: see [`sparse`] for where and why.
+//!
 //! Around them: [`LrSchedule`] (the rate to feed at each step), gradient clipping
 //! ([`clip_by_global_norm`], [`clip_by_value`]) and parameter groups ([`ParamGroup`],
 //! [`split_for_weight_decay`] for the rule "no decay for biases, 1-D params and a skip list").
@@ -26,6 +29,7 @@ mod groups;
 mod rmsprop;
 mod schedules;
 mod sgd;
+pub mod sparse;
 
 pub use adagrad::Adagrad;
 pub use adam::Adam;
@@ -34,6 +38,7 @@ pub use groups::{ParamGroup, WeightDecayGroups, group_updates, split_for_weight_
 pub use rmsprop::RmsProp;
 pub use schedules::LrSchedule;
 pub use sgd::Sgd;
+pub use sparse::{RowRule, SparseAdam, SparseUpdates};
 
 use kiln_compiler::{DType, Graph, Init, Location, Result, Shape, Tensor, Value};
 
@@ -70,6 +75,20 @@ pub trait Optimizer {
             updates.extend(self.param_updates(graph, param, grad, schedule)?);
         }
         Ok(updates)
+    }
+
+    /// The rule that updates only the rows touched of the sparse param `param` (see
+    /// [`sparse`]). Optimizers without a sparse form (Adam, RMSprop; as in PyTorch) refuse,
+    /// naming the param and the rules that have one.
+    #[track_caller]
+    fn row_rule(&self, param: Tensor<'_>) -> Result<Box<dyn RowRule>> {
+        let rule = std::any::type_name::<Self>().rsplit("::").next().unwrap_or("this optimizer");
+        let name = name_of(param);
+        let detail = format!(
+            "param `{name}` is sparse (row-update gradients), and {rule} has no sparse form (nor has PyTorch's): \
+             give sparse params SparseAdam, Adagrad or plain SGD (`Settings::sparse`), or make `{name}` dense"
+        );
+        Err(kiln_compiler::Error::Argument { op: "optimizer", detail, location: Location::caller() })
     }
 }
 

@@ -2,6 +2,7 @@
 
 use kiln_compiler::{Graph, Result, Tensor};
 
+use super::sparse::{RowRule, rules::sgd_rows};
 use super::{Optimizer, Schedule, Update, name_of, state, with_l2};
 
 /// SGD with optional momentum, dampening, Nesterov momentum and L2 weight decay:
@@ -57,5 +58,10 @@ impl Optimizer for Sgd {
         }
         updates.push((param, param.sub(g.mul(schedule.lr)?)?));
         Ok(updates)
+    }
+
+    #[track_caller]
+    fn row_rule(&self, param: Tensor<'_>) -> Result<Box<dyn RowRule>> {
+        sgd_rows(self, &name_of(param))
     }
 }
