@@ -6,10 +6,12 @@
 //! distribution raised to 0.75. Pairs go to the compiled step in batches: it gathers the
 //! center rows of the input table and the context and noise rows of the output table, computes
 //! the logistic loss of every pair (summed, so each pair moves the rows as word2vec's per-pair
-//! update would), and SGD updates both tables. The learning rate decays linearly as word2vec's.
+//! update would) and returns the gradients of the rows it gathered; SGD then moves only those
+//! rows of both tables (kiln's sparse updates). The learning rate decays linearly as word2vec's.
 
 use std::time::Instant;
 
+use kiln::SparseParam;
 use kiln::prelude::*;
 use kiln::text::{Specials, Vocab, WordVectors, vectors_of_table};
 
@@ -64,14 +66,18 @@ pub struct Trained {
 }
 
 /// The compiled SGNS step over tables of `vocab` rows: inputs centers `[B]`, targets
-/// `[B, 1 + negative]` (each pair's context, then its noise words), the rate and the step;
-/// output the summed loss.
-fn compile_step(vocab: usize, settings: &Settings) -> Result<Function> {
+/// `[B, 1 + negative]` (each pair's context, then its noise words); outputs the summed loss and
+/// the row gradients of both tables, which the returned [`SparseUpdates`] (plain SGD on rows)
+/// applies to the rows touched. Both tables are sparse: no gradient the size of a table is
+/// ever built, and a step's cost follows the pairs, not the vocabulary.
+fn compile_step(vocab: usize, settings: &Settings) -> Result<(Function, SparseUpdates)> {
     let g = Graph::new();
     let dim = settings.dim;
     let bound = 0.5 / dim as f64;
     let input = g.param("input.weight", [vocab, dim], Init::Uniform { low: -bound, high: bound })?;
     let output = g.param("output.weight", [vocab, dim], Init::ZEROS)?;
+    g.set_sparse("input.weight", SparseParam::default())?;
+    g.set_sparse("output.weight", SparseParam::default())?;
     let centers = g.typed_input("centers", [Dim::sym("B")], DType::I64)?;
     // Per pair, the context then the noise words: one gather of the output table for all.
     let targets = g.typed_input("targets", [Dim::sym("B"), (settings.negative + 1).into()], DType::I64)?;
@@ -82,15 +88,15 @@ fn compile_step(vocab: usize, settings: &Settings) -> Result<Function> {
     signs.resize(settings.negative + 1, -1.0);
     let signs = g.constant(Value::f32([settings.negative + 1], signs));
     let loss = layers::softplus(-(scores * signs))?.sum_all()?;
-    let params = [input, output];
-    let grads = g.grad(loss, &params)?;
-    let schedule = Schedule::inputs(&g)?;
-    let updates = Sgd::new().updates(&g, &params, &grads, &schedule)?;
-    let mut step = function(&g, &[centers, targets, schedule.lr, schedule.step], &[loss], &updates)?;
+    let (_, rows) = g.grad_rows(loss, &[], &[input, output])?;
+    let sparse = SparseUpdates::new(&g, &rows, &Sgd::new())?;
+    let mut outputs = vec![loss];
+    outputs.extend(sparse.outputs(&rows));
+    let mut step = function(&g, &[centers, targets], &outputs, &[])?;
     step.set_threads(settings.threads);
     // The input table starts as word2vec's (uniform ±0.5/dim), seeded; the output table at 0.
     step.set_params(&ParamStore::init(&g, settings.seed))?;
-    Ok(step)
+    Ok((step, sparse))
 }
 
 /// word2vec's noise table: ids repeated in proportion to count^0.75, drawn by one index.
@@ -140,7 +146,7 @@ pub fn train(corpus: &str, settings: &Settings) -> Result<Trained> {
     let raw_per_epoch = corpus.split_whitespace().count() as u64;
     let kept_per_epoch: u64 = sentences.iter().map(|s| s.len() as u64).sum();
     let compiling = Instant::now();
-    let mut step = compile_step(vocab.len(), settings)?;
+    let (mut step, mut sparse) = compile_step(vocab.len(), settings)?;
     let compile_ms = compiling.elapsed().as_secs_f64() * 1e3;
     let noise_table = noise_table(&vocab);
     let keep = keep_probabilities(&vocab, settings.sample);
@@ -163,13 +169,11 @@ pub fn train(corpus: &str, settings: &Settings) -> Result<Trained> {
         // word2vec's rate: linear from `lr` to `lr · 1e-4` over the words to train.
         let lr = settings.lr * (1.0 - done_words as f64 / total_words).max(1e-4);
         calls += 1;
-        let [lr, t] = Schedule::values(lr, calls);
-        step.call(&[
+        let out = step.call(&[
             Value::i64([n], std::mem::take(&mut batch.centers)),
             Value::i64([n, negative + 1], std::mem::take(&mut batch.targets)),
-            lr,
-            t,
         ])?;
+        sparse.apply_to_function(&mut step, &out[1..], lr, calls)?;
         Ok(())
     };
     let mut kept = Vec::new();

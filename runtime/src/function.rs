@@ -454,14 +454,23 @@ fn write_memory(words: &mut Vec<u128>, data: &Data) {
 }
 
 fn from_bytes(dtype: DType, bytes: &[u8]) -> Data {
-    fn chunks<const N: usize>(bytes: &[u8]) -> impl Iterator<Item = [u8; N]> + '_ {
-        bytes.chunks_exact(N).map(|c| c.try_into().expect("exact chunk"))
+    /// The numbers in `bytes`, copied in one go (outputs can be megabytes: row gradients).
+    fn numbers<T: Copy + Default>(bytes: &[u8]) -> Vec<T> {
+        let count = bytes.len() / std::mem::size_of::<T>();
+        let mut values = vec![T::default(); count];
+        // SAFETY: `values` holds `count` numbers, `count * size_of::<T>()` bytes, all of which
+        // `bytes` has; `T` is a plain number type (f32, f64, i32, i64), valid for any bytes,
+        // read in native byte order as the kernels wrote them.
+        unsafe {
+            std::ptr::copy_nonoverlapping(bytes.as_ptr(), values.as_mut_ptr().cast::<u8>(), count * size_of::<T>())
+        };
+        values
     }
     match dtype {
-        DType::F32 => Data::F32(chunks::<4>(bytes).map(f32::from_ne_bytes).collect()),
-        DType::F64 => Data::F64(chunks::<8>(bytes).map(f64::from_ne_bytes).collect()),
-        DType::I32 => Data::I32(chunks::<4>(bytes).map(i32::from_ne_bytes).collect()),
-        DType::I64 => Data::I64(chunks::<8>(bytes).map(i64::from_ne_bytes).collect()),
+        DType::F32 => Data::F32(numbers::<f32>(bytes)),
+        DType::F64 => Data::F64(numbers::<f64>(bytes)),
+        DType::I32 => Data::I32(numbers::<i32>(bytes)),
+        DType::I64 => Data::I64(numbers::<i64>(bytes)),
         DType::Bool => Data::Bool(bytes.iter().map(|&b| b != 0).collect()),
     }
 }
