@@ -150,7 +150,8 @@ pub struct Trainer {
 impl Trainer {
     /// Builds the training step of `objective` (gradients of every trainable param, the
     /// optimizer's updates) and compiles it. Sparse params (`Graph::set_sparse`) get row
-    /// gradients and the row rule of `settings.sparse` (or of the optimizer).
+    /// gradients and the row rule of `settings.sparse` (or of the optimizer); diagnostics
+    /// cover the dense params only, since a sparse param's gradient is never a whole table.
     #[track_caller]
     pub fn new<'g>(graph: &'g Graph, objective: &Objective<'g>, settings: &Settings<'_>) -> Result<Trainer> {
         let (sparse, trainable): (Vec<_>, Vec<_>) = graph
@@ -300,6 +301,7 @@ impl Trainer {
             }
             params.set(name, value.clone());
         }
+        self.sparse.check_state(&params)?;
         self.current_mut().set_params(&params)?;
         self.sparse.set_state(&params)
     }
@@ -349,6 +351,7 @@ impl Trainer {
     pub fn load(&mut self, path: &Path) -> Result<serde_json::Value> {
         let checkpoint = Checkpoint::load(path)?;
         checkpoint.check_against(path, &self.params())?;
+        self.sparse.check_state(&checkpoint.params)?;
         self.current_mut().set_params(&checkpoint.params)?;
         self.sparse.set_state(&checkpoint.params)?;
         self.iteration = checkpoint.step;

@@ -113,8 +113,8 @@ fn sparse_rules_follow_pytorch_and_leave_untouched_rows_bit_for_bit() -> Result<
 }
 
 /// A sparse table read by two gathers (one with repeated ids): the compiled row gradients,
-/// summed by id, equal the rows of the dense gradient (the interpreter's scatter-add, in f64),
-/// and every row they do not name has a zero dense gradient.
+/// summed by id, equal the rows of the dense gradient (the interpreter's scatter-add, in f64)
+/// and central differences of the loss; every row they do not name has a zero gradient.
 #[test]
 fn row_gradients_equal_the_dense_gradient_rows() -> Result<()> {
     let g = Graph::new();
@@ -148,6 +148,26 @@ fn row_gradients_equal_the_dense_gradient_rows() -> Result<()> {
         if got.is_none() {
             assert!(want[row * 4..row * 4 + 4].iter().all(|&x| x == 0.0), "row {row} is not named but has a gradient");
         }
+    }
+    // And both against central differences of the loss in f64, element by element.
+    let interpreter = Interpreter::new(&g).precision(Precision::F64);
+    let params = step.params();
+    let table_values = params.get("emb.weight").expect("the table").to_f64_vec();
+    for element in 0..table_values.len() {
+        let loss_at = |offset: f64| -> Result<f64> {
+            let mut moved = table_values.clone();
+            moved[element] += offset;
+            let mut store = params.clone();
+            store.set("emb.weight", Value::f64([9, 4], moved));
+            Ok(interpreter.run(&feeds, &store, &[loss])?[0].item().expect("a scalar"))
+        };
+        let numeric = (loss_at(1e-6)? - loss_at(-1e-6)?) / 2e-6;
+        let (row, j) = (element / 4, element % 4);
+        let analytic = updates.ids.iter().position(|&id| id == row).map_or(0.0, |k| updates.row(k)[j] as f64);
+        assert!(
+            (analytic - numeric).abs() <= 1e-4 * numeric.abs().max(1.0),
+            "[{row}, {j}]: rows {analytic}, numeric {numeric}"
+        );
     }
     // The step holds no scatter-add: the table's gradient is never built.
     let (sparse_only, _) = {
@@ -232,7 +252,8 @@ fn a_sparse_param_read_by_anything_but_a_gather_is_refused() -> Result<()> {
 }
 
 /// The sparse rules' state is part of the trainer's params: a checkpoint taken mid-way and
-/// loaded into a fresh trainer continues with the same bits.
+/// loaded into a fresh trainer continues with the same bits; a state table of the wrong size
+/// is refused.
 #[test]
 fn sparse_state_goes_through_checkpoints() -> Result<()> {
     let run = |steps: std::ops::Range<u64>, load: Option<&std::path::Path>, save: Option<&std::path::Path>| {
@@ -253,6 +274,21 @@ fn sparse_state_goes_through_checkpoints() -> Result<()> {
         }
         Ok::<_, Error>(trainer.params())
     };
+    // A state table of the wrong size is refused, and nothing changes.
+    let g = Graph::new();
+    let (loss, ids) = sparse_problem(&g)?;
+    let objective = Objective { loss, inputs: vec![ids], metrics: vec![] };
+    let (adam, sparse_adam) = (Adam::new(), SparseAdam::new());
+    let settings = Settings { diagnose: |_| false, sparse: Some(&sparse_adam), ..Settings::new(&adam, 0.1) };
+    let mut trainer = Trainer::new(&g, &objective, &settings)?;
+    let before = trainer.params();
+    let mut bad = ParamStore::new();
+    bad.set("words.weight", Value::full([5, 2], DType::F32, 7.0));
+    bad.set("optimizer.sparse_adam.m.words.weight", Value::full([4, 2], DType::F32, 1.0));
+    let error = trainer.set_params(&bad).unwrap_err().to_string();
+    assert!(error.contains("optimizer.sparse_adam.m.words.weight"), "{error}");
+    assert_eq!(trainer.params(), before, "a refused set_params changed something");
+
     let dir = std::env::temp_dir().join(format!("kiln-sparse-checkpoint-{}", std::process::id()));
     std::fs::create_dir_all(&dir).expect("a temporary directory");
     let path = dir.join("step3");

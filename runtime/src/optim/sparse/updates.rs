@@ -239,6 +239,19 @@ impl SparseUpdates {
     /// Sets the state tables named in `store` (others keep their values); a table of the
     /// wrong size is an error and changes nothing.
     pub fn set_state(&mut self, store: &ParamStore) -> Result<()> {
+        self.check_state(store)?;
+        for table in &mut self.tables {
+            for (name, values) in table.state_names.iter().zip(&mut table.state) {
+                if let Some(value) = store.get(name) {
+                    *values = value.to_f32_vec();
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Checks that every state table named in `store` has its table's size.
+    pub fn check_state(&self, store: &ParamStore) -> Result<()> {
         for table in &self.tables {
             for name in &table.state_names {
                 if let Some(value) = store.get(name)
@@ -247,13 +260,6 @@ impl SparseUpdates {
                     let (expected, got) =
                         (format!("shape [{}, {}]", table.rows, table.dim), format!("{:?}", value.shape()));
                     return Err(Error::BadFeed { what: "optimizer state", name: name.clone(), expected, got });
-                }
-            }
-        }
-        for table in &mut self.tables {
-            for (name, values) in table.state_names.iter().zip(&mut table.state) {
-                if let Some(value) = store.get(name) {
-                    *values = value.to_f32_vec();
                 }
             }
         }
