@@ -37,7 +37,7 @@ pub use kiln_runtime::{
     Checkpoint, Diagnostics, Function, Histogram, IfDiverged, Objective, ParamScale, Report, Settings, Trainer,
     function,
 };
-pub use kiln_runtime::{export, optim, plot};
+pub use kiln_runtime::{export, optim, plot, text};
 
 pub use kiln_macros::model;
 
@@ -50,6 +50,7 @@ pub mod prelude {
         Adagrad, Adam, Ema, LrSchedule, Optimizer, ParamGroup, RmsProp, Schedule, Sgd, SparseAdam, SparseUpdates,
         WeightDecayGroups,
     };
+    pub use kiln_runtime::text::{Format, Specials, Vocab, WordVectors};
     pub use kiln_runtime::{Function, Histogram, Objective, Settings, Trainer, function};
 }
 

@@ -202,6 +202,17 @@ pub enum Error {
         what: String,
     },
 
+    /// A word-vector file (GloVe, word2vec text or binary, fastText `.vec`) is malformed, or its
+    /// vectors do not fit what they are loaded into. The file's fault or the caller's; `detail`
+    /// names the line or byte offset.
+    #[error("word vectors {file}: {detail}")]
+    Vectors {
+        /// The file (or the name the caller gave the bytes).
+        file: String,
+        /// What was wrong, and where.
+        detail: String,
+    },
+
     /// A broken internal invariant: a bug in kiln, never the caller's fault.
     #[error("bug in kiln: {0}")]
     Bug(String),

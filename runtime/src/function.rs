@@ -555,24 +555,35 @@ fn write_memory(words: &mut Vec<u128>, data: &Data, what: impl FnOnce() -> Strin
 
 /// Typed data from native-endian bytes, or [`Error::OutOfMemory`] when it cannot be allocated.
 fn from_bytes(dtype: DType, bytes: &[u8], what: impl FnOnce() -> String) -> Result<Data> {
-    fn collect<const N: usize, T>(
-        bytes: &[u8],
-        from: fn([u8; N]) -> T,
-        what: impl FnOnce() -> String,
-    ) -> Result<Vec<T>> {
-        let mut values = Vec::new();
-        let count = bytes.len() / N;
+    /// The numbers in `bytes`, copied in one go (outputs can be megabytes: row gradients).
+    fn numbers<T: Copy>(bytes: &[u8], what: impl FnOnce() -> String) -> Result<Vec<T>> {
+        let count = bytes.len() / size_of::<T>();
+        let mut values: Vec<T> = Vec::new();
         values
             .try_reserve_exact(count)
-            .map_err(|_| Error::OutOfMemory { bytes: count.saturating_mul(std::mem::size_of::<T>()), what: what() })?;
-        values.extend(bytes.chunks_exact(N).map(|c| from(c.try_into().expect("exact chunk"))));
+            .map_err(|_| Error::OutOfMemory { bytes: count.saturating_mul(size_of::<T>()), what: what() })?;
+        // SAFETY: `values` has room for `count` numbers, `count * size_of::<T>()` bytes, all of
+        // which `bytes` has; `T` is a plain number type (f32, f64, i32, i64), valid for any
+        // bytes, read in native byte order as the kernels wrote them; all `count` are written
+        // before the length is set.
+        unsafe {
+            std::ptr::copy_nonoverlapping(bytes.as_ptr(), values.as_mut_ptr().cast::<u8>(), count * size_of::<T>());
+            values.set_len(count);
+        }
         Ok(values)
     }
     Ok(match dtype {
-        DType::F32 => Data::F32(collect(bytes, f32::from_ne_bytes, what)?),
-        DType::F64 => Data::F64(collect(bytes, f64::from_ne_bytes, what)?),
-        DType::I32 => Data::I32(collect(bytes, i32::from_ne_bytes, what)?),
-        DType::I64 => Data::I64(collect(bytes, i64::from_ne_bytes, what)?),
-        DType::Bool => Data::Bool(collect(bytes, |[b]: [u8; 1]| b != 0, what)?),
+        DType::F32 => Data::F32(numbers::<f32>(bytes, what)?),
+        DType::F64 => Data::F64(numbers::<f64>(bytes, what)?),
+        DType::I32 => Data::I32(numbers::<i32>(bytes, what)?),
+        DType::I64 => Data::I64(numbers::<i64>(bytes, what)?),
+        DType::Bool => {
+            let mut values = Vec::new();
+            values
+                .try_reserve_exact(bytes.len())
+                .map_err(|_| Error::OutOfMemory { bytes: bytes.len(), what: what() })?;
+            values.extend(bytes.iter().map(|&b| b != 0));
+            Data::Bool(values)
+        }
     })
 }

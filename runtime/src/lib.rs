@@ -7,6 +7,9 @@
 //!
 //! [`optim`] holds the optimizers, as update rules in graph ops that compile with the step.
 //!
+//! [`text`] holds vocabularies and word vectors (GloVe, word2vec, fastText files) for
+//! embedding tables.
+//!
 //! [`export`] packages a trained model's forward half as a standalone artifact: an object
 //! file, a static library with its C header, a command-line executable, Rust bindings.
 
@@ -19,6 +22,7 @@ pub mod optim;
 pub mod plot;
 mod pool;
 mod progress;
+pub mod text;
 mod trainer;
 
 pub use checkpoint::{Checkpoint, IfDiverged};

@@ -1,6 +1,8 @@
 //! Coalescing row gradients and applying row rules to tables and their state.
 
-use kiln_compiler::{Error, Graph, Location, ParamStore, Result, RowGradient, Tensor, Value};
+use std::borrow::Cow;
+
+use kiln_compiler::{Data, Error, Graph, Location, ParamStore, Result, RowGradient, Tensor, Value};
 
 use super::RowRule;
 use crate::Function;
@@ -31,7 +33,7 @@ impl RowUpdates {
         padding: Option<usize>,
     ) -> Result<RowUpdates> {
         let mut positions = Vec::new();
-        let mut sources: Vec<Vec<f32>> = Vec::with_capacity(parts.len());
+        let mut sources: Vec<Cow<'_, [f32]>> = Vec::with_capacity(parts.len());
         for (part, (ids, rows)) in parts.iter().enumerate() {
             let count = ids.numel();
             if rows.numel() != count * dim {
@@ -50,7 +52,11 @@ impl RowUpdates {
                     positions.push((id as usize, part, position));
                 }
             }
-            sources.push(rows.to_f32_vec());
+            // The compiled step returns f32 rows: read them in place rather than copy them.
+            sources.push(match rows.data() {
+                Data::F32(values) => Cow::Borrowed(values.as_slice()),
+                _ => Cow::Owned(rows.to_f32_vec()),
+            });
         }
         // (id, part, position) are distinct, so the order is total and the same every time.
         positions.sort_unstable();
