@@ -175,7 +175,9 @@ impl Trainer {
 
     /// Runs one step on `inputs` (the objective's inputs, in order). A loss or gradient that
     /// is not finite stops training with [`Error::Diverged`], naming the step and the first
-    /// param that went bad; the params then hold that step's update.
+    /// param that went bad; the params then hold that step's update. An error found while
+    /// running (a label out of range) names the caller's line.
+    #[track_caller]
     pub fn step(&mut self, inputs: &[Value]) -> Result<Report> {
         let started = Instant::now();
         let iteration = self.iteration;
@@ -306,6 +308,7 @@ impl Trainer {
 
     /// Runs `evaluation` (a function compiled without updates, on held-out data say, whose
     /// params are named as this trainer's) on `inputs` with the trainer's current params.
+    #[track_caller]
     pub fn evaluate(&self, evaluation: &mut Function, inputs: &[Value]) -> Result<Vec<Value>> {
         evaluation.set_params(&self.params())?;
         evaluation.call(inputs)

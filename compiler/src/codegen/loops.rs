@@ -183,7 +183,7 @@ fn vectorizable_at(kernel: &LoopKernel, program: &Program, level: usize) -> bool
             return match expr {
                 Expr::Load { buffer, .. } => program.buffers[*buffer].dtype == *dtype,
                 Expr::LoopIndex(loop_level) => *loop_level == level,
-                Expr::Cast(_) | Expr::Select(..) => true,
+                Expr::Cast(_) | Expr::Select(..) | Expr::CheckIndex { .. } => true,
                 Expr::Unary(op, _) => matches!(op, Unary::Neg | Unary::Abs),
                 // Division reports a zero divisor: it stays scalar.
                 Expr::Binary(op, ..) => *op != Binary::Div,
@@ -201,7 +201,7 @@ fn vectorizable_at(kernel: &LoopKernel, program: &Program, level: usize) -> bool
             Expr::Gather { buffer, row, index, .. } => {
                 program.buffers[*buffer].dtype == DType::F32 && uniform[*row] && moves_by_0_or_1(index)
             }
-            Expr::LoopIndex(_) => false,
+            Expr::LoopIndex(_) | Expr::CheckIndex { .. } => false,
         }
     });
     let stores_ok = kernel.stores.iter().all(|(value, buffer, index)| {
@@ -225,7 +225,7 @@ pub(super) fn uniform_exprs(kernel: &LoopKernel, level: usize) -> Vec<bool> {
         let value = match expr {
             Expr::Const(_) | Expr::Size(_) => true,
             Expr::Load { index, .. } => index.strides.get(level).is_none_or(|s| s.as_fixed() == Some(0)),
-            Expr::Unary(_, x) | Expr::Pow(_, x) | Expr::Cast(x) => uniform[*x],
+            Expr::Unary(_, x) | Expr::Pow(_, x) | Expr::Cast(x) | Expr::CheckIndex { value: x, .. } => uniform[*x],
             Expr::Binary(_, a, b) | Expr::Compare(_, a, b) => uniform[*a] && uniform[*b],
             Expr::Select(m, a, b) => uniform[*m] && uniform[*a] && uniform[*b],
             Expr::LoopIndex(loop_level) => *loop_level != level,
