@@ -181,3 +181,63 @@ fn run_time_errors_name_the_callers_line() -> Result<()> {
     assert!(message.contains("index 9 at position 1 of `ids` is out of range for 4 rows of `table`"), "{message}");
     Ok(())
 }
+
+#[test]
+fn a_maximum_over_an_empty_symbolic_axis_is_an_error_like_a_static_one() -> Result<()> {
+    let g = Graph::new();
+    let x = g.input("x", [Dim::sym("B"), 3.into()])?;
+    let fixed = g.input("fixed", [0, 3])?;
+    assert!(fixed.max(&[0], false).is_err(), "a static empty axis is refused when built");
+    let peak = x.max(&[0], false)?;
+    let mut f = function(&g, &[x], &[peak], &[])?;
+    let error = f.call(&[Value::f32([0, 3], vec![])]).expect_err("B = 0").to_string();
+    assert!(error.contains("`reduce_max`") && error.contains("axis 0 of [B, 3] is empty"), "{error}");
+    let feeds = Feeds::from([("x", Value::f32([0, 3], vec![]))]);
+    let error = interpret(&g, feeds, &[peak]).expect_err("the interpreter agrees").to_string();
+    assert!(error.contains("is empty; its maximum is undefined"), "{error}");
+    assert_eq!(f.call(&[Value::f32([1, 3], vec![1.0, 5.0, 2.0])])?[0].to_f64_vec(), vec![1.0, 5.0, 2.0]);
+    Ok(())
+}
+
+#[test]
+fn layer_errors_name_the_layer_the_user_called() -> Result<()> {
+    let g = Graph::new();
+    let x = g.input("x", [Dim::sym("B"), 4.into()])?;
+    let norm = layers::LayerNorm::new(&g, "norm", 3)?;
+    let error = norm.forward(x).expect_err("width 4 is not 3").to_string();
+    assert!(error.contains("shape mismatch in `layer_norm`") && error.contains("robustness.rs"), "{error}");
+    let error = layers::softmax(x, 2).expect_err("no axis 2").to_string();
+    assert!(error.contains("in `softmax`"), "{error}");
+    let float_labels = g.input("labels", [Dim::sym("B")])?;
+    let error = layers::cross_entropy(x, float_labels).expect_err("labels must be integers").to_string();
+    assert!(error.contains("dtype mismatch in `cross_entropy`"), "{error}");
+    Ok(())
+}
+
+#[test]
+fn a_trainer_refuses_a_learning_rate_that_is_not_a_finite_number() -> Result<()> {
+    let g = Graph::new();
+    let w = g.param("w", [2], Init::ONES)?;
+    let loss = w.square()?.sum_all()?;
+    let objective = Objective { loss, inputs: vec![], metrics: vec![] };
+    let sgd = Sgd::momentum(0.0);
+    for lr in [f64::NAN, f64::INFINITY, -0.1] {
+        let Err(error) = Trainer::new(&g, &objective, &Settings::new(&sgd, lr)) else {
+            panic!("the learning rate {lr} was accepted")
+        };
+        assert!(error.to_string().contains("learning rate"), "{error}");
+    }
+    assert!(Trainer::new(&g, &objective, &Settings::new(&sgd, 0.1)).is_ok());
+    Ok(())
+}
+
+/// Found by the random construction test (case 375): the identity of an `i32` maximum was
+/// `i64::MIN` truncated to 32 bits, which is 0, so the maximum of `[-1]` came out as 0.
+#[test]
+fn an_i32_maximum_of_negative_numbers_is_negative() -> Result<()> {
+    let g = Graph::new();
+    let ids = g.typed_input("ids", [Dim::sym("B")], DType::I32)?;
+    let mut f = function(&g, &[ids], &[ids.max(&[0], false)?], &[])?;
+    assert_eq!(f.call(&[Value::i32([3], vec![-7, -1, -3])])?[0].to_f64_vec(), vec![-1.0]);
+    Ok(())
+}

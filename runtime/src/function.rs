@@ -381,6 +381,12 @@ impl Function {
 /// Checks that every shape the call computes holds at most `MAX_ELEMENTS` elements under the
 /// bound symbols, so no buffer size or kernel offset wraps around.
 fn check_sizes(program: &Program, symbols: &[i64], location: Location) -> Result<()> {
+    for (axis, size) in &program.maximum_axes {
+        if size.evaluate(symbols) == 0 {
+            let detail = format!("{axis} is empty in this call; its maximum is undefined");
+            return Err(Error::Argument { op: "reduce_max", detail, location });
+        }
+    }
     for (op, shape) in &program.shapes {
         let sizes = concrete_shape(shape, symbols, &program.symbols);
         if checked_numel(&sizes).is_none() {

@@ -146,6 +146,10 @@ impl Trainer {
     /// optimizer's updates) and compiles it.
     #[track_caller]
     pub fn new<'g>(graph: &'g Graph, objective: &Objective<'g>, settings: &Settings<'_>) -> Result<Trainer> {
+        if !(settings.lr.is_finite() && settings.lr >= 0.0) {
+            let detail = format!("the learning rate must be a finite number >= 0, got {}", settings.lr);
+            return Err(Error::Argument { op: "Trainer", detail, location: kiln_compiler::Location::caller() });
+        }
         let trainable: Vec<(Tensor<'g>, String)> =
             graph.params().into_iter().filter(|(_, _, trainable)| *trainable).map(|(t, name, _)| (t, name)).collect();
         let params: Vec<Tensor<'g>> = trainable.iter().map(|(t, _)| *t).collect();

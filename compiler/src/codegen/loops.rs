@@ -305,7 +305,7 @@ impl Nest<'_> {
         let dtype = self.kernel.body[self.kernel.stores[0].0].1;
         match op {
             Reduce::Sum => constant(emitter.builder, dtype, 0.0, 0),
-            Reduce::Max => constant(emitter.builder, dtype, f64::NEG_INFINITY, i64::MIN),
+            Reduce::Max => constant(emitter.builder, dtype, f64::NEG_INFINITY, lowest(dtype)),
         }
     }
 
@@ -357,7 +357,7 @@ impl Nest<'_> {
             identity,
             match op {
                 Reduce::Sum => 0,
-                Reduce::Max => i64::MIN,
+                Reduce::Max => lowest(dtype),
             },
         );
         emitter.builder.def_var(scalar, initial);
@@ -499,6 +499,12 @@ pub(super) fn constant(builder: &mut FunctionBuilder, dtype: DType, float: f64, 
         DType::I64 => builder.ins().iconst(types::I64, int),
         DType::Bool => builder.ins().iconst(types::I8, i64::from(float != 0.0)),
     }
+}
+
+/// The smallest integer of `dtype`, the identity of an integer maximum (`i64::MIN` would
+/// truncate to 0 as an `i32`).
+fn lowest(dtype: DType) -> i64 {
+    if dtype == DType::I32 { i64::from(i32::MIN) } else { i64::MIN }
 }
 
 /// The blocks of a loop opened by [`loop_begin`].

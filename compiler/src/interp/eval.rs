@@ -61,7 +61,13 @@ pub(crate) fn evaluate(op: &Op, inputs: &[&Value], cx: &Context<'_>) -> Result<V
         }
         Op::Concat { axis } => concat(inputs, *axis),
         Op::Sum { axes, .. } => reduce(inputs[0], axes, &cx.shape, cx.dtype, false),
-        Op::ReduceMax { axes, .. } => reduce(inputs[0], axes, &cx.shape, cx.dtype, true),
+        Op::ReduceMax { axes, .. } => {
+            // As the builder refuses a static empty axis, a symbolic one may not be empty either.
+            if let Some(axis) = axes.iter().find(|&&axis| inputs[0].shape()[axis] == 0) {
+                return Err(format!("axis {axis} of {:?} is empty; its maximum is undefined", inputs[0].shape()));
+            }
+            reduce(inputs[0], axes, &cx.shape, cx.dtype, true)
+        }
         Op::MatMul => matmul(inputs[0], inputs[1], &cx.shape, cx.dtype),
         Op::Gather => gather(inputs[0], inputs[1], cx)?,
         Op::ScatterAdd => scatter_add(inputs[0], inputs[1], cx)?,

@@ -125,6 +125,7 @@ mod tests {
             slots: vec![],
             checks,
             shapes,
+            maximum_axes: vec![],
         }
     }
 

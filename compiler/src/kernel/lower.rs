@@ -52,6 +52,7 @@ pub fn lower(graph: &Graph, outputs: &[NodeId], updates: &[(NodeId, NodeId)]) ->
     program.outputs = outputs.iter().map(|&id| buffer(id)).collect();
     program.updates = updates.iter().map(|&(param, value)| (buffer(param), buffer(value))).collect();
     program.shapes = call_shapes(&nodes, &program.buffers);
+    program.maximum_axes = maximum_axes(&nodes, &program.symbols);
     super::merge_neighbours(&mut program);
     super::fuse_epilogues(&mut program);
     super::collapse_loops(&mut program);
@@ -111,6 +112,7 @@ impl<'a> Lowering<'a> {
             slots: vec![],
             checks: vec![],
             shapes: vec![],
+            maximum_axes: vec![],
         };
         let n = nodes.len();
         let buffer_of = vec![None; n];
@@ -808,6 +810,22 @@ fn call_shapes(nodes: &[Node], buffers: &[Buffer]) -> Vec<(&'static str, Shape)>
         }
     }
     shapes
+}
+
+/// Every symbolic axis a needed maximum reduces, described (`axis 0 of [B, 3]`), with its size.
+fn maximum_axes(nodes: &[Node], symbols: &[String]) -> Vec<(String, Size)> {
+    let mut axes = Vec::new();
+    for node in nodes {
+        let Op::ReduceMax { axes: reduced, .. } = &node.op else { continue };
+        let shape = &nodes[node.inputs[0].0].shape;
+        for &axis in reduced {
+            if let Dim::Sym(name) = &shape.dims()[axis] {
+                let symbol = symbols.iter().position(|s| s == name).expect("bug in kiln: an unknown symbol");
+                axes.push((format!("axis {axis} of {shape}"), Size { factor: 1, symbols: vec![symbol] }));
+            }
+        }
+    }
+    axes
 }
 
 /// Ops a kernel can recompute at any index.

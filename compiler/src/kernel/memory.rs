@@ -176,7 +176,17 @@ mod tests {
         outputs: Vec<usize>,
         updates: Vec<(usize, usize)>,
     ) -> Program {
-        Program { symbols: vec![], buffers, kernels, outputs, updates, slots: vec![], checks: vec![], shapes: vec![] }
+        Program {
+            symbols: vec![],
+            buffers,
+            kernels,
+            outputs,
+            updates,
+            slots: vec![],
+            checks: vec![],
+            shapes: vec![],
+            maximum_axes: vec![],
+        }
     }
 
     #[test]

@@ -305,6 +305,9 @@ pub struct Program {
     /// Every shape a call computes (of each node, `op` name first): the runtime checks that
     /// none overflows under the bound symbols before any kernel runs.
     pub shapes: Vec<(&'static str, Shape)>,
+    /// Symbolic axes a maximum is taken over (described for the error): the runtime refuses a
+    /// call that makes one empty, as the builder refuses a static empty one.
+    pub maximum_axes: Vec<(String, Size)>,
 }
 
 impl LoopKernel {
