@@ -242,3 +242,22 @@ fn an_i32_maximum_of_negative_numbers_is_negative() -> Result<()> {
     assert_eq!(f.call(&[Value::i32([3], vec![-7, -1, -3])])?[0].to_f64_vec(), vec![-1.0]);
     Ok(())
 }
+
+/// Found by the random construction test (case 956): an integer that does not change along the
+/// vector loop stays a scalar there, and its store took lanes out of it (a Cranelift panic
+/// when compiling `max(s, s)` of an `i64` sum) or, along rows, wrote one element of every four.
+#[test]
+fn integers_uniform_along_the_vector_loop_are_stored_in_every_lane() -> Result<()> {
+    let g = Graph::new();
+    let ids = g.typed_input("ids", [Dim::sym("B")], DType::I64)?;
+    let total = ids.sum(&[0], false)?;
+    let larger = total.maximum(total)?;
+    let rows = ids.reshape([Dim::sym("B"), 1.into()])?.broadcast_to([Dim::sym("B"), 8.into()])?;
+    let filled = g.fill([Dim::sym("B"), 8.into()], DType::I64, 3.0).add(total)?;
+    let mut f = function(&g, &[ids], &[larger, rows, filled], &[])?;
+    let out = f.call(&[Value::i64([2], vec![4, -1])])?;
+    assert_eq!(out[0].to_f64_vec(), vec![3.0]);
+    assert_eq!(out[1].to_f64_vec(), [vec![4.0; 8], vec![-1.0; 8]].concat());
+    assert_eq!(out[2].to_f64_vec(), vec![6.0; 16]);
+    Ok(())
+}

@@ -425,7 +425,10 @@ impl Nest<'_> {
         let address = emitter.access(buffer, index, &self.indices);
         let level = self.vector_level.unwrap_or(0);
         let stride = index.strides.get(level).cloned().unwrap_or_else(|| Size::fixed(0));
-        if !vector || stride.as_fixed() == Some(1) {
+        // An integer that does not change along the lanes stays a scalar in a vector body:
+        // it is stored once per lane, not once for all four.
+        let scalar = !emitter.builder.func.dfg.value_type(value).is_vector();
+        if !vector || (stride.as_fixed() == Some(1) && !scalar) {
             emitter.builder.ins().store(super::trusted(), value, address, 0);
             return;
         }
@@ -434,7 +437,7 @@ impl Nest<'_> {
         let step = emitter.builder.ins().imul_imm_s(step, bytes);
         let mut lane_address = address;
         for lane in 0..LANES as u8 {
-            let element = emitter.builder.ins().extractlane(value, lane);
+            let element = if scalar { value } else { emitter.builder.ins().extractlane(value, lane) };
             emitter.builder.ins().store(super::trusted(), element, lane_address, 0);
             lane_address = emitter.builder.ins().iadd(lane_address, step);
         }
