@@ -339,6 +339,7 @@ mod random_construction {
         let compiled = function(&g, &inputs, &outputs, &[]);
         let mut f = match compiled {
             Ok(f) => f,
+            Err(Error::Bug(bug)) => panic!("case {case}: compiling hit a bug in kiln: {bug}"),
             Err(_) => {
                 tally.compile_errors += 1;
                 return;
@@ -364,6 +365,8 @@ mod random_construction {
                 // A fused gather or one-hot computes only the elements its reader needs, so
                 // an index the result never uses is not checked by the compiled function.
                 (Ok(_), Err(_)) => tally.interpreter_only_errors += 1,
+                (Err(Error::Bug(bug)), _) => panic!("case {case}: the call hit a bug in kiln: {bug}"),
+                (_, Err(Error::Bug(bug))) => panic!("case {case}: the interpreter hit a bug in kiln: {bug}"),
                 (Err(_), Err(_)) => tally.call_errors += 1,
             }
         }

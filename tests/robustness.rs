@@ -261,3 +261,23 @@ fn integers_uniform_along_the_vector_loop_are_stored_in_every_lane() -> Result<(
     assert_eq!(out[2].to_f64_vec(), vec![6.0; 16]);
     Ok(())
 }
+
+/// Found by the random construction test (case 4595): a float that is the same along the
+/// vector loop (a splat) cast to an integer asked Cranelift to convert a whole vector to one
+/// `i64`, a compile error reported as a bug in kiln; a splat cast to a mask used the float's
+/// bits as the mask.
+#[test]
+fn casts_of_values_uniform_along_the_vector_loop_compile_and_agree() -> Result<()> {
+    let g = Graph::new();
+    let y = g.input("y", [1])?;
+    let x = g.input("x", [Dim::sym("B"), 8.into()])?;
+    let as_int = y.broadcast_to([Dim::sym("B"), 8.into()])?.cast(DType::I64)?;
+    let mask = y.cast(DType::Bool)?.select(x, x * 10.0)?;
+    let mut f = function(&g, &[y, x], &[as_int, mask], &[])?;
+    for scale in [0.0f32, 2.5] {
+        let out = f.call(&[Value::f32([1], vec![scale]), Value::f32([2, 8], vec![1.0; 16])])?;
+        assert_eq!(out[0].to_f64_vec(), vec![f64::from(scale).trunc(); 16]);
+        assert_eq!(out[1].to_f64_vec(), vec![if scale == 0.0 { 10.0 } else { 1.0 }; 16]);
+    }
+    Ok(())
+}

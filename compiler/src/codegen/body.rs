@@ -287,19 +287,33 @@ impl Body<'_> {
             }
             Expr::Cast(x) => {
                 let from = self.kernel.body[*x].1;
-                if self.vector && !dtype.is_int() && from.is_int() {
+                if self.vector && dtype == DType::F32 && from.is_int() {
                     let mut four = [values[*x]; 4];
                     for (lane, slot) in four.iter_mut().enumerate() {
                         *slot = cast(emitter.builder, from, dtype, Self::lane(values, lanes, *x, lane));
                     }
                     return Self::build_vector(emitter, types::F32X4, four);
                 }
-                if self.vector && !dtype.is_int() {
+                if self.vector && dtype == DType::F32 {
                     let x = if from == DType::Bool { self.vector_mask(emitter, values[*x]) } else { values[*x] };
-                    vector_cast(emitter.builder, from, x)
-                } else {
-                    cast(emitter.builder, from, dtype, values[*x])
+                    return vector_cast(emitter.builder, from, x);
                 }
+                let mut value = values[*x];
+                if self.vector && dtype == DType::Bool && from == DType::F32 && !self.is_scalar(emitter, value) {
+                    // Lane-wise `x != 0`, a mask of 0 or -1 per `i32` lane.
+                    let zero = emitter.builder.ins().f32const(0.0);
+                    let zeros = emitter.builder.ins().splat(types::F32X4, zero);
+                    return emitter.builder.ins().fcmp(FloatCC::NotEqual, value, zeros);
+                }
+                if !self.is_scalar(emitter, value) {
+                    // A value uniform along the lanes (a splat) cast to an integer, which stays
+                    // scalar in a vector body: any lane will do.
+                    value = match from {
+                        DType::Bool => self.scalar_mask(emitter, value),
+                        _ => emitter.builder.ins().extractlane(value, 0),
+                    };
+                }
+                cast(emitter.builder, from, dtype, value)
             }
             Expr::Random { seed, distribution, counter, index } => {
                 let offset = emitter.offset(index, self.indices);
