@@ -265,7 +265,12 @@ mod random_construction {
         let a = pick(rng);
         let b = pick(rng);
         let axis = rng.below(3);
-        match rng.below(24) {
+        match rng.below(29) {
+            24 => a.scatter_add(b, 1 + rng.below(3)),
+            25 => a.permute(&[1, 0]),
+            26 => a.sum_all()?.cast(DType::I64).and_then(|counter| a.graph().random_uniform(a.shape(), 7, counter)),
+            27 => layers::mean(a, &[axis], false),
+            28 => layers::log_softmax(a, axis),
             0 => a.neg(),
             1 => a.tanh()?.mul(2.0)?.exp(),
             2 => a.abs()?.add(0.5)?.log(),
@@ -386,7 +391,7 @@ mod random_construction {
 
     #[test]
     fn random_graphs_and_feeds_end_in_a_result_or_an_error_never_a_crash() {
-        let cases: u64 = std::env::var("KILN_FUZZ_CASES").ok().and_then(|n| n.parse().ok()).unwrap_or(300);
+        let cases: u64 = std::env::var("KILN_FUZZ_CASES").ok().and_then(|n| n.parse().ok()).unwrap_or(2000);
         let first: u64 = std::env::var("KILN_FUZZ_FIRST").ok().and_then(|n| n.parse().ok()).unwrap_or(0);
         let mut tally = Tally::default();
         for case in first..first + cases {

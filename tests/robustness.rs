@@ -281,3 +281,18 @@ fn casts_of_values_uniform_along_the_vector_loop_compile_and_agree() -> Result<(
     }
     Ok(())
 }
+
+/// Found by the random construction test (case 583 with scatter-adds): the scatter kernel adds
+/// `f32` rows, and an `i64` scatter-add was compiled as if its rows were `f32` (wrong sums).
+/// It is refused at compilation now, and the interpreter runs it.
+#[test]
+fn an_integer_scatter_add_is_refused_by_the_compiler_not_miscomputed() -> Result<()> {
+    let g = Graph::new();
+    let ids = g.typed_input("ids", [Dim::sym("B")], DType::I64)?;
+    let sums = ids.scatter_add(ids, 3)?;
+    let error = function(&g, &[ids], &[sums], &[]).expect_err("an i64 scatter-add").to_string();
+    assert!(error.contains("`scatter_add`") && error.contains("f32 rows only, not i64"), "{error}");
+    let out = interpret(&g, Feeds::from([("ids", Value::i64([2], vec![2, 2]))]), &[sums])?;
+    assert_eq!(out[0].to_f64_vec(), vec![0.0, 0.0, 4.0]);
+    Ok(())
+}

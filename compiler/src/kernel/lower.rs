@@ -62,15 +62,28 @@ pub fn lower(graph: &Graph, outputs: &[NodeId], updates: &[(NodeId, NodeId)]) ->
 
 /// The compiler handles `f32`, the integer dtypes and masks; `f64` graphs run in the
 /// interpreter.
+/// The scatter kernel adds `f32` rows only (an embedding's gradient); integer scatter-adds run
+/// in the interpreter.
 fn check_supported(nodes: &[Node]) -> Result<()> {
-    match nodes.iter().enumerate().find(|(_, node)| node.dtype == DType::F64) {
-        Some((index, node)) => Err(Error::Eval {
+    if let Some((index, node)) = nodes.iter().enumerate().find(|(_, node)| node.dtype == DType::F64) {
+        return Err(Error::Eval {
             node: index,
             op: node.op.name(),
             detail: "compiled functions support f32, i32, i64 and bool; run f64 graphs in the interpreter".to_string(),
-        }),
-        None => Ok(()),
+        });
     }
+    let integer_scatter = |node: &&Node| matches!(node.op, Op::ScatterAdd) && node.dtype != DType::F32;
+    if let Some((index, node)) = nodes.iter().enumerate().find(|(_, node)| integer_scatter(node)) {
+        return Err(Error::Eval {
+            node: index,
+            op: node.op.name(),
+            detail: format!(
+                "compiled functions scatter-add f32 rows only, not {}; run it in the interpreter",
+                node.dtype
+            ),
+        });
+    }
+    Ok(())
 }
 
 struct Lowering<'a> {
