@@ -224,7 +224,9 @@ mod random_construction {
     //! compiled function and the interpreter succeed, their results must agree.
     //!
     //! `KILN_FUZZ_CASES=N` sets the number of cases (default: what CI affords in seconds).
-    //! A failing case prints its number; `KILN_FUZZ_FIRST=N` starts there.
+    //! A failing case prints its number; `KILN_FUZZ_FIRST=N` starts there. (A float cast to an
+    //! integer right at a rounding boundary may differ by one between the evaluators, whose sums
+    //! round differently: such a case is noise, not a bug.)
 
     use super::*;
 
@@ -268,7 +270,11 @@ mod random_construction {
         match rng.below(29) {
             24 => a.scatter_add(b, 1 + rng.below(3)),
             25 => a.permute(&[1, 0]),
-            26 => a.sum_all()?.cast(DType::I64).and_then(|counter| a.graph().random_uniform(a.shape(), 7, counter)),
+            // The counter comes from the integer `ids`: a float rounded to a counter could round
+            // differently in the two evaluators and draw entirely different numbers.
+            26 => {
+                pool[2].sum_all()?.cast(DType::I64).and_then(|counter| a.graph().random_uniform(a.shape(), 7, counter))
+            }
             27 => layers::mean(a, &[axis], false),
             28 => layers::log_softmax(a, axis),
             0 => a.neg(),
