@@ -215,3 +215,197 @@ fn the_notebook_training_step_matches_the_interpreter_over_several_steps() -> Re
     }
     Ok(())
 }
+
+mod random_construction {
+    //! Random graph construction as an adversary would do it: random ops from the whole op set
+    //! on random shapes and dtypes (many of them invalid), compiled, then called with random
+    //! feeds (bad ones included: indices out of range, zero divisors, empty batches, wrong
+    //! shapes). Every case must end in `Ok` or `Err`, never a panic or a crash; where both the
+    //! compiled function and the interpreter succeed, their results must agree.
+    //!
+    //! `KILN_FUZZ_CASES=N` sets the number of cases (default: what CI affords in seconds).
+    //! A failing case prints its number; `KILN_FUZZ_FIRST=N` starts there. (A float cast to an
+    //! integer right at a rounding boundary may differ by one between the evaluators, whose sums
+    //! round differently: such a case is noise, not a bug.)
+
+    use super::*;
+
+    /// SplitMix64: a tiny deterministic generator, so a case is reproduced by its number.
+    struct Rng(u64);
+
+    impl Rng {
+        fn next(&mut self) -> u64 {
+            self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+            let mut z = self.0;
+            z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+            z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+            z ^ (z >> 31)
+        }
+
+        fn below(&mut self, n: usize) -> usize {
+            (self.next() % n.max(1) as u64) as usize
+        }
+
+        fn chance(&mut self, percent: u64) -> bool {
+            self.next() % 100 < percent
+        }
+    }
+
+    /// What one case ended in.
+    #[derive(Default, Debug)]
+    struct Tally {
+        build_errors: usize,
+        compile_errors: usize,
+        call_errors: usize,
+        compared: usize,
+        interpreter_only_errors: usize,
+    }
+
+    /// One random op on the pool (its operands picked by `rng`); `Err` when the op refuses them.
+    fn random_op<'g>(rng: &mut Rng, pool: &[Tensor<'g>]) -> Result<Tensor<'g>> {
+        let pick = |rng: &mut Rng| pool[rng.below(pool.len())];
+        let a = pick(rng);
+        let b = pick(rng);
+        let axis = rng.below(3);
+        match rng.below(29) {
+            24 => a.scatter_add(b, 1 + rng.below(3)),
+            25 => a.permute(&[1, 0]),
+            // The counter comes from the integer `ids`: a float rounded to a counter could round
+            // differently in the two evaluators and draw entirely different numbers.
+            26 => {
+                pool[2].sum_all()?.cast(DType::I64).and_then(|counter| a.graph().random_uniform(a.shape(), 7, counter))
+            }
+            27 => layers::mean(a, &[axis], false),
+            28 => layers::log_softmax(a, axis),
+            0 => a.neg(),
+            1 => a.tanh()?.mul(2.0)?.exp(),
+            2 => a.abs()?.add(0.5)?.log(),
+            3 => a.abs()?.sqrt(),
+            4 => a.sin(),
+            5 => a.add(b),
+            6 => a.sub(b),
+            7 => a.mul(b),
+            8 => a.div(b),
+            9 => a.maximum(b),
+            10 => a.gt(b)?.select(a, b),
+            11 => a.sum(&[axis], rng.chance(50)),
+            12 => a.max(&[axis], rng.chance(50)),
+            13 => a.matmul(b),
+            14 => a.transpose(),
+            15 => a.cast([DType::F32, DType::I64, DType::I32, DType::Bool][rng.below(4)]),
+            16 => a.one_hot(1 + rng.below(4)),
+            17 => a.gather(b),
+            18 => {
+                let end = rng.below(4);
+                a.slice(axis, rng.below(end + 1), end)
+            }
+            19 => Tensor::concat(&[a, b], axis),
+            20 => a.reshape([Dim::sym("B"), Dim::Static(rng.below(4))]),
+            21 => a.broadcast_to([Dim::sym("B"), Dim::Static(rng.below(4)), Dim::Static(3)]),
+            22 => layers::softmax(a, axis),
+            _ => layers::cross_entropy(a, b),
+        }
+    }
+
+    /// A feed for `input`: usually of its shape at batch `batch`, sometimes not (a bad feed).
+    fn random_feed(rng: &mut Rng, shape: &Shape, dtype: DType, batch: usize) -> Value {
+        let mut dims: Vec<usize> = shape.dims().iter().map(|d| d.as_static().unwrap_or(batch)).collect();
+        if rng.chance(3) && !dims.is_empty() {
+            dims[0] += 1;
+        }
+        let n: usize = dims.iter().product();
+        match dtype {
+            DType::I64 => Value::i64(dims, (0..n).map(|_| rng.below(6) as i64 - 1).collect()),
+            DType::I32 => Value::i32(dims, (0..n).map(|_| rng.below(6) as i32 - 1).collect()),
+            _ => {
+                let seed = rng.next() % 1000;
+                let value = normal(&dims, seed);
+                if rng.chance(3) { value.cast(DType::I64) } else { value }
+            }
+        }
+    }
+
+    /// Builds, compiles and calls one random case; panics only on a disagreement.
+    fn run_case(case: u64, tally: &mut Tally) {
+        let mut rng = Rng(case.wrapping_mul(0x2545_f491_4f6c_dd1d) ^ 0x5eed);
+        let g = Graph::new();
+        let n = 1 + rng.below(3);
+        let x = g.input("x", [Dim::sym("B"), n.into()]).expect("x");
+        let y = g.input("y", [if rng.chance(50) { 1 } else { n }]).expect("y");
+        let ids = g.typed_input("ids", [Dim::sym("B")], [DType::I64, DType::I32][rng.below(2)]).expect("ids");
+        let rows = rng.below(4);
+        let table = g.param("table", [rows.max(1), n], Init::XavierUniform).expect("table");
+        let inputs = vec![x, y, ids];
+        let mut pool = vec![x, y, ids, table];
+        for _ in 0..1 + rng.below(6) {
+            match random_op(&mut rng, &pool) {
+                Ok(t) => pool.push(t),
+                Err(_) => tally.build_errors += 1,
+            }
+        }
+        if rows == 0 && layers::Embedding::new(&g, "empty", 0, n).is_ok() {
+            panic!("case {case}: an embedding of 0 rows was accepted");
+        }
+        let outputs: Vec<Tensor> = pool[pool.len().saturating_sub(2)..].to_vec();
+        let compiled = function(&g, &inputs, &outputs, &[]);
+        let mut f = match compiled {
+            Ok(f) => f,
+            Err(Error::Bug(bug)) => panic!("case {case}: compiling hit a bug in kiln: {bug}"),
+            Err(_) => {
+                tally.compile_errors += 1;
+                return;
+            }
+        };
+        for _ in 0..2 {
+            let batch = [0, 1, 3, 9, 40][rng.below(5)];
+            let values: Vec<Value> =
+                inputs.iter().map(|t| random_feed(&mut rng, &t.shape(), t.dtype(), batch)).collect();
+            let mut feeds = Feeds::new();
+            for (input, value) in inputs.iter().zip(&values) {
+                feeds.insert(&input.name().expect("named"), value.clone());
+            }
+            let compiled = f.call(&values);
+            let interpreted = Interpreter::new(&g).run(&feeds, &f.params(), &outputs);
+            match (compiled, interpreted) {
+                (Ok(compiled), Ok(reference)) => {
+                    tally.compared += 1;
+                    let context = format!("case {case}, feeds {values:?}\n{}{}", g.listing(), f.listing());
+                    compare(&context, &compiled, &reference);
+                }
+                (Err(error), Ok(_)) => panic!("case {case}: compiled failed where the interpreter ran: {error}"),
+                // A fused gather or one-hot computes only the elements its reader needs, so
+                // an index the result never uses is not checked by the compiled function.
+                (Ok(_), Err(_)) => tally.interpreter_only_errors += 1,
+                (Err(Error::Bug(bug)), _) => panic!("case {case}: the call hit a bug in kiln: {bug}"),
+                (_, Err(Error::Bug(bug))) => panic!("case {case}: the interpreter hit a bug in kiln: {bug}"),
+                (Err(_), Err(_)) => tally.call_errors += 1,
+            }
+        }
+    }
+
+    fn compare(case: &str, compiled: &[Value], reference: &[Value]) {
+        for (i, (c, r)) in compiled.iter().zip(reference).enumerate() {
+            assert_eq!(c.shape(), r.shape(), "case {case}: output {i}");
+            assert_eq!(c.dtype(), r.dtype(), "case {case}: output {i}");
+            for (k, (a, b)) in c.to_f64_vec().iter().zip(r.to_f64_vec()).enumerate() {
+                let close = (a - b).abs() <= 1e-3 * b.abs().max(1.0) || a.to_bits() == b.to_bits();
+                let both_nan = a.is_nan() && b.is_nan();
+                assert!(close || both_nan, "case {case}: output {i} element {k}: compiled {a} vs interpreter {b}");
+            }
+        }
+    }
+
+    #[test]
+    fn random_graphs_and_feeds_end_in_a_result_or_an_error_never_a_crash() {
+        let cases: u64 = std::env::var("KILN_FUZZ_CASES").ok().and_then(|n| n.parse().ok()).unwrap_or(2000);
+        let first: u64 = std::env::var("KILN_FUZZ_FIRST").ok().and_then(|n| n.parse().ok()).unwrap_or(0);
+        let mut tally = Tally::default();
+        for case in first..first + cases {
+            // A panic anywhere (in kiln or in Cranelift) names the case that reproduces it.
+            let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| run_case(case, &mut tally)));
+            assert!(outcome.is_ok(), "case {case} panicked (rerun it with KILN_FUZZ_FIRST={case} KILN_FUZZ_CASES=1)");
+        }
+        eprintln!("{cases} random cases: {tally:?}");
+        assert!(tally.compared > 0, "no case got as far as comparing results: {tally:?}");
+    }
+}

@@ -360,7 +360,7 @@ fn bad_feeds_are_errors_naming_the_input() -> Result<()> {
     }
     // An index outside the table is reported by the kernel, not read out of bounds.
     let error = f.call(&[Value::f32([2, 3], vec![0.0; 6]), Value::i64([2], vec![0, 4])]).expect_err("out of range");
-    assert!(error.to_string().contains("index 4 is out of range"), "{error}");
+    assert!(error.to_string().contains("index 4 at position 1 of `ids` is out of range for 4 rows"), "{error}");
     // And the function still works afterwards.
     assert_eq!(f.call(&[Value::f32([2, 3], vec![1.0; 6]), ok_ids])?[0].item(), Some(12.0));
     Ok(())

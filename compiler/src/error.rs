@@ -155,6 +155,19 @@ pub enum Error {
         detail: String,
     },
 
+    /// A call of a compiled function met data it cannot compute with: an index out of range
+    /// of its table or classes, an integer division by zero. The caller's fault (the values
+    /// fed), found by a kernel while running; the function's params are unchanged.
+    #[error("`{op}` failed in the call at {location}: {detail}")]
+    Run {
+        /// The op whose data was bad (`gather`, `one_hot`, `scatter_add`, `div`).
+        op: &'static str,
+        /// The value, its position and what it had to fit.
+        detail: String,
+        /// The caller's source location.
+        location: Location,
+    },
+
     /// Training stopped: the loss or a gradient stopped being finite.
     #[error("training stopped at step {step}: {detail}")]
     Diverged {

@@ -5,7 +5,7 @@
 
 use std::fmt;
 
-use crate::graph::DType;
+use crate::graph::{DType, MAX_ELEMENTS, checked_numel};
 
 /// Typed, row-major element storage.
 #[derive(Clone, Debug, PartialEq)]
@@ -105,10 +105,11 @@ pub struct Value {
 }
 
 impl Value {
-    /// A tensor of the given shape and data, or `None` if the element count does not match.
+    /// A tensor of the given shape and data, or `None` if the element count does not match
+    /// (or the shape's count overflows: `[1 << 32, 1 << 32]` does not hold 0 elements).
     pub fn new(shape: impl Into<Vec<usize>>, data: Data) -> Option<Value> {
         let shape = shape.into();
-        (shape.iter().product::<usize>() == data.len()).then_some(Value { shape, data })
+        (checked_numel(&shape) == Some(data.len())).then_some(Value { shape, data })
     }
 
     /// An `f32` tensor. Panics if `data.len()` is not the product of `shape`: a literal of the
@@ -144,13 +145,16 @@ impl Value {
     /// A tensor of the given shape and dtype with every element equal to `value`.
     pub fn full(shape: impl Into<Vec<usize>>, dtype: DType, value: f64) -> Value {
         let shape = shape.into();
-        let n = shape.iter().product();
+        let n = checked_numel(&shape).unwrap_or_else(|| panic!("Value::full: shape {shape:?} holds too many elements"));
         Value { shape, data: Data::filled(dtype, n, value) }
     }
 
     #[track_caller]
     fn checked(shape: Vec<usize>, data: Data) -> Value {
-        let (expected, got) = (shape.iter().product::<usize>(), data.len());
+        let got = data.len();
+        let Some(expected) = checked_numel(&shape) else {
+            panic!("Value of shape {shape:?} would hold more than {MAX_ELEMENTS} elements, got {got}")
+        };
         assert_eq!(expected, got, "Value of shape {shape:?} needs {expected} elements, got {got}");
         Value { shape, data }
     }

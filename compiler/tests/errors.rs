@@ -683,8 +683,11 @@ fn errors_inside_layers_name_the_callers_line() -> Result<()> {
     let expected = format!("shape mismatch in `matmul` at {}: cannot multiply [B, 4] by [3, 2]", at(line));
     assert_eq!(err.to_string(), expected);
     let (err, line) = (layers::softmax(x, 2).unwrap_err(), line!());
-    let expected =
-        format!("axis out of range in `reduce_max` at {}: axis 2 does not exist in [B, 4] (rank 2)", at(line));
+    // Named after the layer called, with the primitive that refused.
+    let expected = format!(
+        "axis out of range in `softmax` at {}: axis 2 does not exist in [B, 4] (rank 2) (in its `reduce_max`)",
+        at(line)
+    );
     assert_eq!(err.to_string(), expected);
     Ok(())
 }
@@ -867,7 +870,7 @@ fn gather_index_out_of_range() -> Result<()> {
     let err = run(&g, &feeds, &ParamStore::init(&g, 0), &[y]);
     assert_eq!(
         err.to_string(),
-        "evaluation failed at node %2 (`gather`): index 3 at position 1 is out of range for 3 rows"
+        "evaluation failed at node %2 (`gather`): index 3 at position 1 of `idx` is out of range for 3 rows of `table`"
     );
     Ok(())
 }
@@ -880,7 +883,7 @@ fn gather_index_negative() -> Result<()> {
     let err = run(&g, &feeds, &ParamStore::init(&g, 0), &[y]);
     assert_eq!(
         err.to_string(),
-        "evaluation failed at node %2 (`gather`): index -1 at position 0 is out of range for 3 rows"
+        "evaluation failed at node %2 (`gather`): index -1 at position 0 of `idx` is out of range for 3 rows of `table`"
     );
     Ok(())
 }
@@ -895,7 +898,7 @@ fn scatter_add_index_out_of_range() -> Result<()> {
     let err = run(&g, &feeds, &ParamStore::new(), &[y]);
     assert_eq!(
         err.to_string(),
-        "evaluation failed at node %2 (`scatter_add`): index 4 at position 1 is out of range for 4 rows"
+        "evaluation failed at node %2 (`scatter_add`): index 4 at position 1 of `idx` is out of range for 4 rows"
     );
     Ok(())
 }
@@ -909,13 +912,13 @@ fn one_hot_index_out_of_range() -> Result<()> {
     let err = run(&g, &feeds, &ParamStore::new(), &[y]);
     assert_eq!(
         err.to_string(),
-        "evaluation failed at node %1 (`one_hot`): index 3 at position 2 is out of range for 3 classes"
+        "evaluation failed at node %1 (`one_hot`): index 3 at position 2 of `idx` is out of range for 3 classes"
     );
     let feeds = Feeds::from([("idx", Value::i32([3], vec![0, -2, 1]))]);
     let err = run(&g, &feeds, &ParamStore::new(), &[y]);
     assert_eq!(
         err.to_string(),
-        "evaluation failed at node %1 (`one_hot`): index -2 at position 1 is out of range for 3 classes"
+        "evaluation failed at node %1 (`one_hot`): index -2 at position 1 of `idx` is out of range for 3 classes"
     );
     Ok(())
 }

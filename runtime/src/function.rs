@@ -3,10 +3,11 @@
 use std::time::Duration;
 
 use kiln_compiler::codegen::{
-    self, CompiledProgram, STATUS_DIVISION_BY_ZERO, STATUS_GEMM_FAILED, STATUS_INDEX_OUT_OF_RANGE,
+    self, CompiledProgram, KernelStatus, STATUS_DIVISION_BY_ZERO, STATUS_GEMM_FAILED, STATUS_INDEX_OUT_OF_RANGE,
 };
 use kiln_compiler::compile::compile_with;
-use kiln_compiler::kernel::{Kernel, Role};
+use kiln_compiler::graph::{MAX_ELEMENTS, checked_numel};
+use kiln_compiler::kernel::{Kernel, Program, Role};
 use kiln_compiler::{DType, Data, Dim, Error, Graph, Location, ParamStore, Result, Tensor, Value};
 
 use crate::pool::{Call, Pool};
@@ -82,19 +83,9 @@ pub fn function_with<'g>(
     options: &codegen::Options,
 ) -> Result<Function> {
     let location = Location::caller();
+    let input_names = input_names(graph, inputs, location)?;
     let compiled = compile_with(graph, outputs, updates, options)?;
     let program = &compiled.program.program;
-    let mut input_names = Vec::with_capacity(inputs.len());
-    for input in inputs {
-        let name = match graph.node(input.id()?).op {
-            kiln_compiler::Op::Input { name } => name,
-            op => {
-                let detail = format!("function inputs must be graph inputs, not a `{}` node", op.name());
-                return Err(Error::Argument { op: "function", detail, location });
-            }
-        };
-        input_names.push(name);
-    }
     let mut positional = Vec::with_capacity(input_names.len());
     for name in &input_names {
         let buffer = program.buffers.iter().position(|b| b.role == Role::Input(name.clone()));
@@ -137,6 +128,31 @@ pub fn function_with<'g>(
     function.set_params(&ParamStore::init(graph, 0))?;
     function.load_constants()?;
     Ok(function)
+}
+
+/// The name of each function input: a graph input of `graph`, each at most once.
+fn input_names<'g>(graph: &'g Graph, inputs: &[Tensor<'g>], location: Location) -> Result<Vec<String>> {
+    let mut names: Vec<String> = Vec::with_capacity(inputs.len());
+    for input in inputs {
+        if !std::ptr::eq(graph, input.graph()) {
+            let name = input.name().unwrap_or_else(|| "(unnamed)".to_string());
+            let detail = format!("input `{name}` belongs to another graph than the one compiled");
+            return Err(Error::Argument { op: "function", detail, location });
+        }
+        let name = match graph.node(input.id()?).op {
+            kiln_compiler::Op::Input { name } => name,
+            op => {
+                let detail = format!("function inputs must be graph inputs, not a `{}` node", op.name());
+                return Err(Error::Argument { op: "function", detail, location });
+            }
+        };
+        if names.contains(&name) {
+            let detail = format!("input `{name}` is listed twice; each input is fed once per call");
+            return Err(Error::Argument { op: "function", detail, location });
+        }
+        names.push(name);
+    }
+    Ok(names)
 }
 
 impl Function {
@@ -256,9 +272,11 @@ impl Function {
 
     /// Runs the function on `inputs` (in the order given at compilation), returns the outputs
     /// and then applies the updates. Every input is checked (dtype, rank, sizes, symbolic dims
-    /// consistent across inputs) before any kernel runs.
+    /// consistent across inputs, no tensor too big to address) before any kernel runs. An
+    /// error found while running (an index out of range) names the op and the caller's line.
+    #[track_caller]
     pub fn call(&mut self, inputs: &[Value]) -> Result<Vec<Value>> {
-        let outputs = self.run(inputs)?;
+        let outputs = self.run(inputs, Location::caller())?;
         self.apply_updates();
         Ok(outputs)
     }
@@ -267,15 +285,17 @@ impl Function {
     /// holds for the outputs; otherwise (and when a kernel fails) every param keeps the value
     /// it had before the call, in-place updates included. Returns the outputs and whether the
     /// updates were applied. The price is one copy of the params updated in place.
+    #[track_caller]
     pub fn call_checked(
         &mut self,
         inputs: &[Value],
         accept: impl FnOnce(&[Value]) -> bool,
     ) -> Result<(Vec<Value>, bool)> {
+        let location = Location::caller();
         for (param, copy) in &mut self.in_place {
             copy.clone_from(&self.memory[*param]);
         }
-        let outputs = match self.run(inputs) {
+        let outputs = match self.run(inputs, location) {
             Ok(outputs) => outputs,
             Err(error) => {
                 self.restore_in_place();
@@ -309,8 +329,9 @@ impl Function {
     }
 
     /// Runs the kernels on `inputs` and reads the outputs; the updates are not applied yet.
-    fn run(&mut self, inputs: &[Value]) -> Result<Vec<Value>> {
+    fn run(&mut self, inputs: &[Value], location: Location) -> Result<Vec<Value>> {
         let symbols = self.bind_symbols(inputs)?;
+        check_sizes(&self.compiled.program, &symbols, location)?;
         let program = &self.compiled.program;
         // Size every scratch slot for its largest buffer, then copy the inputs in.
         let mut words = vec![1usize; self.scratch.len()];
@@ -351,7 +372,7 @@ impl Function {
             if let (Some(profile), Some(started)) = (&mut self.profile, started) {
                 profile[number] += started.elapsed();
             }
-            check_status(status, &compiled.name)?;
+            check_status(status, &compiled.name, program, &symbols, location)?;
         }
         let outputs = program
             .outputs
@@ -385,6 +406,7 @@ impl Function {
     }
 
     /// Checks the inputs against their buffers' declarations and returns every symbol's value.
+    #[track_caller]
     fn bind_symbols(&self, inputs: &[Value]) -> Result<Vec<i64>> {
         let program = &self.compiled.program;
         if inputs.len() != self.inputs.len() {
@@ -454,23 +476,69 @@ impl Function {
     }
 }
 
-fn check_status(status: [i64; 2], kernel: &str) -> Result<()> {
-    let detail = match status[0] {
-        0 => return Ok(()),
-        STATUS_INDEX_OUT_OF_RANGE => format!("index {} is out of range", status[1]),
-        STATUS_DIVISION_BY_ZERO => format!("integer division by zero ({} / 0)", status[1]),
-        STATUS_GEMM_FAILED => "bug in kiln: the tuned GEMM failed".to_string(),
-        code => format!("kernel reported status {code}"),
-    };
-    Err(Error::Eval { node: 0, op: "kernel", detail: format!("{detail} in kernel {kernel}") })
+/// Checks that every shape the call computes holds at most `MAX_ELEMENTS` elements under the
+/// bound symbols, so no buffer size or kernel offset wraps around.
+fn check_sizes(program: &Program, symbols: &[i64], location: Location) -> Result<()> {
+    for (axis, size) in &program.maximum_axes {
+        if size.evaluate(symbols) == 0 {
+            let detail = format!("{axis} is empty in this call; its maximum is undefined");
+            return Err(Error::Argument { op: "reduce_max", detail, location });
+        }
+    }
+    for (op, shape) in &program.shapes {
+        let sizes = concrete_shape(shape, symbols, &program.symbols);
+        if checked_numel(&sizes).is_none() {
+            let bound: Vec<String> = program.symbols.iter().zip(symbols).map(|(s, v)| format!("{s} = {v}")).collect();
+            let detail = format!(
+                "with {}, its result {shape} would be {sizes:?}: more than {MAX_ELEMENTS} elements",
+                bound.join(", ")
+            );
+            return Err(Error::Shape { op, detail, location });
+        }
+    }
+    Ok(())
 }
 
-/// A rough count of the elements a kernel touches, to decide whether threads pay off.
+/// The error a kernel's status reports, worded from the program's range check it names.
+fn check_status(
+    status: KernelStatus,
+    kernel: &str,
+    program: &Program,
+    symbols: &[i64],
+    location: Location,
+) -> Result<()> {
+    let [code, value, position, check] = status;
+    match code {
+        0 => Ok(()),
+        STATUS_INDEX_OUT_OF_RANGE => {
+            let Some(check) = usize::try_from(check - 1).ok().and_then(|c| program.checks.get(c)) else {
+                let detail = format!("index {value} is out of range in kernel {kernel}");
+                return Err(Error::Run { op: "gather", detail, location });
+            };
+            let of = check.indices.as_ref().map(|name| format!(" of `{name}`")).unwrap_or_default();
+            let limit = check.limit.evaluate(symbols);
+            let detail = format!("index {value} at position {position}{of} is out of range for {limit} {}", check.what);
+            Err(Error::Run { op: check.op, detail, location })
+        }
+        STATUS_DIVISION_BY_ZERO => {
+            let detail = format!("integer division by zero ({value} / 0) in kernel {kernel}");
+            Err(Error::Run { op: "div", detail, location })
+        }
+        STATUS_GEMM_FAILED => Err(Error::Bug(format!("the tuned GEMM failed in kernel {kernel}"))),
+        code => Err(Error::Bug(format!("kernel {kernel} reported the unknown status {code}"))),
+    }
+}
+
+/// A rough count of the elements a kernel touches, to decide whether threads pay off
+/// (saturating: a matmul's four extents may multiply past `i64`).
 fn work(kernel: &Kernel, symbols: &[i64]) -> i64 {
+    let product = |sizes: &[&kiln_compiler::kernel::Size]| {
+        sizes.iter().fold(1i64, |acc, size| acc.saturating_mul(size.evaluate(symbols)))
+    };
     match kernel {
-        Kernel::Loop(k) => k.loops.iter().map(|s| s.evaluate(symbols)).product(),
-        Kernel::MatMul(k) => [&k.batch, &k.m, &k.k, &k.n].iter().map(|s| s.evaluate(symbols)).product(),
-        Kernel::Scatter(k) => k.positions.evaluate(symbols) * k.row_len.evaluate(symbols),
+        Kernel::Loop(k) => product(&k.loops.iter().collect::<Vec<_>>()),
+        Kernel::MatMul(k) => product(&[&k.batch, &k.m, &k.k, &k.n]),
+        Kernel::Scatter(k) => product(&[&k.positions, &k.row_len]),
     }
 }
 

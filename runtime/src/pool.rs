@@ -10,7 +10,7 @@ use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use kiln_compiler::codegen::CompiledKernel;
+use kiln_compiler::codegen::{CompiledKernel, KernelStatus};
 
 /// Raw arguments of one kernel call, shared with the workers for its duration.
 #[derive(Clone, Copy)]
@@ -27,7 +27,7 @@ struct Job {
     kernel: CompiledKernel,
     call: Call,
     ranges: Vec<(i64, i64)>,
-    statuses: *mut [i64; 2],
+    statuses: *mut KernelStatus,
 }
 
 // SAFETY: see `Call`; each worker writes only its own status slot.
@@ -85,16 +85,16 @@ impl Pool {
     ///
     /// # Safety
     /// `call` must satisfy the contract of [`CompiledKernel::run`] for `0..extent`.
-    pub unsafe fn run(&self, kernel: &CompiledKernel, call: Call, extent: i64, split: bool) -> [i64; 2] {
+    pub unsafe fn run(&self, kernel: &CompiledKernel, call: Call, extent: i64, split: bool) -> KernelStatus {
         let parts = if split { (self.threads as i64).min(extent).max(1) } else { 1 };
         if parts == 1 {
-            let mut status = [0i64; 2];
+            let mut status = KernelStatus::default();
             // SAFETY: the caller's contract, over the whole range.
-            unsafe { kernel.run(call.buffers, call.sizes, 0, extent, status.as_mut_ptr()) };
+            unsafe { kernel.run(call.buffers, call.sizes, 0, extent, &mut status) };
             return status;
         }
         let ranges: Vec<(i64, i64)> = (0..parts).map(|p| (extent * p / parts, extent * (p + 1) / parts)).collect();
-        let mut statuses = vec![[0i64; 2]; ranges.len()];
+        let mut statuses = vec![KernelStatus::default(); ranges.len()];
         let shared = &self.shared;
         let job = Arc::new(Job { kernel: kernel.clone(), call, ranges, statuses: statuses.as_mut_ptr() });
         shared.pending.store(job.ranges.len() - 1, Ordering::Release);
@@ -119,7 +119,7 @@ impl Pool {
             }
         }
         *lock(&shared.job) = None;
-        statuses.into_iter().find(|s| s[0] != 0).unwrap_or([0, 0])
+        statuses.into_iter().find(|s| s[0] != 0).unwrap_or_default()
     }
 }
 
@@ -137,7 +137,7 @@ unsafe fn run_range(job: &Job, index: usize) {
     // submitter's.
     unsafe {
         let status = job.statuses.add(index);
-        job.kernel.run(job.call.buffers, job.call.sizes, start, end, (*status).as_mut_ptr());
+        job.kernel.run(job.call.buffers, job.call.sizes, start, end, &mut *status);
     }
 }
 

@@ -166,6 +166,10 @@ impl Trainer {
     /// cover the dense params only, since a sparse param's gradient is never a whole table.
     #[track_caller]
     pub fn new<'g>(graph: &'g Graph, objective: &Objective<'g>, settings: &Settings<'_>) -> Result<Trainer> {
+        if !(settings.lr.is_finite() && settings.lr >= 0.0) {
+            let detail = format!("the learning rate must be a finite number >= 0, got {}", settings.lr);
+            return Err(Error::Argument { op: "Trainer", detail, location: kiln_compiler::Location::caller() });
+        }
         let (sparse, trainable): (Vec<_>, Vec<_>) = graph
             .params()
             .into_iter()
@@ -234,6 +238,8 @@ impl Trainer {
     /// gradient or update, is not finite is refused with [`Error::Diverged`]: the params and
     /// the optimizer's state stay those of the last good step, and the error names the step,
     /// what went bad first (an input, the loss or a gradient) and the first param concerned.
+    /// An error found while running (a label out of range) names the caller's line.
+    #[track_caller]
     pub fn step(&mut self, inputs: &[Value]) -> Result<Report> {
         let started = Instant::now();
         let iteration = self.iteration;
@@ -394,6 +400,7 @@ impl Trainer {
 
     /// Runs `evaluation` (a function compiled without updates, on held-out data say, whose
     /// params are named as this trainer's) on `inputs` with the trainer's current params.
+    #[track_caller]
     pub fn evaluate(&self, evaluation: &mut Function, inputs: &[Value]) -> Result<Vec<Value>> {
         evaluation.set_params(&self.params())?;
         evaluation.call(inputs)

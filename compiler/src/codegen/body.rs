@@ -11,7 +11,7 @@ use super::loops::{LANES, constant, uniform_exprs};
 use super::random::{random_key, random_lanes, random_value};
 use super::{STATUS_DIVISION_BY_ZERO, STATUS_INDEX_OUT_OF_RANGE, Target, math};
 use crate::graph::{Binary, Compare, DType, Unary};
-use crate::kernel::{Expr, ExprId, LoopKernel, Size};
+use crate::kernel::{Expr, ExprId, Index, LoopKernel, Size};
 
 /// The four lanes of each integer value that changes along the vector loop (`None` for the
 /// others).
@@ -117,8 +117,48 @@ impl Body<'_> {
                 let (a, b) = (Self::lane(values, lanes, *a, lane), Self::lane(values, lanes, *b, lane));
                 emitter.builder.ins().select(bit, a, b)
             }),
+            Expr::CheckIndex { value, limit, position, check } => {
+                let limit = emitter.size(limit);
+                builder_lanes(emitter, &mut |emitter, lane| {
+                    let value = Self::lane(values, lanes, *value, lane);
+                    self.check_index(emitter, value, limit, (position, *check), lane as i64);
+                    value
+                })
+            }
             _ => unreachable!("bug in kiln: `vectorizable_at` admits no other integer lanes"),
         }
+    }
+
+    /// Checks that the `i64` `value` lies in `0..limit`; outside, reports it on a cold branch
+    /// with the program's check number and its position in its tensor (at lane `lane` of the
+    /// vector loop), computed there so a passing check costs two compares and a branch.
+    /// Returns the `i8` "out of range" flag.
+    pub(super) fn check_index(
+        &self,
+        emitter: &mut Emitter,
+        value: Value,
+        limit: Value,
+        (position, check): (&Index, usize),
+        lane: i64,
+    ) -> Value {
+        let zero = emitter.iconst(0);
+        let below = emitter.builder.ins().icmp(IntCC::SignedLessThan, value, zero);
+        let above = emitter.builder.ins().icmp(IntCC::SignedGreaterThanOrEqual, value, limit);
+        let bad = emitter.builder.ins().bor(below, above);
+        let next = emitter.status.enter_report(emitter.builder, bad, STATUS_INDEX_OUT_OF_RANGE, value);
+        let mut offset = emitter.offset(position, self.indices);
+        if let Some(stride) = position.strides.get(self.level).filter(|_| lane != 0) {
+            let stride = emitter.size(stride);
+            let step = emitter.builder.ins().imul_imm_s(stride, lane);
+            offset = emitter.builder.ins().iadd(offset, step);
+        }
+        let pointer = emitter.status.pointer();
+        let number = emitter.builder.ins().iconst(types::I64, check as i64 + 1);
+        emitter.builder.ins().store(super::trusted(), offset, pointer, 16);
+        emitter.builder.ins().store(super::trusted(), number, pointer, 24);
+        emitter.builder.ins().jump(next, &[]);
+        emitter.builder.switch_to_block(next);
+        bad
     }
 
     /// A mask as 4 lanes of 0 or -1: itself, or a uniform scalar mask (`i8` 0/1) spread.
@@ -247,19 +287,33 @@ impl Body<'_> {
             }
             Expr::Cast(x) => {
                 let from = self.kernel.body[*x].1;
-                if self.vector && !dtype.is_int() && from.is_int() {
+                if self.vector && dtype == DType::F32 && from.is_int() {
                     let mut four = [values[*x]; 4];
                     for (lane, slot) in four.iter_mut().enumerate() {
                         *slot = cast(emitter.builder, from, dtype, Self::lane(values, lanes, *x, lane));
                     }
                     return Self::build_vector(emitter, types::F32X4, four);
                 }
-                if self.vector && !dtype.is_int() {
+                if self.vector && dtype == DType::F32 {
                     let x = if from == DType::Bool { self.vector_mask(emitter, values[*x]) } else { values[*x] };
-                    vector_cast(emitter.builder, from, x)
-                } else {
-                    cast(emitter.builder, from, dtype, values[*x])
+                    return vector_cast(emitter.builder, from, x);
                 }
+                let mut value = values[*x];
+                if self.vector && dtype == DType::Bool && from == DType::F32 && !self.is_scalar(emitter, value) {
+                    // Lane-wise `x != 0`, a mask of 0 or -1 per `i32` lane.
+                    let zero = emitter.builder.ins().f32const(0.0);
+                    let zeros = emitter.builder.ins().splat(types::F32X4, zero);
+                    return emitter.builder.ins().fcmp(FloatCC::NotEqual, value, zeros);
+                }
+                if !self.is_scalar(emitter, value) {
+                    // A value uniform along the lanes (a splat) cast to an integer, which stays
+                    // scalar in a vector body: any lane will do.
+                    value = match from {
+                        DType::Bool => self.scalar_mask(emitter, value),
+                        _ => emitter.builder.ins().extractlane(value, 0),
+                    };
+                }
+                cast(emitter.builder, from, dtype, value)
             }
             Expr::Random { seed, distribution, counter, index } => {
                 let offset = emitter.offset(index, self.indices);
@@ -272,20 +326,26 @@ impl Body<'_> {
                 let value = random_value(emitter.builder, target, *distribution, key, offset);
                 self.splat_if_vector(emitter.builder, value, dtype)
             }
-            Expr::Gather { buffer, row, rows, row_stride, index } => {
+            Expr::CheckIndex { value, limit, position, check } => {
+                let limit = emitter.size(limit);
+                self.check_index(emitter, values[*value], limit, (position, *check), 0);
+                values[*value]
+            }
+            Expr::Gather { buffer, row, rows, row_stride, index, position, check } => {
                 let rows = emitter.size(rows);
                 let row = values[*row];
+                let bad = self.check_index(emitter, row, rows, (position, *check), 0);
                 let zero = emitter.iconst(0);
-                let below = emitter.builder.ins().icmp(IntCC::SignedLessThan, row, zero);
-                let above = emitter.builder.ins().icmp(IntCC::SignedGreaterThanOrEqual, row, rows);
-                let bad = emitter.builder.ins().bor(below, above);
-                emitter.status.report(emitter.builder, bad, STATUS_INDEX_OUT_OF_RANGE, row);
                 let safe_row = emitter.builder.ins().select(bad, zero, row);
                 let row_stride = emitter.size(row_stride);
                 let row_offset = emitter.builder.ins().imul(safe_row, row_stride);
                 let inner = emitter.offset(index, self.indices);
                 let offset = emitter.builder.ins().iadd(row_offset, inner);
                 let address = emitter.element_address(*buffer, offset);
+                // A bad row reads the status words instead: the table may have no rows at all,
+                // and the value read is never used (the call fails).
+                let status = emitter.status.pointer();
+                let address = emitter.builder.ins().select(bad, status, address);
                 if self.vector && index.strides.get(self.level).and_then(Size::as_fixed) == Some(1) {
                     return emitter.builder.ins().load(types::F32X4, super::read_only(), address, 0);
                 }

@@ -3,7 +3,7 @@
 
 use std::collections::HashMap;
 
-use cranelift_codegen::ir::{InstBuilder, MemFlagsData, Type, Value, types};
+use cranelift_codegen::ir::{Block, InstBuilder, MemFlagsData, Type, Value, types};
 use cranelift_frontend::FunctionBuilder;
 
 use super::Target;
@@ -26,16 +26,36 @@ impl Status {
 
     /// Records `code` and `value` if `failed` (an `i8` 0/1) is set.
     pub(super) fn report(&self, builder: &mut FunctionBuilder, failed: Value, code: i64, value: Value) {
-        let pointer = self.pointer.expect("bug in kiln: code that cannot fail reported an error");
-        let (report, next) = (builder.create_block(), builder.create_block());
+        let next = self.enter_report(builder, failed, code, value);
+        builder.ins().jump(next, &[]);
+        builder.switch_to_block(next);
+    }
+
+    /// Opens the cold blocks taken when `failed` is set, records `code` and `value` there
+    /// unless an earlier error of the call is recorded already (the first error is the one
+    /// reported, as the interpreter does), and returns the block that follows: the caller may
+    /// record more (still in the cold path, so nothing it computes costs the hot one), then
+    /// jumps to it and switches to it.
+    pub(super) fn enter_report(&self, builder: &mut FunctionBuilder, failed: Value, code: i64, value: Value) -> Block {
+        let pointer = self.pointer();
+        let (report, record, next) = (builder.create_block(), builder.create_block(), builder.create_block());
         builder.set_cold_block(report);
+        builder.set_cold_block(record);
         builder.ins().brif(failed, report, &[], next, &[]);
         builder.switch_to_block(report);
+        let earlier = builder.ins().load(types::I64, super::trusted(), pointer, 0);
+        builder.ins().brif(earlier, next, &[], record, &[]);
+        builder.switch_to_block(record);
         let code = builder.ins().iconst(types::I64, code);
         builder.ins().store(super::trusted(), code, pointer, 0);
         builder.ins().store(super::trusted(), value, pointer, 8);
-        builder.ins().jump(next, &[]);
-        builder.switch_to_block(next);
+        next
+    }
+
+    /// The status slots' address: readable memory of [`super::STATUS_WORDS`] words, which a
+    /// gather reads instead of its table when its row is bad.
+    pub(super) fn pointer(&self) -> Value {
+        self.pointer.expect("bug in kiln: code that cannot fail reported an error")
     }
 }
 
@@ -99,14 +119,20 @@ impl<'a, 'b> Emitter<'a, 'b> {
             _ => None,
         });
         let all_indices: Vec<&Index> = indices.chain(kernel.stores.iter().map(|(_, _, index)| index)).collect();
-        for index in all_indices {
+        // Positions of checked indices are computed only when a check fails, but from sizes
+        // computed here, which dominate every block.
+        let positions = kernel.body.iter().filter_map(|(expr, _)| match expr {
+            Expr::Gather { position, .. } | Expr::CheckIndex { position, .. } => Some(position),
+            _ => None,
+        });
+        for index in all_indices.into_iter().chain(positions) {
             sizes.extend(index.base.iter());
             sizes.extend(index.strides.iter());
         }
         for (expr, _) in &kernel.body {
             match expr {
                 Expr::Load { buffer, .. } => buffers.push(*buffer),
-                Expr::Size(size) => sizes.push(size),
+                Expr::Size(size) | Expr::CheckIndex { limit: size, .. } => sizes.push(size),
                 Expr::Gather { buffer, rows, row_stride, .. } => {
                     buffers.push(*buffer);
                     sizes.push(rows);

@@ -19,7 +19,7 @@ use cranelift_codegen::isa::CallConv;
 use cranelift_frontend::{FunctionBuilder, FunctionBuilderContext};
 use cranelift_module::{DataId, Linkage, Module};
 
-use super::DefinedKernel;
+use super::{DefinedKernel, STATUS_WORDS};
 use crate::error::{Error, Result};
 use crate::export::{ABI_VERSION, ArtifactPlan, ErrorCode, Placement, SCRATCH_ALIGN};
 use crate::kernel::{Program, Size};
@@ -220,14 +220,15 @@ fn infer<M: Module>(
         builder.create_sized_stack_slot(data)
     };
     let (table, sizes, status) =
-        (slot(builder, program.buffers.len()), slot(builder, program.symbols.len()), slot(builder, 2));
+        (slot(builder, program.buffers.len()), slot(builder, program.symbols.len()), slot(builder, STATUS_WORDS));
     let zero = builder.ins().iconst(types::I64, 0);
     for symbol in 0..program.symbols.len() {
         let value = if symbol == plan.batch_symbol { batch } else { zero };
         builder.ins().stack_store(pointer, value, sizes, (symbol * 8) as i32);
     }
-    builder.ins().stack_store(pointer, zero, status, 0);
-    builder.ins().stack_store(pointer, zero, status, 8);
+    for word in 0..STATUS_WORDS {
+        builder.ins().stack_store(pointer, zero, status, (word * 8) as i32);
+    }
     let weight_addresses: Vec<Value> = weights
         .iter()
         .map(|&id| {

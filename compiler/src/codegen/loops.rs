@@ -183,7 +183,7 @@ fn vectorizable_at(kernel: &LoopKernel, program: &Program, level: usize) -> bool
             return match expr {
                 Expr::Load { buffer, .. } => program.buffers[*buffer].dtype == *dtype,
                 Expr::LoopIndex(loop_level) => *loop_level == level,
-                Expr::Cast(_) | Expr::Select(..) => true,
+                Expr::Cast(_) | Expr::Select(..) | Expr::CheckIndex { .. } => true,
                 Expr::Unary(op, _) => matches!(op, Unary::Neg | Unary::Abs),
                 // Division reports a zero divisor: it stays scalar.
                 Expr::Binary(op, ..) => *op != Binary::Div,
@@ -201,7 +201,7 @@ fn vectorizable_at(kernel: &LoopKernel, program: &Program, level: usize) -> bool
             Expr::Gather { buffer, row, index, .. } => {
                 program.buffers[*buffer].dtype == DType::F32 && uniform[*row] && moves_by_0_or_1(index)
             }
-            Expr::LoopIndex(_) => false,
+            Expr::LoopIndex(_) | Expr::CheckIndex { .. } => false,
         }
     });
     let stores_ok = kernel.stores.iter().all(|(value, buffer, index)| {
@@ -225,7 +225,7 @@ pub(super) fn uniform_exprs(kernel: &LoopKernel, level: usize) -> Vec<bool> {
         let value = match expr {
             Expr::Const(_) | Expr::Size(_) => true,
             Expr::Load { index, .. } => index.strides.get(level).is_none_or(|s| s.as_fixed() == Some(0)),
-            Expr::Unary(_, x) | Expr::Pow(_, x) | Expr::Cast(x) => uniform[*x],
+            Expr::Unary(_, x) | Expr::Pow(_, x) | Expr::Cast(x) | Expr::CheckIndex { value: x, .. } => uniform[*x],
             Expr::Binary(_, a, b) | Expr::Compare(_, a, b) => uniform[*a] && uniform[*b],
             Expr::Select(m, a, b) => uniform[*m] && uniform[*a] && uniform[*b],
             Expr::LoopIndex(loop_level) => *loop_level != level,
@@ -305,7 +305,7 @@ impl Nest<'_> {
         let dtype = self.kernel.body[self.kernel.stores[0].0].1;
         match op {
             Reduce::Sum => constant(emitter.builder, dtype, 0.0, 0),
-            Reduce::Max => constant(emitter.builder, dtype, f64::NEG_INFINITY, i64::MIN),
+            Reduce::Max => constant(emitter.builder, dtype, f64::NEG_INFINITY, lowest(dtype)),
         }
     }
 
@@ -357,7 +357,7 @@ impl Nest<'_> {
             identity,
             match op {
                 Reduce::Sum => 0,
-                Reduce::Max => i64::MIN,
+                Reduce::Max => lowest(dtype),
             },
         );
         emitter.builder.def_var(scalar, initial);
@@ -425,7 +425,10 @@ impl Nest<'_> {
         let address = emitter.access(buffer, index, &self.indices);
         let level = self.vector_level.unwrap_or(0);
         let stride = index.strides.get(level).cloned().unwrap_or_else(|| Size::fixed(0));
-        if !vector || stride.as_fixed() == Some(1) {
+        // An integer that does not change along the lanes stays a scalar in a vector body:
+        // it is stored once per lane, not once for all four.
+        let scalar = !emitter.builder.func.dfg.value_type(value).is_vector();
+        if !vector || (stride.as_fixed() == Some(1) && !scalar) {
             emitter.builder.ins().store(super::trusted(), value, address, 0);
             return;
         }
@@ -434,7 +437,7 @@ impl Nest<'_> {
         let step = emitter.builder.ins().imul_imm_s(step, bytes);
         let mut lane_address = address;
         for lane in 0..LANES as u8 {
-            let element = emitter.builder.ins().extractlane(value, lane);
+            let element = if scalar { value } else { emitter.builder.ins().extractlane(value, lane) };
             emitter.builder.ins().store(super::trusted(), element, lane_address, 0);
             lane_address = emitter.builder.ins().iadd(lane_address, step);
         }
@@ -499,6 +502,12 @@ pub(super) fn constant(builder: &mut FunctionBuilder, dtype: DType, float: f64, 
         DType::I64 => builder.ins().iconst(types::I64, int),
         DType::Bool => builder.ins().iconst(types::I8, i64::from(float != 0.0)),
     }
+}
+
+/// The smallest integer of `dtype`, the identity of an integer maximum (`i64::MIN` would
+/// truncate to 0 as an `i32`).
+fn lowest(dtype: DType) -> i64 {
+    if dtype == DType::I32 { i64::from(i32::MIN) } else { i64::MIN }
 }
 
 /// The blocks of a loop opened by [`loop_begin`].

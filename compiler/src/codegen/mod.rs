@@ -8,9 +8,11 @@
 //! - `sizes: *const i64`: the value of every symbolic dim, by symbol number;
 //! - `start..end`: the range of the kernel's outermost parallel loop this call runs
 //!   (see [`CompiledKernel::range`]);
-//! - `status: *mut i64`: two slots, zero on entry; a kernel that meets a data-dependent error
-//!   (a gather or scatter index out of range, an integer division by zero) sets `status[0]`
-//!   to the error's code and `status[1]` to the offending value, and goes on safely.
+//! - `status: *mut i64`: [`STATUS_WORDS`] slots, zero on entry; a kernel that meets a
+//!   data-dependent error (a gather, one-hot or scatter index out of range, an integer division
+//!   by zero) sets `status[0]` to the error's code and `status[1]` to the offending value, and
+//!   for a range check `status[2]` to the index's position in its tensor and `status[3]` to
+//!   the number of the program's `IndexCheck` plus one; then it goes on safely.
 //!
 //! Generated code trusts its caller for everything else: every buffer holds exactly the
 //! elements its declared shape gives under `sizes`. The runtime checks that before each call.
@@ -44,6 +46,12 @@ pub const STATUS_INDEX_OUT_OF_RANGE: i64 = 1;
 pub const STATUS_DIVISION_BY_ZERO: i64 = 2;
 /// The status code of a failure inside the tuned GEMM (a bug in kiln or in the `gemm` crate).
 pub const STATUS_GEMM_FAILED: i64 = 3;
+
+/// Number of `i64` status slots a kernel may write: code, value, position, check.
+pub const STATUS_WORDS: usize = 4;
+
+/// The status slots of one kernel call (see the module comment), zero before the call.
+pub type KernelStatus = [i64; STATUS_WORDS];
 
 /// The signature of every kernel.
 pub type KernelFn = unsafe extern "C" fn(*const *mut u8, *const i64, i64, i64, *mut i64);
@@ -82,11 +90,18 @@ impl CompiledKernel {
     /// # Safety
     /// `buffers` must point to one valid pointer per program buffer, each to as many elements
     /// as the buffer's shape holds under `sizes`; `sizes` must hold every symbol's value;
-    /// `start..end` must lie within `0..range(sizes)` (all of it unless `splittable`); `status` must
-    /// point to two writable `i64`s.
-    pub unsafe fn run(&self, buffers: *const *mut u8, sizes: *const i64, start: i64, end: i64, status: *mut i64) {
-        // SAFETY: the caller upholds the contract above, which is all the generated code assumes.
-        unsafe { (self.function)(buffers, sizes, start, end, status) }
+    /// `start..end` must lie within `0..range(sizes)` (all of it unless `splittable`).
+    pub unsafe fn run(
+        &self,
+        buffers: *const *mut u8,
+        sizes: *const i64,
+        start: i64,
+        end: i64,
+        status: &mut KernelStatus,
+    ) {
+        // SAFETY: the caller upholds the contract above, which is all the generated code
+        // assumes; `status` holds every slot a kernel writes.
+        unsafe { (self.function)(buffers, sizes, start, end, status.as_mut_ptr()) }
     }
 }
 

@@ -54,6 +54,8 @@ pub(super) fn build(
     let status_value = builder.declare_var(types::I64);
     builder.def_var(status_code, zero);
     builder.def_var(status_value, zero);
+    let status_position = builder.declare_var(types::I64);
+    builder.def_var(status_position, zero);
     let position = builder.declare_var(types::I64);
     builder.def_var(position, zero);
     let (p, position_frame) = loop_begin(builder, position, positions, 1);
@@ -76,9 +78,15 @@ pub(super) fn build(
     builder.ins().brif(bad, bad_block, &[], add_block, &[]);
 
     builder.switch_to_block(bad_block);
+    // The first bad index is the one reported, as the interpreter does.
+    let earlier = builder.use_var(status_code);
+    let (earlier_value, earlier_position) = (builder.use_var(status_value), builder.use_var(status_position));
     let code = builder.ins().iconst(types::I64, STATUS_INDEX_OUT_OF_RANGE);
+    let value = builder.ins().select(earlier, earlier_value, target_row);
+    let bad_position = builder.ins().select(earlier, earlier_position, p);
     builder.def_var(status_code, code);
-    builder.def_var(status_value, target_row);
+    builder.def_var(status_value, value);
+    builder.def_var(status_position, bad_position);
     builder.ins().jump(next_block, &[]);
 
     builder.switch_to_block(add_block);
@@ -128,8 +136,13 @@ pub(super) fn build(
     builder.switch_to_block(next_block);
     loop_end(builder, position, position_frame);
     let (code, value) = (builder.use_var(status_code), builder.use_var(status_value));
+    let bad_position = builder.use_var(status_position);
     builder.ins().store(trusted(), code, params.status, 0);
     builder.ins().store(trusted(), value, params.status, 8);
+    builder.ins().store(trusted(), bad_position, params.status, 16);
+    let check = builder.ins().iconst(types::I64, kernel.check as i64 + 1);
+    let check = builder.ins().select(code, check, zero);
+    builder.ins().store(trusted(), check, params.status, 24);
     builder.ins().return_(&[]);
     KernelShape { chunks: vec![(kernel.row_len.clone(), 1)], splittable: true }
 }

@@ -338,12 +338,23 @@ fn expression(
             _ => format!("({ty})t{x}"),
         },
         Expr::Random { .. } => return refuse("random draws are not printed (an inference graph has none)".into()),
-        Expr::Gather { buffer: table, row, rows, row_stride, index } => {
+        Expr::CheckIndex { value, limit, .. } => {
+            let _ = writeln!(
+                out,
+                "{pad}const int64_t t{id} = (int64_t)t{value};\n\
+                 {pad}if (t{id} < 0 || t{id} >= {}) {{ status[0] = 1; status[1] = t{id}; }}",
+                size(limit)
+            );
+            return Ok(());
+        }
+        Expr::Gather { buffer: table, row, rows, row_stride, index, .. } => {
+            // A bad row reads nothing (the table may have no rows at all).
             let _ = writeln!(
                 out,
                 "{pad}int64_t row{id} = (int64_t)t{row};\n\
-                 {pad}if (row{id} < 0 || row{id} >= {}) {{ status[0] = 1; status[1] = row{id}; row{id} = 0; }}\n\
-                 {pad}const {ty} t{id} = {}[row{id} * {} + {}];",
+                 {pad}const int bad{id} = row{id} < 0 || row{id} >= {};\n\
+                 {pad}if (bad{id}) {{ status[0] = 1; status[1] = row{id}; row{id} = 0; }}\n\
+                 {pad}const {ty} t{id} = bad{id} ? 0 : {}[row{id} * {} + {}];",
                 size(rows),
                 buffer(program, *table),
                 size(row_stride),

@@ -3,7 +3,7 @@
 //! the user's code that asked for the op.
 
 use super::{Binary, Compare, DType, Dim, Distribution, Graph, NodeId, Op, Shape, Tensor, Unary};
-use super::{broadcast_shapes, broadcasts_to};
+use super::{MAX_ELEMENTS, broadcast_shapes, broadcasts_to};
 use crate::error::{Error, Location, Result};
 
 /// Something that can stand as the second operand of a binary op: a tensor of the same graph,
@@ -199,6 +199,7 @@ impl<'g> Tensor<'g> {
             return Err(Error::Shape { op: name, detail, location });
         };
         let dtype = if is_compare { DType::Bool } else { a_dtype };
+        let shape = addressable(name, shape, location)?;
         Ok(self.push(op, vec![a, b], shape, dtype))
     }
 
@@ -226,6 +227,7 @@ impl<'g> Tensor<'g> {
             let detail = format!("cannot broadcast mask {mask_shape} with {a_shape} and {b_shape}");
             return Err(Error::Shape { op: "select", detail, location });
         };
+        let shape = addressable("select", shape, location)?;
         Ok(self.push(Op::Select, vec![mask, a, b], shape, a_dtype))
     }
 
@@ -245,7 +247,7 @@ impl<'g> Tensor<'g> {
     #[track_caller]
     pub fn reshape(self, shape: impl Into<Shape>) -> Result<Tensor<'g>> {
         let (id, from, dtype) = self.parts()?;
-        let to = shape.into();
+        let to = addressable("reshape", shape.into(), Location::caller())?;
         if from.size_signature() != to.size_signature() {
             let location = Location::caller();
             return Err(Error::ReshapeSize { from: from.to_string(), to: to.to_string(), location });
@@ -294,7 +296,7 @@ impl<'g> Tensor<'g> {
     #[track_caller]
     pub fn broadcast_to(self, shape: impl Into<Shape>) -> Result<Tensor<'g>> {
         let (id, from, dtype) = self.parts()?;
-        let to = shape.into();
+        let to = addressable("broadcast_to", shape.into(), Location::caller())?;
         if !broadcasts_to(&from, &to) {
             let detail = format!("cannot broadcast {from} to {to}");
             return Err(Error::Shape { op: "broadcast_to", detail, location: Location::caller() });
@@ -355,6 +357,7 @@ impl<'g> Tensor<'g> {
         }
         let mut out = first_shape;
         out.0[axis] = Dim::Static(total);
+        let out = addressable("concat", out, location)?;
         Ok(first.push(Op::Concat { axis }, ids, out, dtype))
     }
 
@@ -417,6 +420,7 @@ impl<'g> Tensor<'g> {
             let detail = format!("cannot multiply {a_shape} by {b_shape}");
             Error::Shape { op: "matmul", detail, location }
         })?;
+        let out = addressable("matmul", out, location)?;
         Ok(self.push(Op::MatMul, vec![a, b], out, a_dtype))
     }
 
@@ -436,7 +440,12 @@ impl<'g> Tensor<'g> {
             let detail = "the table must have at least one dim, got a scalar".to_string();
             return Err(Error::Shape { op: "gather", detail, location });
         }
+        if table_shape.0[0] == Dim::Static(0) {
+            let detail = format!("the table {table_shape} has no rows, so no index can pick one");
+            return Err(Error::Shape { op: "gather", detail, location });
+        }
         let out = Shape(idx_shape.0.iter().chain(&table_shape.0[1..]).cloned().collect());
+        let out = addressable("gather", out, location)?;
         Ok(self.push(Op::Gather, vec![table, idx], out, dtype))
     }
 
@@ -459,6 +468,7 @@ impl<'g> Tensor<'g> {
         }
         let row_dims = upd_shape.0[idx_shape.rank()..].iter().cloned();
         let out = Shape(std::iter::once(rows.into()).chain(row_dims).collect());
+        let out = addressable("scatter_add", out, location)?;
         Ok(self.push(Op::ScatterAdd, vec![idx, upd], out, dtype))
     }
 
@@ -477,6 +487,7 @@ impl<'g> Tensor<'g> {
         }
         let mut out = shape;
         out.0.push(Dim::Static(depth));
+        let out = addressable("one_hot", out, location)?;
         Ok(self.push(Op::OneHot { depth }, vec![id], out, DType::F32))
     }
 }
@@ -513,7 +524,20 @@ impl Graph {
             let detail = format!("the counter must be an integer scalar, got {dtype}{counter_shape}");
             return Err(Error::Argument { op: name, detail, location });
         }
+        let shape = addressable(name, shape, location)?;
         Ok(self.push(op, vec![id], shape, DType::F32))
+    }
+}
+
+/// `shape`, or a shape error naming `op` if its element count overflows: kiln refuses a shape
+/// it could not allocate or index rather than let the count wrap to a small number.
+pub(crate) fn addressable(op: &'static str, shape: Shape, location: Location) -> Result<Shape> {
+    match shape.checked_static_numel() {
+        Some(_) => Ok(shape),
+        None => {
+            let detail = format!("{shape} would hold more than {MAX_ELEMENTS} elements (its element count overflows)");
+            Err(Error::Shape { op, detail, location })
+        }
     }
 }
 

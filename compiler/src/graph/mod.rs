@@ -23,7 +23,7 @@ pub mod op;
 use std::cell::{Ref, RefCell};
 
 pub use op::{Binary, Compare, Distribution, Fan, Init, Op, OpKind, Unary, gain};
-pub use shape::{DType, Dim, Shape, broadcast_shapes, broadcasts_to};
+pub use shape::{DType, Dim, MAX_ELEMENTS, Shape, broadcast_shapes, broadcasts_to, checked_numel};
 pub use sparse::SparseParam;
 
 use crate::error::{Error, Location, Result};
@@ -166,8 +166,9 @@ impl Graph {
     pub fn typed_input(&self, name: &str, shape: impl Into<Shape>, dtype: DType) -> Result<Tensor<'_>> {
         let location = Location::caller();
         self.check_new_leaf_name(name, location)?;
+        let shape = build::addressable("input", shape.into(), location)?;
         let op = Op::Input { name: name.to_string() };
-        Ok(self.push_named(op, vec![], shape.into(), dtype, name))
+        Ok(self.push_named(op, vec![], shape, dtype, name))
     }
 
     /// A trainable `f32` param with a PyTorch-style dotted name (`layer1.weight`).
@@ -186,6 +187,7 @@ impl Graph {
             let detail = format!("param `{name}` has shape {shape}; params must be static");
             return Err(Error::Shape { op: "param", detail, location });
         };
+        let shape = build::addressable("param", shape, location)?;
         if let Init::Values(value) = &init
             && value.shape() != static_shape
         {
@@ -296,17 +298,24 @@ impl Graph {
         self.constant(Value::scalar(dtype, value))
     }
 
-    /// A tensor of the given (possibly symbolic) shape with every element equal to `value`.
+    /// A tensor of the given (possibly symbolic) shape with every element equal to `value`
+    /// (a failed tensor if the shape's element count overflows).
+    #[track_caller]
     pub fn fill(&self, shape: impl Into<Shape>, dtype: DType, value: f64) -> Tensor<'_> {
-        self.push(Op::Fill(value), vec![], shape.into(), dtype)
+        match build::addressable("fill", shape.into(), Location::caller()) {
+            Ok(shape) => self.push(Op::Fill(value), vec![], shape, dtype),
+            Err(error) => self.fail(error),
+        }
     }
 
     /// `f32` zeros of the given shape.
+    #[track_caller]
     pub fn zeros(&self, shape: impl Into<Shape>) -> Tensor<'_> {
         self.fill(shape, DType::F32, 0.0)
     }
 
     /// `f32` ones of the given shape.
+    #[track_caller]
     pub fn ones(&self, shape: impl Into<Shape>) -> Tensor<'_> {
         self.fill(shape, DType::F32, 1.0)
     }

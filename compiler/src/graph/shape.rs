@@ -149,14 +149,23 @@ impl Shape {
         self.0.iter().map(Dim::as_static).collect()
     }
 
+    /// The product of the static dims (symbols counted as 1), or `None` if it exceeds
+    /// [`MAX_ELEMENTS`]: a shape whose static part alone is that big can never be allocated,
+    /// and its element count would wrap around in `usize` or in a kernel's `i64` offsets.
+    pub fn checked_static_numel(&self) -> Option<usize> {
+        let statics: Vec<usize> = self.0.iter().filter_map(Dim::as_static).collect();
+        checked_numel(&statics)
+    }
+
     /// Splits the shape into its static product and its symbols (sorted), which is what two
-    /// shapes must share for a reshape between them to be valid.
+    /// shapes must share for a reshape between them to be valid. Callers have checked that
+    /// the static product does not overflow ([`Shape::checked_static_numel`]).
     pub(crate) fn size_signature(&self) -> (usize, Vec<&str>) {
-        let mut product = 1;
+        let mut product = 1usize;
         let mut symbols = Vec::new();
         for dim in &self.0 {
             match dim {
-                Dim::Static(n) => product *= n,
+                Dim::Static(n) => product = product.saturating_mul(*n),
                 Dim::Sym(name) => symbols.push(name.as_str()),
             }
         }
@@ -206,6 +215,19 @@ impl From<&Shape> for Shape {
     fn from(shape: &Shape) -> Shape {
         shape.clone()
     }
+}
+
+/// The most elements one tensor may hold: at 8 bytes per element (the widest dtype) its
+/// bytes, rounded up to whole 16-byte words, still fit in an `isize` offset.
+pub const MAX_ELEMENTS: usize = (isize::MAX as usize) / 16;
+
+/// The product of `sizes`, or `None` if the product of its nonzero sizes exceeds
+/// [`MAX_ELEMENTS`] (or would overflow). Every element count kiln computes goes through this,
+/// so a shape never wraps to a small count (`[65536; 4]` is an error, not a tensor of 0
+/// elements), and no loop nest over a shape, empty or not, counts past `i64`.
+pub fn checked_numel(sizes: &[usize]) -> Option<usize> {
+    let nonzero = sizes.iter().filter(|&&n| n != 0).try_fold(1usize, |acc, &n| acc.checked_mul(n))?;
+    (nonzero <= MAX_ELEMENTS).then(|| if sizes.contains(&0) { 0 } else { nonzero })
 }
 
 /// The numpy broadcast of two shapes (aligned at the right; a static 1 stretches), or `None`

@@ -19,6 +19,8 @@ pub(crate) struct Context<'a> {
     pub dtype: DType,
     /// The output's concrete shape.
     pub shape: Vec<usize>,
+    /// The operands' names (for errors: the indices of a gather, its table).
+    pub names: Vec<Option<String>>,
 }
 
 /// Evaluates one non-leaf op. Errors are plain descriptions; the caller adds the node.
@@ -59,11 +61,17 @@ pub(crate) fn evaluate(op: &Op, inputs: &[&Value], cx: &Context<'_>) -> Result<V
         }
         Op::Concat { axis } => concat(inputs, *axis),
         Op::Sum { axes, .. } => reduce(inputs[0], axes, &cx.shape, cx.dtype, false),
-        Op::ReduceMax { axes, .. } => reduce(inputs[0], axes, &cx.shape, cx.dtype, true),
+        Op::ReduceMax { axes, .. } => {
+            // As the builder refuses a static empty axis, a symbolic one may not be empty either.
+            if let Some(axis) = axes.iter().find(|&&axis| inputs[0].shape()[axis] == 0) {
+                return Err(format!("axis {axis} of {:?} is empty; its maximum is undefined", inputs[0].shape()));
+            }
+            reduce(inputs[0], axes, &cx.shape, cx.dtype, true)
+        }
         Op::MatMul => matmul(inputs[0], inputs[1], &cx.shape, cx.dtype),
-        Op::Gather => gather(inputs[0], inputs[1])?,
-        Op::ScatterAdd => scatter_add(inputs[0], inputs[1], &cx.shape, cx.dtype)?,
-        Op::OneHot { depth } => one_hot(inputs[0], *depth, cx.dtype)?,
+        Op::Gather => gather(inputs[0], inputs[1], cx)?,
+        Op::ScatterAdd => scatter_add(inputs[0], inputs[1], cx)?,
+        Op::OneHot { depth } => one_hot(inputs[0], *depth, cx)?,
     };
     Value::new(cx.shape.clone(), data).ok_or_else(|| "bug in kiln: result has the wrong element count".to_string())
 }
@@ -257,8 +265,10 @@ fn matmul(a: &Value, b: &Value, out_shape: &[usize], dtype: DType) -> Data {
     floats_to(dtype, out)
 }
 
-/// Checks every index against `rows` and returns them as `usize`.
-fn checked_indices(indices: &Value, rows: usize, what: &str) -> Result<Vec<usize>, String> {
+/// Checks every index against `rows` and returns them as `usize`. The message names the
+/// indices (`name`) when they have a name, as compiled functions word it too.
+fn checked_indices(indices: &Value, name: Option<&String>, rows: usize, what: &str) -> Result<Vec<usize>, String> {
+    let of = name.map(|name| format!(" of `{name}`")).unwrap_or_default();
     ints(indices)
         .into_iter()
         .enumerate()
@@ -266,22 +276,27 @@ fn checked_indices(indices: &Value, rows: usize, what: &str) -> Result<Vec<usize
             usize::try_from(index)
                 .ok()
                 .filter(|&i| i < rows)
-                .ok_or_else(|| format!("index {index} at position {position} is out of range for {rows} {what}"))
+                .ok_or_else(|| format!("index {index} at position {position}{of} is out of range for {rows} {what}"))
         })
         .collect()
 }
 
-fn gather(table: &Value, indices: &Value) -> Result<Data, String> {
+fn gather(table: &Value, indices: &Value, cx: &Context<'_>) -> Result<Data, String> {
     let rows = table.shape()[0];
     let row_len: usize = table.shape()[1..].iter().product();
-    let indices = checked_indices(indices, rows, "rows")?;
+    let what = match &cx.names[0] {
+        Some(table) => format!("rows of `{table}`"),
+        None => "rows".to_string(),
+    };
+    let indices = checked_indices(indices, cx.names[1].as_ref(), rows, &what)?;
     let offsets: Vec<usize> = indices.iter().flat_map(|&row| row * row_len..(row + 1) * row_len).collect();
     Ok(take(table.data(), &offsets))
 }
 
-fn scatter_add(indices: &Value, updates: &Value, out_shape: &[usize], dtype: DType) -> Result<Data, String> {
+fn scatter_add(indices: &Value, updates: &Value, cx: &Context<'_>) -> Result<Data, String> {
+    let (out_shape, dtype) = (&cx.shape, cx.dtype);
     let row_len: usize = out_shape[1..].iter().product();
-    let indices = checked_indices(indices, out_shape[0], "rows")?;
+    let indices = checked_indices(indices, cx.names[0].as_ref(), out_shape[0], "rows")?;
     let out_len = out_shape.iter().product();
     if dtype.is_float() {
         let (updates, mut out) = (updates.to_f64_vec(), vec![0.0; out_len]);
@@ -302,8 +317,9 @@ fn scatter_add(indices: &Value, updates: &Value, out_shape: &[usize], dtype: DTy
     }
 }
 
-fn one_hot(indices: &Value, depth: usize, dtype: DType) -> Result<Data, String> {
-    let indices = checked_indices(indices, depth, "classes")?;
+fn one_hot(indices: &Value, depth: usize, cx: &Context<'_>) -> Result<Data, String> {
+    let dtype = cx.dtype;
+    let indices = checked_indices(indices, cx.names[0].as_ref(), depth, "classes")?;
     let mut out = vec![0.0; indices.len() * depth];
     for (position, &class) in indices.iter().enumerate() {
         out[position * depth + class] = 1.0;

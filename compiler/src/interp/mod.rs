@@ -15,7 +15,7 @@ mod init;
 use std::collections::{BTreeMap, HashMap};
 
 use crate::error::{Error, Location, Result};
-use crate::graph::{DType, Dim, Graph, NodeId, Op, Shape, Tensor};
+use crate::graph::{DType, Dim, Graph, MAX_ELEMENTS, NodeId, Op, Shape, Tensor, checked_numel};
 use crate::value::Value;
 
 /// The float precision the interpreter computes `f32` nodes in.
@@ -163,7 +163,8 @@ impl<'g> Interpreter<'g> {
                 .collect();
             let shape = resolve_shape(&node.shape, &symbols).map_err(|detail| eval_error(index, op, detail))?;
             reserve_working_memory(index, op, &shape, &inputs)?;
-            let context = eval::Context { symbols: &symbols, dtype: self.effective(node.dtype), shape };
+            let names = node.inputs.iter().map(|id| nodes[id.0].name.clone()).collect();
+            let context = eval::Context { symbols: &symbols, dtype: self.effective(node.dtype), shape, names };
             let value = eval::evaluate(op, &inputs, &context).map_err(|detail| eval_error(index, op, detail))?;
             values[index] = Some(value);
             for input in &node.inputs {
@@ -281,9 +282,10 @@ fn last_uses(nodes: &[crate::graph::Node], needed: &[bool], outputs: &[NodeId]) 
     last
 }
 
-/// The concrete sizes of a shape under the bound symbols.
+/// The concrete sizes of a shape under the bound symbols; an error if they would hold more
+/// than [`MAX_ELEMENTS`] elements (the count would wrap around).
 pub(crate) fn resolve_shape(shape: &Shape, symbols: &HashMap<String, usize>) -> Result<Vec<usize>, String> {
-    shape
+    let sizes = shape
         .dims()
         .iter()
         .map(|dim| match dim {
@@ -292,7 +294,11 @@ pub(crate) fn resolve_shape(shape: &Shape, symbols: &HashMap<String, usize>) -> 
                 symbols.get(symbol).copied().ok_or_else(|| format!("symbol `{symbol}` is not bound by any fed input"))
             }
         })
-        .collect()
+        .collect::<Result<Vec<usize>, String>>()?;
+    match checked_numel(&sizes) {
+        Some(_) => Ok(sizes),
+        None => Err(format!("its result {shape} would be {sizes:?}: more than {MAX_ELEMENTS} elements")),
+    }
 }
 
 fn eval_error(node: usize, op: &Op, detail: String) -> Error {

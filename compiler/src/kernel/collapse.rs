@@ -58,7 +58,12 @@ fn remove_level(kernel: &mut LoopKernel, level: usize) {
     };
     for (expr, _) in &mut kernel.body {
         match expr {
-            Expr::Load { index, .. } | Expr::Random { index, .. } | Expr::Gather { index, .. } => fix(index),
+            Expr::Load { index, .. } | Expr::Random { index, .. } => fix(index),
+            Expr::Gather { index, position, .. } => {
+                fix(index);
+                fix(position);
+            }
+            Expr::CheckIndex { position, .. } => fix(position),
             Expr::LoopIndex(l) if *l > level => *l -= 1,
             _ => {}
         }
@@ -73,11 +78,13 @@ fn remove_level(kernel: &mut LoopKernel, level: usize) {
 
 /// The indices a kernel reads and writes through.
 fn indices(kernel: &LoopKernel) -> impl Iterator<Item = &Index> {
-    let body = kernel.body.iter().filter_map(|(expr, _)| match expr {
-        Expr::Load { index, .. } | Expr::Random { index, .. } | Expr::Gather { index, .. } => Some(index),
-        _ => None,
+    let body = kernel.body.iter().map(|(expr, _)| match expr {
+        Expr::Load { index, .. } | Expr::Random { index, .. } => vec![index],
+        Expr::Gather { index, position, .. } => vec![index, position],
+        Expr::CheckIndex { position, .. } => vec![position],
+        _ => vec![],
     });
-    body.chain(kernel.stores.iter().map(|(_, _, index)| index))
+    body.flatten().chain(kernel.stores.iter().map(|(_, _, index)| index))
 }
 
 fn can_collapse(kernel: &LoopKernel, level: usize) -> bool {
@@ -121,7 +128,12 @@ fn merge_levels(kernel: &mut LoopKernel, level: usize) {
     };
     for (expr, _) in &mut kernel.body {
         match expr {
-            Expr::Load { index, .. } | Expr::Random { index, .. } | Expr::Gather { index, .. } => fix(index),
+            Expr::Load { index, .. } | Expr::Random { index, .. } => fix(index),
+            Expr::Gather { index, position, .. } => {
+                fix(index);
+                fix(position);
+            }
+            Expr::CheckIndex { position, .. } => fix(position),
             Expr::LoopIndex(l) if *l > inner => *l -= 1,
             _ => {}
         }

@@ -65,7 +65,7 @@ fn can_be_epilogue(matmul: &MatMulKernel, candidate: &LoopKernel, updated: &[usi
     let element = Index { base: vec![], strides: vec![matmul.n.clone(), Size::fixed(1)] };
     let reads_ok = candidate.body.iter().all(|(expr, dtype)| match expr {
         Expr::Load { buffer, index } => *buffer != matmul.out || *index == element,
-        Expr::Gather { .. } => false,
+        Expr::Gather { .. } | Expr::CheckIndex { .. } => false,
         Expr::Binary(Binary::Div, ..) => !dtype.is_int(),
         _ => true,
     });
@@ -115,7 +115,18 @@ mod tests {
     }
 
     fn program(kernels: Vec<Kernel>) -> Program {
-        Program { symbols: vec![], buffers: vec![], kernels, outputs: vec![], updates: vec![], slots: vec![] }
+        let (checks, shapes) = (vec![], vec![]);
+        Program {
+            symbols: vec![],
+            buffers: vec![],
+            kernels,
+            outputs: vec![],
+            updates: vec![],
+            slots: vec![],
+            checks,
+            shapes,
+            maximum_axes: vec![],
+        }
     }
 
     #[test]

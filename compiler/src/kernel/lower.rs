@@ -12,7 +12,8 @@
 use std::collections::HashMap;
 
 use super::{
-    Buffer, Expr, ExprId, Index, Kernel, LoopKernel, MatMulKernel, Program, Reduce, Role, ScatterKernel, Size,
+    Buffer, Expr, ExprId, Index, IndexCheck, Kernel, LoopKernel, MatMulKernel, Program, Reduce, Role, ScatterKernel,
+    Size,
 };
 use crate::error::{Error, Result};
 use crate::graph::{Binary, Compare, DType, Dim, Graph, Node, NodeId, Op, Shape};
@@ -50,6 +51,8 @@ pub fn lower(graph: &Graph, outputs: &[NodeId], updates: &[(NodeId, NodeId)]) ->
     let buffer = |id: NodeId| buffer_of[id.0].expect("bug in kiln: a root has no buffer");
     program.outputs = outputs.iter().map(|&id| buffer(id)).collect();
     program.updates = updates.iter().map(|&(param, value)| (buffer(param), buffer(value))).collect();
+    program.shapes = call_shapes(&nodes, &program.buffers);
+    program.maximum_axes = maximum_axes(&nodes, &program.symbols);
     super::merge_neighbours(&mut program);
     super::fuse_epilogues(&mut program);
     super::collapse_loops(&mut program);
@@ -59,15 +62,28 @@ pub fn lower(graph: &Graph, outputs: &[NodeId], updates: &[(NodeId, NodeId)]) ->
 
 /// The compiler handles `f32`, the integer dtypes and masks; `f64` graphs run in the
 /// interpreter.
+/// The scatter kernel adds `f32` rows only (an embedding's gradient); integer scatter-adds run
+/// in the interpreter.
 fn check_supported(nodes: &[Node]) -> Result<()> {
-    match nodes.iter().enumerate().find(|(_, node)| node.dtype == DType::F64) {
-        Some((index, node)) => Err(Error::Eval {
+    if let Some((index, node)) = nodes.iter().enumerate().find(|(_, node)| node.dtype == DType::F64) {
+        return Err(Error::Eval {
             node: index,
             op: node.op.name(),
             detail: "compiled functions support f32, i32, i64 and bool; run f64 graphs in the interpreter".to_string(),
-        }),
-        None => Ok(()),
+        });
     }
+    let integer_scatter = |node: &&Node| matches!(node.op, Op::ScatterAdd) && node.dtype != DType::F32;
+    if let Some((index, node)) = nodes.iter().enumerate().find(|(_, node)| integer_scatter(node)) {
+        return Err(Error::Eval {
+            node: index,
+            op: node.op.name(),
+            detail: format!(
+                "compiled functions scatter-add f32 rows only, not {}; run it in the interpreter",
+                node.dtype
+            ),
+        });
+    }
+    Ok(())
 }
 
 struct Lowering<'a> {
@@ -107,6 +123,9 @@ impl<'a> Lowering<'a> {
             outputs: vec![],
             updates: vec![],
             slots: vec![],
+            checks: vec![],
+            shapes: vec![],
+            maximum_axes: vec![],
         };
         let n = nodes.len();
         let buffer_of = vec![None; n];
@@ -216,8 +235,8 @@ impl<'a> Lowering<'a> {
                 continue;
             }
             let node = &self.nodes[id.0];
-            let fails =
-                matches!(node.op, Op::Gather) || (matches!(node.op, Op::Binary(Binary::Div)) && node.dtype.is_int());
+            let fails = matches!(node.op, Op::Gather | Op::OneHot { .. })
+                || (matches!(node.op, Op::Binary(Binary::Div)) && node.dtype.is_int());
             if fails {
                 return false;
             }
@@ -564,6 +583,8 @@ impl<'a> Lowering<'a> {
         let positions =
             self.nodes[indices.0].shape.dims().iter().fold(Size::fixed(1), |acc, d| acc.times(&self.size(d)));
         let row_len = node.shape.dims()[1..].iter().fold(Size::fixed(1), |acc, d| acc.times(&self.size(d)));
+        let rows = self.size(&node.shape.dims()[0]);
+        let check = self.index_check("scatter_add", indices, "rows".to_string(), rows.clone());
         let kernel = ScatterKernel {
             name: format!("scatter_add{id}"),
             indices: indices_buffer,
@@ -571,8 +592,9 @@ impl<'a> Lowering<'a> {
             producer,
             out,
             positions,
-            rows: self.size(&node.shape.dims()[0]),
+            rows,
             row_len,
+            check,
         };
         self.program.kernels.push(Kernel::Scatter(kernel));
     }
@@ -657,10 +679,16 @@ impl<'a> Lowering<'a> {
                 operand_map[*axis].1 += *start as i64;
                 self.expr(body, node.inputs[0], &operand_map)
             }
-            Op::OneHot { .. } => {
+            Op::OneHot { depth } => {
                 let labels_rank = map.len() - 1;
-                let labels = self.expr(body, node.inputs[0], &map[..labels_rank].to_vec());
+                let labels_map = map[..labels_rank].to_vec();
+                let labels = self.expr(body, node.inputs[0], &labels_map);
                 let labels = body.convert(labels, DType::I64);
+                // A label outside the classes is an error, as in a gather, not a zero row.
+                let limit = Size::fixed(*depth as i64);
+                let check = self.index_check("one_hot", node.inputs[0], "classes".to_string(), limit.clone());
+                let position = self.index(&self.nodes[node.inputs[0].0].shape, &labels_map);
+                let labels = body.push(Expr::CheckIndex { value: labels, limit, position, check }, DType::I64);
                 let class = self.position(body, map[labels_rank]);
                 let hit = body.push(Expr::Compare(Compare::Eq, labels, class), DType::Bool);
                 body.convert(hit, dtype)
@@ -674,7 +702,9 @@ impl<'a> Lowering<'a> {
             Op::Gather => {
                 let (table, indices) = (node.inputs[0], node.inputs[1]);
                 let index_rank = self.nodes[indices.0].shape.rank();
-                let row = self.expr(body, indices, &map[..index_rank].to_vec());
+                let indices_map = map[..index_rank].to_vec();
+                let row = self.expr(body, indices, &indices_map);
+                let position = self.index(&self.nodes[indices.0].shape, &indices_map);
                 let row = body.convert(row, DType::I64);
                 let table_shape = self.nodes[table.0].shape.clone();
                 let mut table_map: DimMap = vec![(None, 0)];
@@ -683,7 +713,13 @@ impl<'a> Lowering<'a> {
                 let strides = self.contiguous_strides(&table_shape);
                 let buffer = self.buffer_of[table.0].expect("bug in kiln: gather table has no buffer");
                 let rows = self.size(&table_shape.dims()[0]);
-                let gather = Expr::Gather { buffer, row, rows, row_stride: strides[0].clone(), index };
+                let what = match &self.nodes[table.0].name {
+                    Some(name) => format!("rows of `{name}`"),
+                    None => "rows".to_string(),
+                };
+                let check = self.index_check("gather", indices, what, rows.clone());
+                let row_stride = strides[0].clone();
+                let gather = Expr::Gather { buffer, row, rows, row_stride, index, position, check };
                 body.push(gather, dtype)
             }
             Op::Sum { axes, .. } => self.unrolled_reduction(body, id, axes, Binary::Add, map),
@@ -737,6 +773,19 @@ impl<'a> Lowering<'a> {
         total.unwrap_or_else(|| body.push(Expr::Const(0.0), node.dtype))
     }
 
+    /// The number of the program's range check of `op` over the index tensor `indices`
+    /// (registered on first use, so every kernel that recomputes the op shares it).
+    fn index_check(&mut self, op: &'static str, indices: NodeId, what: String, limit: Size) -> usize {
+        let check = IndexCheck { op, indices: self.nodes[indices.0].name.clone(), what, limit };
+        match self.program.checks.iter().position(|c| *c == check) {
+            Some(number) => number,
+            None => {
+                self.program.checks.push(check);
+                self.program.checks.len() - 1
+            }
+        }
+    }
+
     /// The index along a dim driven by `(loop, offset)`, as an `I64` expression.
     fn position(&self, body: &mut Body, (level, offset): (Option<usize>, i64)) -> ExprId {
         let offset_expr = body.push(Expr::Const(offset as f64), DType::I64);
@@ -760,6 +809,36 @@ fn broadcast_map(operand: &Shape, user: &Shape, map: &DimMap) -> DimMap {
             if stretched { (None, 0) } else { map[j + extra] }
         })
         .collect()
+}
+
+/// Every distinct shape a call computes: each node's (with its op's name) and each buffer's
+/// (copies of broadcast matmul operands have shapes of their own). A symbolic shape's element
+/// count is only known at a call, so the runtime checks them all there.
+fn call_shapes(nodes: &[Node], buffers: &[Buffer]) -> Vec<(&'static str, Shape)> {
+    let mut shapes: Vec<(&'static str, Shape)> = Vec::new();
+    let named = nodes.iter().map(|node| (node.op.name(), &node.shape));
+    for (op, shape) in named.chain(buffers.iter().map(|buffer| ("buffer", &buffer.shape))) {
+        if shape.dims().iter().any(|dim| matches!(dim, Dim::Sym(_))) && !shapes.iter().any(|(_, s)| s == shape) {
+            shapes.push((op, shape.clone()));
+        }
+    }
+    shapes
+}
+
+/// Every symbolic axis a needed maximum reduces, described (`axis 0 of [B, 3]`), with its size.
+fn maximum_axes(nodes: &[Node], symbols: &[String]) -> Vec<(String, Size)> {
+    let mut axes = Vec::new();
+    for node in nodes {
+        let Op::ReduceMax { axes: reduced, .. } = &node.op else { continue };
+        let shape = &nodes[node.inputs[0].0].shape;
+        for &axis in reduced {
+            if let Dim::Sym(name) = &shape.dims()[axis] {
+                let symbol = symbols.iter().position(|s| s == name).expect("bug in kiln: an unknown symbol");
+                axes.push((format!("axis {axis} of {shape}"), Size { factor: 1, symbols: vec![symbol] }));
+            }
+        }
+    }
+    axes
 }
 
 /// Ops a kernel can recompute at any index.

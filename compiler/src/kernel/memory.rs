@@ -91,7 +91,8 @@ fn update_in_place(program: &mut Program) {
 fn can_fail(kernel: &Kernel) -> bool {
     match kernel {
         Kernel::Loop(k) => k.body.iter().any(|(expr, dtype)| {
-            matches!(expr, Expr::Gather { .. }) || (matches!(expr, Expr::Binary(Binary::Div, ..)) && dtype.is_int())
+            matches!(expr, Expr::Gather { .. } | Expr::CheckIndex { .. })
+                || (matches!(expr, Expr::Binary(Binary::Div, ..)) && dtype.is_int())
         }),
         Kernel::MatMul(_) => false,
         Kernel::Scatter(_) => true,
@@ -175,7 +176,17 @@ mod tests {
         outputs: Vec<usize>,
         updates: Vec<(usize, usize)>,
     ) -> Program {
-        Program { symbols: vec![], buffers, kernels, outputs, updates, slots: vec![] }
+        Program {
+            symbols: vec![],
+            buffers,
+            kernels,
+            outputs,
+            updates,
+            slots: vec![],
+            checks: vec![],
+            shapes: vec![],
+            maximum_axes: vec![],
+        }
     }
 
     #[test]

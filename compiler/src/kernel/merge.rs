@@ -93,13 +93,18 @@ fn remap(expr: &Expr, map: &[ExprId]) -> Expr {
         Expr::Random { seed, distribution, counter, index } => {
             Expr::Random { seed: *seed, distribution: *distribution, counter: map[*counter], index: index.clone() }
         }
-        Expr::Gather { buffer, row, rows, row_stride, index } => Expr::Gather {
+        Expr::Gather { buffer, row, rows, row_stride, index, position, check } => Expr::Gather {
             buffer: *buffer,
             row: map[*row],
             rows: rows.clone(),
             row_stride: row_stride.clone(),
             index: index.clone(),
+            position: position.clone(),
+            check: *check,
         },
+        Expr::CheckIndex { value, limit, position, check } => {
+            Expr::CheckIndex { value: map[*value], limit: limit.clone(), position: position.clone(), check: *check }
+        }
         Expr::Load { .. } | Expr::Const(_) | Expr::Size(_) | Expr::LoopIndex(_) => expr.clone(),
     }
 }

@@ -117,7 +117,9 @@ pub enum Expr {
         index: Index,
     },
     /// A row of a table picked by a data-dependent index: `buffer[row · row_stride + index]`.
-    /// An index outside `0..rows` sets the kernel's status and reads row 0.
+    /// An index outside `0..rows` sets the kernel's status (naming `check` and the index's
+    /// `position`) and reads a harmless address instead: the status words, never the table,
+    /// which may have no rows at all.
     Gather {
         /// The table.
         buffer: usize,
@@ -129,7 +131,37 @@ pub enum Expr {
         row_stride: Size,
         /// Index within the row.
         index: Index,
+        /// Where the index sits in its own tensor (row-major), for the error message.
+        position: Index,
+        /// The program's [`IndexCheck`] this gather reports under.
+        check: usize,
     },
+    /// An integer `value`, passed through after checking that it lies in `0..limit`; outside,
+    /// the kernel reports `check` with the value and its `position` (a one-hot's class).
+    CheckIndex {
+        /// The integer (an `I64`).
+        value: ExprId,
+        /// Number of valid values.
+        limit: Size,
+        /// Where the value sits in its own tensor (row-major), for the error message.
+        position: Index,
+        /// The program's [`IndexCheck`] this check reports under.
+        check: usize,
+    },
+}
+
+/// A data-dependent range check of a program (a gather's rows, a one-hot's classes, a
+/// scatter's rows): what the runtime needs to word the error a kernel reports for it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct IndexCheck {
+    /// The op whose index is checked (`gather`, `one_hot`, `scatter_add`).
+    pub op: &'static str,
+    /// The index tensor's name, if it has one.
+    pub indices: Option<String>,
+    /// What the index counts (`rows of `table``, `classes`).
+    pub what: String,
+    /// Number of valid values.
+    pub limit: Size,
 }
 
 /// How a reduction kernel combines values.
@@ -210,6 +242,8 @@ pub struct ScatterKernel {
     pub rows: Size,
     /// Elements per row.
     pub row_len: Size,
+    /// The program's [`IndexCheck`] this scatter reports under.
+    pub check: usize,
 }
 
 /// One step of a program.
@@ -266,6 +300,14 @@ pub struct Program {
     pub updates: Vec<(usize, usize)>,
     /// For each buffer: the scratch slot holding it, for temporaries (see `plan_memory`).
     pub slots: Vec<Option<usize>>,
+    /// The range checks kernels report under, by number.
+    pub checks: Vec<IndexCheck>,
+    /// Every shape a call computes (of each node, `op` name first): the runtime checks that
+    /// none overflows under the bound symbols before any kernel runs.
+    pub shapes: Vec<(&'static str, Shape)>,
+    /// Symbolic axes a maximum is taken over (described for the error): the runtime refuses a
+    /// call that makes one empty, as the builder refuses a static empty one.
+    pub maximum_axes: Vec<(String, Size)>,
 }
 
 impl LoopKernel {

@@ -146,7 +146,8 @@ impl Program {
                 format!("random_{distribution:?}(seed={seed}, counter=v{counter}, at {})", self.index(index))
                     .to_lowercase()
             }
-            Expr::Gather { buffer, row, rows, row_stride, index } => format!(
+            Expr::CheckIndex { value, limit, .. } => format!("check_index(v{value} in 0..{})", self.size(limit)),
+            Expr::Gather { buffer, row, rows, row_stride, index, .. } => format!(
                 "gather b{buffer}[v{row} (of {}) * {} + {}]",
                 self.size(rows),
                 self.size(row_stride),

@@ -70,9 +70,29 @@ pub fn var<'g>(x: Tensor<'g>, axes: &[usize], keepdims: bool) -> Result<Tensor<'
     mean(centered.square()?, axes, keepdims)
 }
 
+/// Errors of the primitives a composite is built from, renamed after the composite the user
+/// called: a width mismatch in `layer_norm` is `layer_norm`'s error, not `mul`'s (the detail
+/// still says which primitive refused).
+fn in_layer<T>(layer: &'static str, result: Result<T>) -> Result<T> {
+    let rename =
+        |op: &'static str, detail: String| if op == layer { detail } else { format!("{detail} (in its `{op}`)") };
+    result.map_err(|error| match error {
+        Error::Shape { op, detail, location } => Error::Shape { op: layer, detail: rename(op, detail), location },
+        Error::DType { op, detail, location } => Error::DType { op: layer, detail: rename(op, detail), location },
+        Error::Axis { op, detail, location } => Error::Axis { op: layer, detail: rename(op, detail), location },
+        Error::Argument { op, detail, location } => Error::Argument { op: layer, detail: rename(op, detail), location },
+        other => other,
+    })
+}
+
 /// `log(softmax(x))` along `axis`, as `x - max - log Σ e^(x - max)`.
 #[track_caller]
 pub fn log_softmax(x: Tensor<'_>, axis: usize) -> Result<Tensor<'_>> {
+    in_layer("log_softmax", build_log_softmax(x, axis))
+}
+
+#[track_caller]
+fn build_log_softmax(x: Tensor<'_>, axis: usize) -> Result<Tensor<'_>> {
     let shifted = x.sub(x.max(&[axis], true)?)?;
     shifted.sub(shifted.exp()?.sum(&[axis], true)?.log()?)
 }
@@ -80,6 +100,11 @@ pub fn log_softmax(x: Tensor<'_>, axis: usize) -> Result<Tensor<'_>> {
 /// `e^x / Σ e^x` along `axis`, shifted by the max so no exponential overflows.
 #[track_caller]
 pub fn softmax(x: Tensor<'_>, axis: usize) -> Result<Tensor<'_>> {
+    in_layer("softmax", build_softmax(x, axis))
+}
+
+#[track_caller]
+fn build_softmax(x: Tensor<'_>, axis: usize) -> Result<Tensor<'_>> {
     let exp = x.sub(x.max(&[axis], true)?)?.exp()?;
     exp.div(exp.sum(&[axis], true)?)
 }
@@ -99,6 +124,12 @@ pub fn cross_entropy<'g>(logits: Tensor<'g>, labels: Tensor<'g>) -> Result<Tenso
         );
         return Err(Error::Shape { op: "cross_entropy", detail, location });
     };
+    in_layer("cross_entropy", build_cross_entropy(logits, labels, classes))
+}
+
+#[track_caller]
+fn build_cross_entropy<'g>(logits: Tensor<'g>, labels: Tensor<'g>, classes: usize) -> Result<Tensor<'g>> {
+    let rank = logits.rank();
     let picked = labels.one_hot(classes)?.cast(logits.dtype())?.mul(log_softmax(logits, rank - 1)?)?;
     mean_all(picked.sum(&[rank - 1], false)?)?.neg()
 }
@@ -126,6 +157,16 @@ pub fn layer_norm<'g>(x: Tensor<'g>, gamma: Tensor<'g>, beta: Tensor<'g>, eps: f
         let detail = "needs at least one dim, got a scalar".to_string();
         return Err(Error::Shape { op: "layer_norm", detail, location });
     };
+    in_layer("layer_norm", build_layer_norm(x, last, (gamma, beta), eps))
+}
+
+#[track_caller]
+fn build_layer_norm<'g>(
+    x: Tensor<'g>,
+    last: usize,
+    (gamma, beta): (Tensor<'g>, Tensor<'g>),
+    eps: f64,
+) -> Result<Tensor<'g>> {
     let centered = x.sub(mean(x, &[last], true)?)?;
     let inv_std = var(x, &[last], true)?.add(eps)?.sqrt()?.recip()?;
     centered.mul(inv_std)?.mul(gamma)?.add(beta)

@@ -10,7 +10,7 @@ use std::cell::{Cell, RefCell};
 use std::fmt::{self, Write as _};
 use std::rc::Rc;
 
-use crate::error::{Error, Result};
+use crate::error::{Error, Location, Result};
 use crate::graph::{DType, Graph, Init, Op, Shape, SparseParam, Tensor};
 
 /// What an initializer rule sees of a param about to be declared.
@@ -233,6 +233,10 @@ impl<'g> Embedding<'g> {
     /// Declares the table in `scope`.
     #[track_caller]
     pub fn build(scope: &Scope<'g, '_>, count: usize, dim: usize) -> Result<Embedding<'g>> {
+        if count == 0 {
+            let detail = format!("`{}` would have no rows: an embedding needs at least one", scope.prefix());
+            return Err(Error::Argument { op: "Embedding", detail, location: Location::caller() });
+        }
         let weight = scope.param("weight", &[count, dim], Init::Normal { mean: 0.0, std: 1.0 })?;
         Ok(Embedding { weight })
     }

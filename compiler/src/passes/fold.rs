@@ -27,7 +27,8 @@ pub fn fold_constants(graph: &Graph, outputs: &[NodeId]) -> Rooted {
         }
         let operands = node.inputs.iter().map(|&id| known_value(new, id)).collect::<Option<Vec<Value>>>()?;
         let operands: Vec<&Value> = operands.iter().collect();
-        let context = Context { symbols: &symbols, dtype: node.dtype, shape };
+        let names = vec![None; node.inputs.len()];
+        let context = Context { symbols: &symbols, dtype: node.dtype, shape, names };
         let value = evaluate(&node.op, &operands, &context).ok()?;
         // A result with one value throughout stays a fill: later stages recompute it for free
         // instead of reading a tensor of copies.
