@@ -1,12 +1,14 @@
 //! Compiled functions: Theano's `function(inputs, outputs, updates)`, run on native code.
 
-use std::time::Duration;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
 
 use kiln_compiler::codegen::{
-    self, CompiledProgram, STATUS_DIVISION_BY_ZERO, STATUS_GEMM_FAILED, STATUS_INDEX_OUT_OF_RANGE,
+    self, CompiledProgram, STATUS_DIVISION_BY_ZERO, STATUS_GEMM_FAILED, STATUS_INDEX_OUT_OF_RANGE, Tier,
 };
-use kiln_compiler::compile::compile_with;
+use kiln_compiler::compile::lower_to_kernels;
 use kiln_compiler::kernel::{Kernel, Role};
+use kiln_compiler::native;
 use kiln_compiler::{DType, Data, Dim, Error, Graph, Location, ParamStore, Result, Tensor, Value};
 
 use crate::pool::{Call, Pool};
@@ -44,6 +46,11 @@ pub struct Function {
     /// Time spent in each kernel over all calls, when `KILN_PROFILE` is set.
     profile: Option<Vec<Duration>>,
     calls: u64,
+    /// The tier asked for at compilation, and the code generator options.
+    tier: Tier,
+    options: codegen::Options,
+    /// On [`Tier::Auto`], the native tier compiling in the background.
+    pending: Option<JoinHandle<Result<CompiledProgram>>>,
 }
 
 impl std::fmt::Debug for Function {
@@ -69,7 +76,9 @@ pub fn function<'g>(
 
 /// [`function`] with code generator options. `Options { gemm: false, fma }` with the `fma`
 /// of an export target computes exactly the bits of the artifact exported for that target
-/// (see `kiln_runtime::export`).
+/// (see `kiln_runtime::export`) on [`Tier::Jit`].
+///
+/// Tier: `KILN_TIER` (`jit`, `native`, `auto`), else [`Tier::Auto`]; see [`function_on`].
 #[track_caller]
 pub fn function_with<'g>(
     graph: &'g Graph,
@@ -78,9 +87,28 @@ pub fn function_with<'g>(
     updates: &[(Tensor<'g>, Tensor<'g>)],
     options: &codegen::Options,
 ) -> Result<Function> {
+    function_on(Tier::from_env(), graph, inputs, outputs, updates, options)
+}
+
+/// [`function_with`] on `tier`: [`Tier::Jit`] (Cranelift only), [`Tier::Native`] (the vector-C
+/// tier, built by the system C compiler before this returns) or [`Tier::Auto`] (Cranelift
+/// first; after the first call the native tier compiles on a background thread and takes over
+/// between two calls, with the params and optimizer state where they are).
+#[track_caller]
+pub fn function_on<'g>(
+    tier: Tier,
+    graph: &'g Graph,
+    inputs: &[Tensor<'g>],
+    outputs: &[Tensor<'g>],
+    updates: &[(Tensor<'g>, Tensor<'g>)],
+    options: &codegen::Options,
+) -> Result<Function> {
     let location = Location::caller();
-    let compiled = compile_with(graph, outputs, updates, options)?;
-    let program = &compiled.program.program;
+    let started = Instant::now();
+    let program = lower_to_kernels(graph, outputs, updates)?;
+    let compiled = native::compile_on(program, options, tier)?;
+    let compile_time = started.elapsed();
+    let program = &compiled.program;
     let mut input_names = Vec::with_capacity(inputs.len());
     for input in inputs {
         let name = match graph.node(input.id()?).op {
@@ -114,12 +142,15 @@ pub fn function_with<'g>(
     let mut function = Function {
         memory: vec![Vec::new(); program.buffers.len()],
         scratch: vec![Vec::new(); program.slots.iter().flatten().map(|&slot| slot + 1).max().unwrap_or(0)],
-        compiled: compiled.program,
-        compile_time: compiled.time,
+        compiled,
+        compile_time,
         inputs: positional,
         pool: Pool::new(threads),
         profile,
         calls: 0,
+        tier,
+        options: *options,
+        pending: None,
     };
     function.set_params(&ParamStore::init(graph, 0))?;
     function.load_constants();
@@ -127,6 +158,65 @@ pub fn function_with<'g>(
 }
 
 impl Function {
+    /// The tier whose kernels the next call runs ([`Tier::Jit`] or [`Tier::Native`]).
+    pub fn tier(&self) -> Tier {
+        self.compiled.tier
+    }
+
+    /// On [`Tier::Auto`]: waits for the native tier compiling in the background and switches
+    /// to it (starting it first if no call has yet). Returns the tier now running. A C
+    /// compiler error is returned, and the function stays on the JIT.
+    pub fn finish_tiering(&mut self) -> Result<Tier> {
+        if self.tier == Tier::Auto && self.pending.is_none() && self.compiled.tier == Tier::Jit {
+            self.start_native();
+        }
+        if let Some(pending) = self.pending.take() {
+            let compiled =
+                pending.join().map_err(|_| Error::Bug("the native tier's compile thread panicked".into()))?;
+            self.adopt(compiled?);
+        }
+        Ok(self.compiled.tier)
+    }
+
+    /// Starts compiling the native tier on a background thread (once).
+    fn start_native(&mut self) {
+        self.tier = Tier::Jit; // never again
+        if native::c_compiler().is_none() {
+            native::say_no_compiler();
+            return;
+        }
+        let (program, options) = (self.compiled.program.clone(), self.options);
+        let spawned = std::thread::Builder::new()
+            .name("kiln-native-tier".into())
+            .spawn(move || native::compile(program, &options));
+        self.pending = spawned.ok();
+    }
+
+    /// Between two calls: switches to the native tier if its background compile has finished.
+    fn poll_native(&mut self) {
+        if !self.pending.as_ref().is_some_and(JoinHandle::is_finished) {
+            return;
+        }
+        match self.pending.take().map(JoinHandle::join) {
+            Some(Ok(Ok(compiled))) => self.adopt(compiled),
+            Some(Ok(Err(error))) => eprintln!("kiln: the native tier failed to build, staying on Cranelift: {error}"),
+            _ => eprintln!("kiln: the native tier's compile thread panicked, staying on Cranelift"),
+        }
+    }
+
+    /// Runs `compiled` (the same kernel program, compiled by the native tier) from now on:
+    /// buffers, params and optimizer state stay where they are.
+    fn adopt(&mut self, compiled: CompiledProgram) {
+        if std::env::var("KILN_DUMP").is_ok_and(|levels| levels.split(',').any(|l| l == "native" || l == "tier")) {
+            eprintln!(
+                "== kiln: switched to the native tier after {} calls ({} kernels)",
+                self.calls,
+                compiled.kernels.len()
+            );
+        }
+        self.compiled = compiled;
+    }
+
     /// How long compilation took (passes, lowering, code generation).
     pub fn compile_time(&self) -> Duration {
         self.compile_time
@@ -219,6 +309,15 @@ impl Function {
     /// and then applies the updates. Every input is checked (dtype, rank, sizes, symbolic dims
     /// consistent across inputs) before any kernel runs.
     pub fn call(&mut self, inputs: &[Value]) -> Result<Vec<Value>> {
+        self.poll_native();
+        let outputs = self.run(inputs)?;
+        if self.tier == Tier::Auto && self.calls == 1 {
+            self.start_native();
+        }
+        Ok(outputs)
+    }
+
+    fn run(&mut self, inputs: &[Value]) -> Result<Vec<Value>> {
         let symbols = self.bind_symbols(inputs)?;
         let program = &self.compiled.program;
         // Size every scratch slot for its largest buffer, then copy the inputs in.

@@ -12,7 +12,9 @@ use std::time::{Duration, Instant};
 use kiln_compiler::{Error, Graph, ParamStore, Result, Tensor, Value};
 
 use crate::checkpoint::Checkpoint;
-use crate::function::{Function, function};
+use kiln_compiler::codegen::{Options, Tier};
+
+use crate::function::{Function, function_on};
 use crate::optim::{LrSchedule, Optimizer, Schedule};
 use crate::progress::Progress;
 
@@ -143,9 +145,22 @@ pub struct Trainer {
 
 impl Trainer {
     /// Builds the training step of `objective` (gradients of every trainable param, the
-    /// optimizer's updates) and compiles it.
+    /// optimizer's updates) and compiles it, on the tier `KILN_TIER` names, else
+    /// [`Tier::Auto`] (see [`Trainer::new_on`]).
     #[track_caller]
     pub fn new<'g>(graph: &'g Graph, objective: &Objective<'g>, settings: &Settings<'_>) -> Result<Trainer> {
+        Trainer::new_on(Tier::from_env(), graph, objective, settings)
+    }
+
+    /// [`Trainer::new`] on `tier`. On [`Tier::Auto`] the step switches to the native tier
+    /// when it is ready; the steps that also compute diagnostics stay on the JIT.
+    #[track_caller]
+    pub fn new_on<'g>(
+        tier: Tier,
+        graph: &'g Graph,
+        objective: &Objective<'g>,
+        settings: &Settings<'_>,
+    ) -> Result<Trainer> {
         let trainable: Vec<(Tensor<'g>, String)> =
             graph.params().into_iter().filter(|(_, _, trainable)| *trainable).map(|(t, name, _)| (t, name)).collect();
         let params: Vec<Tensor<'g>> = trainable.iter().map(|(t, _)| *t).collect();
@@ -156,9 +171,11 @@ impl Trainer {
         inputs.extend([schedule.lr, schedule.step]);
         let mut outputs = vec![objective.loss];
         outputs.extend(objective.metrics.iter().map(|(_, metric)| *metric));
-        let lean = function(graph, &inputs, &outputs, &updates)?;
+        let options = Options::default();
+        let lean = function_on(tier, graph, &inputs, &outputs, &updates, &options)?;
         outputs.extend(&grads);
-        let diagnostic = function(graph, &inputs, &outputs, &updates)?;
+        let diagnostic_tier = if tier == Tier::Auto { Tier::Jit } else { tier };
+        let diagnostic = function_on(diagnostic_tier, graph, &inputs, &outputs, &updates, &options)?;
         Ok(Trainer {
             lean,
             diagnostic,

@@ -82,7 +82,7 @@ fn refuse<T>(detail: String) -> Result<T> {
     Err(Error::Export { detail: format!("the C printer: {detail}") })
 }
 
-fn c_type(dtype: DType) -> &'static str {
+pub(crate) fn c_type(dtype: DType) -> &'static str {
     match dtype {
         DType::F32 => "float",
         DType::F64 => "double",
@@ -130,7 +130,7 @@ fn weight_values(dtype: DType, bytes: &[u8]) -> Vec<String> {
 }
 
 /// A size as a C expression.
-fn size(size: &Size) -> String {
+pub(crate) fn size(size: &Size) -> String {
     let mut text = format!("{}LL", size.factor);
     for symbol in &size.symbols {
         let _ = write!(text, " * sizes[{symbol}]");
@@ -139,7 +139,7 @@ fn size(size: &Size) -> String {
 }
 
 /// The element offset of `index` with loop indices `i0, i1, ...` (levels in `zero` are 0).
-fn offset(index: &Index, zero: &[usize]) -> String {
+pub(crate) fn offset(index: &Index, zero: &[usize]) -> String {
     let mut terms: Vec<String> = index.base.iter().map(size).collect();
     for (level, stride) in index.strides.iter().enumerate() {
         if stride.as_fixed() != Some(0) && !zero.contains(&level) {
@@ -149,11 +149,11 @@ fn offset(index: &Index, zero: &[usize]) -> String {
     if terms.is_empty() { "0".into() } else { terms.join(" + ") }
 }
 
-fn buffer(program: &Program, buffer: usize) -> String {
+pub(crate) fn buffer(program: &Program, buffer: usize) -> String {
     format!("(({} *)buffers[{buffer}])", c_type(program.buffers[buffer].dtype))
 }
 
-fn float_literal(value: f64, dtype: DType) -> String {
+pub(crate) fn float_literal(value: f64, dtype: DType) -> String {
     match dtype {
         DType::F32 if (value as f32).is_finite() => format!("{:e}f", value as f32),
         DType::F64 if value.is_finite() => format!("{value:e}"),
@@ -259,7 +259,7 @@ fn loop_kernel(out: &mut String, program: &Program, kernel: &LoopKernel, depth: 
 }
 
 /// One body expression as `const T t{id} = ...;` (or a small block, for division and gathers).
-fn expression(
+pub(crate) fn expression(
     out: &mut String,
     program: &Program,
     kernel: &LoopKernel,
