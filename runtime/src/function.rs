@@ -13,6 +13,13 @@ use kiln_compiler::{DType, Data, Dim, Error, Graph, Location, ParamStore, Result
 
 use crate::pool::{Call, Pool};
 
+/// On [`Tier::Auto`], the calls after which the native tier starts compiling in the background:
+/// a function called only a few times (a test, an evaluation) never runs the C compiler.
+pub const AUTO_START_CALL: u64 = 8;
+
+/// On [`Tier::Auto`], the calls run on the JIT before the native tier takes over.
+pub const AUTO_SWITCH_CALL: u64 = 64;
+
 /// A graph compiled to native code, called many times with fed values.
 ///
 /// Params live inside the function between calls; `updates` overwrite them after each call,
@@ -163,24 +170,27 @@ impl Function {
         self.compiled.tier
     }
 
-    /// On [`Tier::Auto`]: waits for the native tier compiling in the background and switches
-    /// to it (starting it first if no call has yet). Returns the tier now running. A C
-    /// compiler error is returned, and the function stays on the JIT.
+    /// On [`Tier::Auto`]: switches to the native tier now (starting its compile if it has not
+    /// started, and waiting for it), instead of at call [`AUTO_SWITCH_CALL`]. Returns the tier
+    /// now running. A C compiler error is returned, and the function stays on the JIT.
     pub fn finish_tiering(&mut self) -> Result<Tier> {
-        if self.tier == Tier::Auto && self.pending.is_none() && self.compiled.tier == Tier::Jit {
+        if self.tier == Tier::Auto {
             self.start_native();
-        }
-        if let Some(pending) = self.pending.take() {
-            let compiled =
-                pending.join().map_err(|_| Error::Bug("the native tier's compile thread panicked".into()))?;
-            self.adopt(compiled?);
+            self.tier = Tier::Jit;
+            if let Some(pending) = self.pending.take() {
+                let compiled =
+                    pending.join().map_err(|_| Error::Bug("the native tier's compile thread panicked".into()))?;
+                self.adopt(compiled?);
+            }
         }
         Ok(self.compiled.tier)
     }
 
     /// Starts compiling the native tier on a background thread (once).
     fn start_native(&mut self) {
-        self.tier = Tier::Jit; // never again
+        if self.pending.is_some() || self.compiled.tier == Tier::Native {
+            return;
+        }
         if native::c_compiler().is_none() {
             native::say_no_compiler();
             return;
@@ -192,15 +202,15 @@ impl Function {
         self.pending = spawned.ok();
     }
 
-    /// Between two calls: switches to the native tier if its background compile has finished.
-    fn poll_native(&mut self) {
-        if !self.pending.as_ref().is_some_and(JoinHandle::is_finished) {
-            return;
-        }
+    /// Switches to the native tier, waiting for its compile if needed; a build error is
+    /// printed and the function stays on the JIT.
+    fn switch_to_native(&mut self) {
+        self.tier = Tier::Jit;
         match self.pending.take().map(JoinHandle::join) {
             Some(Ok(Ok(compiled))) => self.adopt(compiled),
             Some(Ok(Err(error))) => eprintln!("kiln: the native tier failed to build, staying on Cranelift: {error}"),
-            _ => eprintln!("kiln: the native tier's compile thread panicked, staying on Cranelift"),
+            Some(Err(_)) => eprintln!("kiln: the native tier's compile thread panicked, staying on Cranelift"),
+            None => {}
         }
     }
 
@@ -308,13 +318,19 @@ impl Function {
     /// Runs the function on `inputs` (in the order given at compilation), returns the outputs
     /// and then applies the updates. Every input is checked (dtype, rank, sizes, symbolic dims
     /// consistent across inputs) before any kernel runs.
+    ///
+    /// On [`Tier::Auto`], the native tier starts compiling in the background before call
+    /// [`AUTO_START_CALL`]` + 1` and runs from call [`AUTO_SWITCH_CALL`]` + 1` on (that call
+    /// waits for it if it is not ready): the switch happens at the same call in every run, so
+    /// runs on `Auto` are reproducible too.
     pub fn call(&mut self, inputs: &[Value]) -> Result<Vec<Value>> {
-        self.poll_native();
-        let outputs = self.run(inputs)?;
-        if self.tier == Tier::Auto && self.calls == 1 {
+        if self.tier == Tier::Auto && self.calls >= AUTO_START_CALL {
             self.start_native();
+            if self.calls >= AUTO_SWITCH_CALL {
+                self.switch_to_native();
+            }
         }
-        Ok(outputs)
+        self.run(inputs)
     }
 
     fn run(&mut self, inputs: &[Value]) -> Result<Vec<Value>> {

@@ -22,6 +22,6 @@ mod progress;
 mod trainer;
 
 pub use checkpoint::Checkpoint;
-pub use function::{Function, function, function_on, function_with};
+pub use function::{AUTO_START_CALL, AUTO_SWITCH_CALL, Function, function, function_on, function_with};
 pub use kiln_compiler::ParamStore;
 pub use trainer::{Diagnostics, Histogram, Objective, ParamScale, Report, Settings, Trainer, occasionally};

@@ -111,9 +111,9 @@ pub enum Tier {
     /// [`crate::native`]): seconds to compile (or milliseconds from the cache), the host's
     /// widest vectors. Without a C compiler the program stays on the JIT (said once).
     Native,
-    /// The JIT first; the native tier is compiled on a background thread once the first call
-    /// has run, and takes over between two calls when it is ready (see the runtime's
-    /// `Function`).
+    /// The JIT first; the native tier compiles on a background thread after the first few
+    /// calls and takes over between two calls, at the same call in every run (see the
+    /// runtime's `Function::call`).
     #[default]
     Auto,
 }
