@@ -25,6 +25,12 @@ static inline vl kiln_lanes(void) { vl v; for (int l = 0; l < KILN_LANES; l++) v
 static inline vf kiln_load(const float *p, int64_t stride, int64_t count) {
     vf v = {};
     if (stride == 1 && count == KILN_LANES) { memcpy(&v, p, sizeof v); return v; }
+    if (stride == 2 && count == KILN_LANES) {
+        vf low, high;
+        memcpy(&low, p, sizeof low);
+        memcpy(&high, p + KILN_LANES - 1, sizeof high);
+        return __builtin_shufflevector(low, high, KILN_EVEN_LANES);
+    }
     for (int64_t l = 0; l < count; l++) v[l] = p[l * stride];
     return v;
 }

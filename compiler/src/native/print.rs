@@ -38,6 +38,11 @@ pub(super) struct RangeShape {
 /// Matmuls of at least `gemm_min_work` multiply-adds call the GEMM when `gemm` is set.
 pub(super) fn print(program: &Program, lanes: usize, gemm: Option<i64>) -> Result<(String, Vec<RangeShape>)> {
     let mut out = format!("/* kiln native tier: {} kernels. */\n#define KILN_LANES {lanes}\n", program.kernels.len());
+    // Lanes 0, 2, ... of `p[0..2·lanes-1]` from two loads, `p[0..lanes]` and `p[lanes-1..2·lanes-1]`
+    // (so nothing past the last element read is touched): a load of stride 2.
+    let even: Vec<String> = (0..lanes / 2).map(|l| (2 * l).to_string()).collect();
+    let odd: Vec<String> = (0..lanes / 2).map(|l| (lanes + 2 * l + 1).to_string()).collect();
+    let _ = writeln!(out, "#define KILN_EVEN_LANES {}, {}", even.join(", "), odd.join(", "));
     out.push_str(include_str!("prelude.h"));
     out.push_str(&tiles());
     let mut shapes = Vec::with_capacity(program.kernels.len());
@@ -66,9 +71,22 @@ pub(super) fn print(program: &Program, lanes: usize, gemm: Option<i64>) -> Resul
     Ok((out, shapes))
 }
 
-/// The level in the lanes: the innermost loop, if the body has a vector form there.
+/// The level in the lanes: the innermost loop, if the body has a vector form there, except
+/// that an elementwise kernel whose innermost loop is too short to fill a quarter of a vector
+/// (two classes, four coordinates) puts rows in the lanes: the loop around it.
 fn vector_level(kernel: &LoopKernel) -> Option<(usize, Vec<bool>)> {
-    let level = kernel.loops.len().checked_sub(1)?;
+    let innermost = kernel.loops.len().checked_sub(1)?;
+    let short = kernel.loops[innermost].as_fixed().is_some_and(|extent| extent <= 4);
+    if kernel.reduce.is_none() && innermost > 0 && short {
+        if let Some(rows) = vector_plan(kernel, innermost - 1) {
+            return Some(rows);
+        }
+    }
+    vector_plan(kernel, innermost)
+}
+
+/// The vector form of `kernel` with `level` in the lanes, if it has one.
+fn vector_plan(kernel: &LoopKernel, level: usize) -> Option<(usize, Vec<bool>)> {
     let reduced_value = kernel.reduce.map(|_| kernel.body[kernel.stores[0].0].1);
     if reduced_value.is_some_and(|dtype| dtype != DType::F32) {
         return None;
@@ -171,7 +189,7 @@ fn loop_kernel(
             let (value, target, index) = &kernel.stores[0];
             let place = format!("{} + {}", buffer(program, *target), crate::export::c_source::offset(index, &[]));
             if lanes {
-                let stride = size(&index.strides[levels - 1]);
+                let stride = size(&index.strides[vector.unwrap_or(levels - 1)]);
                 let current = format!("kiln_load({place}, {stride}, count)");
                 let combined = combine(op, &current, &body.lanes(*value), true);
                 let _ = writeln!(out, "{}kiln_store({place}, {stride}, count, {combined});", pad(d));
@@ -206,7 +224,7 @@ fn loop_kernel(
             for (value, target, index) in &kernel.stores {
                 let place = format!("{} + {}", buffer(program, *target), crate::export::c_source::offset(index, &[]));
                 if lanes {
-                    let stride = size(&index.strides[levels - 1]);
+                    let stride = size(&index.strides[vector.unwrap_or(levels - 1)]);
                     let function = match program.buffers[*target].dtype {
                         DType::F32 => "kiln_store",
                         DType::I32 => "kiln_store_i32",
