@@ -134,7 +134,7 @@ impl Tier {
 #[allow(dead_code)]
 pub(crate) enum Code {
     /// Cranelift's executable memory.
-    Jit(JITModule),
+    Jit(Box<JITModule>),
     /// A shared library built by the native tier.
     Native(crate::native::Library),
 }
@@ -225,7 +225,7 @@ pub fn compile_with(program: Program, options: &Options) -> Result<CompiledProgr
             CompiledKernel { name: kernel.name, chunks, splittable, function }
         })
         .collect();
-    Ok(CompiledProgram { program, kernels, tier: Tier::Jit, _code: Code::Jit(module) })
+    Ok(CompiledProgram { program, kernels, tier: Tier::Jit, _code: Code::Jit(Box::new(module)) })
 }
 
 /// A kernel defined in a module, not yet finalized.

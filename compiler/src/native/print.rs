@@ -77,10 +77,12 @@ pub(super) fn print(program: &Program, lanes: usize, gemm: Option<i64>) -> Resul
 fn vector_level(kernel: &LoopKernel) -> Option<(usize, Vec<bool>)> {
     let innermost = kernel.loops.len().checked_sub(1)?;
     let short = kernel.loops[innermost].as_fixed().is_some_and(|extent| extent <= 4);
-    if kernel.reduce.is_none() && innermost > 0 && short {
-        if let Some(rows) = vector_plan(kernel, innermost - 1) {
-            return Some(rows);
-        }
+    if kernel.reduce.is_none()
+        && innermost > 0
+        && short
+        && let Some(rows) = vector_plan(kernel, innermost - 1)
+    {
+        return Some(rows);
     }
     vector_plan(kernel, innermost)
 }
