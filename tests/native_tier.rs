@@ -144,3 +144,35 @@ fn a_c_compiler_error_names_the_source_and_carries_the_message() {
     assert!(!library.exists());
     let _ = std::fs::remove_dir_all(&folder);
 }
+
+/// The distance between two `f32`s in units in the last place (±0 are one value).
+fn ulps(a: f32, b: f32) -> u32 {
+    let ordered = |x: f32| {
+        let bits = x.to_bits() as i32;
+        if bits < 0 { i32::MIN.wrapping_sub(bits) } else { bits }
+    };
+    ordered(a).abs_diff(ordered(b))
+}
+
+#[test]
+fn the_transcendentals_of_the_two_tiers_agree_within_two_ulp() -> Result<()> {
+    if !has_compiler() {
+        return Ok(());
+    }
+    let g = Graph::new();
+    let x = g.input("x", [Dim::sym("N")])?;
+    let positive = (x.abs()? + 1e-30).log()?;
+    let outputs = [x.exp()?, positive, x.sin()?, x.cos()?, x.tanh()?];
+    let n = 200_000;
+    let values: Vec<f32> = (0..n).map(|i| (i as f32 - n as f32 / 2.0) * 1e-3).collect();
+    let feed = [Value::f32([n], values)];
+    let options = Options::default();
+    let jit = function_on(Tier::Jit, &g, &[x], &outputs, &[], &options)?.call(&feed)?;
+    let native = function_on(Tier::Native, &g, &[x], &outputs, &[], &options)?.call(&feed)?;
+    for (function, (a, b)) in ["exp", "log", "sin", "cos", "tanh"].iter().zip(jit.iter().zip(&native)) {
+        let (a, b) = (a.to_f64_vec(), b.to_f64_vec());
+        let worst = a.iter().zip(&b).map(|(x, y)| ulps(*x as f32, *y as f32)).max().unwrap_or(0);
+        assert!(worst <= 2, "{function}: the tiers differ by {worst} ulp");
+    }
+    Ok(())
+}
