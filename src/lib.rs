@@ -33,9 +33,11 @@ pub use kiln_compiler::{
     Result, RowGradient, Shape, SparseParam, Tensor, Value, check_gradients, layers,
 };
 
+/// The code generator tiers (Cranelift, native vector C, or both).
+pub use kiln_compiler::codegen::Tier;
 pub use kiln_runtime::{
     Checkpoint, Diagnostics, Function, Histogram, IfDiverged, Objective, ParamScale, Report, Settings, Trainer,
-    function,
+    function, function_on,
 };
 pub use kiln_runtime::{export, optim, plot, text};
 

@@ -1,7 +1,12 @@
 //! kiln-bench: the workloads W1–W6 of the shared benchmark definition, built with kiln's
 //! function API and timed.
 //!
-//! `cargo run --release -p kiln-bench -- <w1|w2|w3|w4|w5|w6|all|matmul> [--threads N] [--repeat N]`
+//! `cargo run --release -p kiln-bench -- <w1|w2|w3|w4|w5|w6|all|matmul|compile> [--threads N] [--repeat N]
+//! [--tier jit|native|auto]`
+//!
+//! `--tier` picks the code generator of the workloads (as `KILN_TIER` does; default `auto`,
+//! which switches to the native tier after 64 steps). `compile` prints each workload's compile
+//! time on each tier: the JIT, the native tier cold (an empty cache folder) and from the cache.
 //!
 //! `w6` prints two lines: W6 (`"workload":"w6"`, a 100,000-row table) and the same model with a
 //! 1,000,000-row table (`"workload":"w6-1m"`); a sparse step's cost follows the rows touched, so
@@ -21,6 +26,7 @@ use std::time::Instant;
 
 mod export;
 
+use kiln::Tier;
 use kiln::prelude::*;
 use kiln_bench as workloads;
 use kiln_bench::normal_values;
@@ -206,6 +212,39 @@ fn matmul_paths(threads: usize) {
     unsafe { std::env::remove_var("KILN_GEMM_MIN_WORK") };
 }
 
+/// Compile time of each workload's step on each tier: the JIT, the native tier cold (in an
+/// empty cache folder) and cached (the same program again).
+fn compile_times() -> Result<()> {
+    type Build = for<'g> fn(&'g Graph) -> Result<workloads::Step<'g>>;
+    let cache = std::env::temp_dir().join(format!("kiln-bench-cache-{}", std::process::id()));
+    // SAFETY: no other thread reads the environment while it is set.
+    unsafe { std::env::set_var("KILN_CACHE", &cache) };
+    let steps: [(&str, Build); 5] = [
+        ("w1", |g| workloads::seed_mlp(g, 10_000, false)),
+        ("w2", |g| workloads::seed_mlp(g, 10_000, true)),
+        ("w3", |g| workloads::mlp_infer(g, 10_000)),
+        ("w4", workloads::wide_mlp),
+        ("w5", workloads::char_title),
+    ];
+    for (name, build) in steps {
+        for (tier, label) in [(Tier::Jit, "jit"), (Tier::Native, "native_cold"), (Tier::Native, "native_cached")] {
+            let g = Graph::new();
+            let step = build(&g)?;
+            let started = Instant::now();
+            let options = kiln::compiler::codegen::Options::default();
+            let f = kiln::function_on(tier, &g, &step.inputs, &step.outputs, &step.updates, &options)?;
+            let compile_ms = started.elapsed().as_secs_f64() * 1e3;
+            println!(
+                r#"{{"workload":"compile","step":"{name}","tier":"{label}","compile_ms":{compile_ms:.1},"kernels":{},"running":"{:?}"}}"#,
+                f.kernel_count(),
+                f.tier()
+            );
+        }
+    }
+    let _ = std::fs::remove_dir_all(&cache);
+    Ok(())
+}
+
 fn report(run: Result<Run>, threads: usize) {
     match run {
         Ok(r) => println!(
@@ -226,11 +265,13 @@ fn main() {
     let mut workload = None;
     let mut threads = None;
     let mut repeat = 1;
+    let mut tier = None;
     let mut i = 0;
     while i < args.len() {
         match args[i].as_str() {
             "--threads" => threads = args.get(i + 1).and_then(|v| v.parse().ok()),
             "--repeat" => repeat = args.get(i + 1).and_then(|v| v.parse().ok()).unwrap_or(1),
+            "--tier" => tier = args.get(i + 1).cloned(),
             name => {
                 workload = Some(name.to_string());
                 i += 1;
@@ -240,9 +281,19 @@ fn main() {
         i += 2;
     }
     let Some(workload) = workload else {
-        eprintln!("usage: kiln-bench <w1|w2|w3|w4|w5|w6|all|matmul|export> [--threads N] [--repeat N]");
+        eprintln!(
+            "usage: kiln-bench <w1|w2|w3|w4|w5|w6|all|matmul|export|compile> [--threads N] [--repeat N] [--tier jit|native|auto]"
+        );
         std::process::exit(2);
     };
+    if let Some(tier) = &tier {
+        if !["jit", "native", "auto"].contains(&tier.as_str()) {
+            eprintln!("unknown tier `{tier}`; expected jit, native or auto");
+            std::process::exit(2);
+        }
+        // SAFETY: set before any other thread exists; functions read it when they are built.
+        unsafe { std::env::set_var("KILN_TIER", tier) };
+    }
     // Functions read KILN_THREADS when they are built.
     let threads = threads.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, usize::from));
     // SAFETY: set before any other thread exists.
@@ -262,6 +313,12 @@ fn main() {
                     report(word_tags("w6-1m", 1_000_000), threads);
                 }
                 "matmul" => matmul_paths(threads),
+                "compile" => {
+                    if let Err(e) = compile_times() {
+                        eprintln!("compile benchmark failed: {e}");
+                        std::process::exit(1);
+                    }
+                }
                 "export" => {
                     if let Err(e) = export::run() {
                         eprintln!("export benchmark failed: {e}");

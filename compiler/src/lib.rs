@@ -16,6 +16,7 @@ pub mod graph;
 pub mod interp;
 pub mod kernel;
 pub mod layers;
+pub mod native;
 pub mod passes;
 pub mod random;
 pub mod value;

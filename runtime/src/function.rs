@@ -1,16 +1,26 @@
 //! Compiled functions: Theano's `function(inputs, outputs, updates)`, run on native code.
 
-use std::time::Duration;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
 
 use kiln_compiler::codegen::{
     self, CompiledProgram, KernelStatus, STATUS_DIVISION_BY_ZERO, STATUS_GEMM_FAILED, STATUS_INDEX_OUT_OF_RANGE,
+    Tier,
 };
-use kiln_compiler::compile::compile_with;
+use kiln_compiler::compile::lower_to_kernels;
 use kiln_compiler::graph::{MAX_ELEMENTS, checked_numel};
 use kiln_compiler::kernel::{Kernel, Program, Role};
+use kiln_compiler::native;
 use kiln_compiler::{DType, Data, Dim, Error, Graph, Location, ParamStore, Result, Tensor, Value};
 
 use crate::pool::{Call, Pool};
+
+/// On [`Tier::Auto`], the calls after which the native tier starts compiling in the background:
+/// a function called only a few times (a test, an evaluation) never runs the C compiler.
+pub const AUTO_START_CALL: u64 = 8;
+
+/// On [`Tier::Auto`], the calls run on the JIT before the native tier takes over.
+pub const AUTO_SWITCH_CALL: u64 = 64;
 
 /// A graph compiled to native code, called many times with fed values.
 ///
@@ -48,6 +58,11 @@ pub struct Function {
     /// Time spent in each kernel over all calls, when `KILN_PROFILE` is set.
     profile: Option<Vec<Duration>>,
     calls: u64,
+    /// The tier asked for at compilation, and the code generator options.
+    tier: Tier,
+    options: codegen::Options,
+    /// On [`Tier::Auto`], the native tier compiling in the background.
+    pending: Option<JoinHandle<Result<CompiledProgram>>>,
 }
 
 impl std::fmt::Debug for Function {
@@ -73,7 +88,9 @@ pub fn function<'g>(
 
 /// [`function`] with code generator options. `Options { gemm: false, fma }` with the `fma`
 /// of an export target computes exactly the bits of the artifact exported for that target
-/// (see `kiln_runtime::export`).
+/// (see `kiln_runtime::export`) on [`Tier::Jit`].
+///
+/// Tier: `KILN_TIER` (`jit`, `native`, `auto`), else [`Tier::Auto`]; see [`function_on`].
 #[track_caller]
 pub fn function_with<'g>(
     graph: &'g Graph,
@@ -82,10 +99,29 @@ pub fn function_with<'g>(
     updates: &[(Tensor<'g>, Tensor<'g>)],
     options: &codegen::Options,
 ) -> Result<Function> {
+    function_on(Tier::from_env(), graph, inputs, outputs, updates, options)
+}
+
+/// [`function_with`] on `tier`: [`Tier::Jit`] (Cranelift only), [`Tier::Native`] (the vector-C
+/// tier, built by the system C compiler before this returns) or [`Tier::Auto`] (Cranelift
+/// first; after the first call the native tier compiles on a background thread and takes over
+/// between two calls, with the params and optimizer state where they are).
+#[track_caller]
+pub fn function_on<'g>(
+    tier: Tier,
+    graph: &'g Graph,
+    inputs: &[Tensor<'g>],
+    outputs: &[Tensor<'g>],
+    updates: &[(Tensor<'g>, Tensor<'g>)],
+    options: &codegen::Options,
+) -> Result<Function> {
     let location = Location::caller();
     let input_names = input_names(graph, inputs, location)?;
-    let compiled = compile_with(graph, outputs, updates, options)?;
-    let program = &compiled.program.program;
+    let started = Instant::now();
+    let program = lower_to_kernels(graph, outputs, updates)?;
+    let compiled = native::compile_on(program, options, tier)?;
+    let compile_time = started.elapsed();
+    let program = &compiled.program;
     let mut positional = Vec::with_capacity(input_names.len());
     for name in &input_names {
         let buffer = program.buffers.iter().position(|b| b.role == Role::Input(name.clone()));
@@ -118,12 +154,15 @@ pub fn function_with<'g>(
         in_place,
         memory: vec![Vec::new(); program.buffers.len()],
         scratch: vec![Vec::new(); program.slots.iter().flatten().map(|&slot| slot + 1).max().unwrap_or(0)],
-        compiled: compiled.program,
-        compile_time: compiled.time,
+        compiled,
+        compile_time,
         inputs: positional,
         pool: Pool::new(threads),
         profile,
         calls: 0,
+        tier,
+        options: *options,
+        pending: None,
     };
     function.set_params(&ParamStore::init(graph, 0))?;
     function.load_constants()?;
@@ -156,6 +195,68 @@ fn input_names<'g>(graph: &'g Graph, inputs: &[Tensor<'g>], location: Location) 
 }
 
 impl Function {
+    /// The tier whose kernels the next call runs ([`Tier::Jit`] or [`Tier::Native`]).
+    pub fn tier(&self) -> Tier {
+        self.compiled.tier
+    }
+
+    /// On [`Tier::Auto`]: switches to the native tier now (starting its compile if it has not
+    /// started, and waiting for it), instead of at call [`AUTO_SWITCH_CALL`]. Returns the tier
+    /// now running. A C compiler error is returned, and the function stays on the JIT.
+    pub fn finish_tiering(&mut self) -> Result<Tier> {
+        if self.tier == Tier::Auto {
+            self.start_native();
+            self.tier = Tier::Jit;
+            if let Some(pending) = self.pending.take() {
+                let compiled =
+                    pending.join().map_err(|_| Error::Bug("the native tier's compile thread panicked".into()))?;
+                self.adopt(compiled?);
+            }
+        }
+        Ok(self.compiled.tier)
+    }
+
+    /// Starts compiling the native tier on a background thread (once).
+    fn start_native(&mut self) {
+        if self.pending.is_some() || self.compiled.tier == Tier::Native {
+            return;
+        }
+        if native::c_compiler().is_none() {
+            native::say_no_compiler();
+            return;
+        }
+        let (program, options) = (self.compiled.program.clone(), self.options);
+        let spawned = std::thread::Builder::new()
+            .name("kiln-native-tier".into())
+            .spawn(move || native::compile(program, &options));
+        self.pending = spawned.ok();
+    }
+
+    /// Switches to the native tier, waiting for its compile if needed; a build error is
+    /// printed and the function stays on the JIT.
+    fn switch_to_native(&mut self) {
+        self.tier = Tier::Jit;
+        match self.pending.take().map(JoinHandle::join) {
+            Some(Ok(Ok(compiled))) => self.adopt(compiled),
+            Some(Ok(Err(error))) => eprintln!("kiln: the native tier failed to build, staying on Cranelift: {error}"),
+            Some(Err(_)) => eprintln!("kiln: the native tier's compile thread panicked, staying on Cranelift"),
+            None => {}
+        }
+    }
+
+    /// Runs `compiled` (the same kernel program, compiled by the native tier) from now on:
+    /// buffers, params and optimizer state stay where they are.
+    fn adopt(&mut self, compiled: CompiledProgram) {
+        if std::env::var("KILN_DUMP").is_ok_and(|levels| levels.split(',').any(|l| l == "native" || l == "tier")) {
+            eprintln!(
+                "== kiln: switched to the native tier after {} calls ({} kernels)",
+                self.calls,
+                compiled.kernels.len()
+            );
+        }
+        self.compiled = compiled;
+    }
+
     /// How long compilation took (passes, lowering, code generation).
     pub fn compile_time(&self) -> Duration {
         self.compile_time
@@ -275,7 +376,13 @@ impl Function {
     /// consistent across inputs, no tensor too big to address) before any kernel runs. An
     /// error found while running (an index out of range) names the op and the caller's line.
     #[track_caller]
+    ///
+    /// On [`Tier::Auto`], the native tier starts compiling in the background before call
+    /// [`AUTO_START_CALL`]` + 1` and runs from call [`AUTO_SWITCH_CALL`]` + 1` on (that call
+    /// waits for it if it is not ready): the switch happens at the same call in every run, so
+    /// runs on `Auto` are reproducible too.
     pub fn call(&mut self, inputs: &[Value]) -> Result<Vec<Value>> {
+        self.advance_tier();
         let outputs = self.run(inputs, Location::caller())?;
         self.apply_updates();
         Ok(outputs)
@@ -292,6 +399,7 @@ impl Function {
         accept: impl FnOnce(&[Value]) -> bool,
     ) -> Result<(Vec<Value>, bool)> {
         let location = Location::caller();
+        self.advance_tier();
         for (param, copy) in &mut self.in_place {
             copy.clone_from(&self.memory[*param]);
         }
@@ -309,6 +417,17 @@ impl Function {
             self.restore_in_place();
         }
         Ok((outputs, accepted))
+    }
+
+    /// On [`Tier::Auto`], starts the native tier's compile or switches to it when this call's
+    /// number says so.
+    fn advance_tier(&mut self) {
+        if self.tier == Tier::Auto && self.calls >= AUTO_START_CALL {
+            self.start_native();
+            if self.calls >= AUTO_SWITCH_CALL {
+                self.switch_to_native();
+            }
+        }
     }
 
     fn restore_in_place(&mut self) {

@@ -20,8 +20,9 @@ use std::time::{Duration, Instant};
 use kiln_compiler::{Error, Graph, ParamStore, Result, Tensor, Value};
 
 use crate::checkpoint::{Checkpoint, IfDiverged};
-use crate::function::{Function, function};
+use crate::function::{Function, function_on};
 use crate::optim::{LrSchedule, Optimizer, Schedule, SparseUpdates};
+use kiln_compiler::codegen::{Options, Tier};
 use crate::progress::Progress;
 
 /// What to train: the loss, what to feed, and metrics to report along (accuracy, say).
@@ -164,8 +165,21 @@ impl Trainer {
     /// optimizer's updates) and compiles it. Sparse params (`Graph::set_sparse`) get row
     /// gradients and the row rule of `settings.sparse` (or of the optimizer); diagnostics
     /// cover the dense params only, since a sparse param's gradient is never a whole table.
+    /// It compiles on the tier `KILN_TIER` names, else [`Tier::Auto`] (see [`Trainer::new_on`]).
     #[track_caller]
     pub fn new<'g>(graph: &'g Graph, objective: &Objective<'g>, settings: &Settings<'_>) -> Result<Trainer> {
+        Trainer::new_on(Tier::from_env(), graph, objective, settings)
+    }
+
+    /// [`Trainer::new`] on `tier`. On [`Tier::Auto`] the step switches to the native tier
+    /// when it is ready; the steps that also compute diagnostics stay on the JIT.
+    #[track_caller]
+    pub fn new_on<'g>(
+        tier: Tier,
+        graph: &'g Graph,
+        objective: &Objective<'g>,
+        settings: &Settings<'_>,
+    ) -> Result<Trainer> {
         if !(settings.lr.is_finite() && settings.lr >= 0.0) {
             let detail = format!("the learning rate must be a finite number >= 0, got {}", settings.lr);
             return Err(Error::Argument { op: "Trainer", detail, location: kiln_compiler::Location::caller() });
@@ -214,9 +228,11 @@ impl Trainer {
             })
             .collect();
         outputs.extend(sparse.outputs(&row_grads));
-        let lean = function(graph, &inputs, &outputs, &updates)?;
+        let options = Options::default();
+        let lean = function_on(tier, graph, &inputs, &outputs, &updates, &options)?;
         outputs.extend(&grads);
-        let diagnostic = function(graph, &inputs, &outputs, &updates)?;
+        let diagnostic_tier = if tier == Tier::Auto { Tier::Jit } else { tier };
+        let diagnostic = function_on(diagnostic_tier, graph, &inputs, &outputs, &updates, &options)?;
         Ok(Trainer {
             lean,
             diagnostic,

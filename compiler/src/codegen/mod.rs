@@ -111,8 +111,61 @@ pub struct CompiledProgram {
     pub program: Program,
     /// One compiled kernel per program kernel, in execution order.
     pub kernels: Vec<CompiledKernel>,
+    /// Which tier made the code.
+    pub tier: Tier,
     /// Keeps the code alive; never used after compilation.
-    _module: JITModule,
+    _code: Code,
+}
+
+/// Which code generator compiles a program.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Tier {
+    /// Cranelift, in memory: milliseconds to compile.
+    Jit,
+    /// The kernel IR printed as vector C and built by the system C compiler (see
+    /// [`crate::native`]): seconds to compile (or milliseconds from the cache), the host's
+    /// widest vectors. Without a C compiler the program stays on the JIT (said once).
+    Native,
+    /// The JIT first; the native tier compiles on a background thread after the first few
+    /// calls and takes over between two calls, at the same call in every run (see the
+    /// runtime's `Function::call`).
+    #[default]
+    Auto,
+}
+
+impl Tier {
+    /// The tier named by `KILN_TIER` (`jit`, `native` or `auto`), else [`Tier::Auto`]: the
+    /// tier of `function` and `Trainer` when none is asked for.
+    pub fn from_env() -> Tier {
+        match std::env::var("KILN_TIER").as_deref().map(str::trim) {
+            Ok("jit") => Tier::Jit,
+            Ok("native") => Tier::Native,
+            _ => Tier::Auto,
+        }
+    }
+}
+
+/// What owns a compiled program's machine code (held, never read: dropping it frees the code).
+#[allow(dead_code)]
+pub(crate) enum Code {
+    /// Cranelift's executable memory.
+    Jit(Box<JITModule>),
+    /// A shared library built by the native tier.
+    Native(crate::native::Library),
+}
+
+impl CompiledKernel {
+    /// A kernel of the native tier: `function` lives in a library the program keeps loaded.
+    pub(crate) fn native(name: String, chunks: Vec<(Size, i64)>, splittable: bool, function: KernelFn) -> Self {
+        CompiledKernel { name, chunks, splittable, function }
+    }
+}
+
+impl CompiledProgram {
+    /// A program of the native tier, owning the library its kernels live in.
+    pub(crate) fn native(program: Program, kernels: Vec<CompiledKernel>, library: crate::native::Library) -> Self {
+        CompiledProgram { program, kernels, tier: Tier::Native, _code: Code::Native(library) }
+    }
 }
 
 impl std::fmt::Debug for CompiledProgram {
@@ -187,7 +240,7 @@ pub fn compile_with(program: Program, options: &Options) -> Result<CompiledProgr
             CompiledKernel { name: kernel.name, chunks, splittable, function }
         })
         .collect();
-    Ok(CompiledProgram { program, kernels, _module: module })
+    Ok(CompiledProgram { program, kernels, tier: Tier::Jit, _code: Code::Jit(Box::new(module)) })
 }
 
 /// A kernel defined in a module, not yet finalized.

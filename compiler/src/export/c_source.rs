@@ -84,7 +84,7 @@ fn refuse<T>(detail: String) -> Result<T> {
     Err(Error::Export { detail: format!("the C printer: {detail}") })
 }
 
-fn c_type(dtype: DType) -> &'static str {
+pub(crate) fn c_type(dtype: DType) -> &'static str {
     match dtype {
         DType::F32 => "float",
         DType::F64 => "double",
@@ -132,7 +132,7 @@ fn weight_values(dtype: DType, bytes: &[u8]) -> Vec<String> {
 }
 
 /// A size as a C expression.
-fn size(size: &Size) -> String {
+pub(crate) fn size(size: &Size) -> String {
     let mut text = format!("{}LL", size.factor);
     for symbol in &size.symbols {
         let _ = write!(text, " * sizes[{symbol}]");
@@ -141,7 +141,7 @@ fn size(size: &Size) -> String {
 }
 
 /// The element offset of `index` with loop indices `i0, i1, ...` (levels in `zero` are 0).
-fn offset(index: &Index, zero: &[usize]) -> String {
+pub(crate) fn offset(index: &Index, zero: &[usize]) -> String {
     let mut terms: Vec<String> = index.base.iter().map(size).collect();
     for (level, stride) in index.strides.iter().enumerate() {
         if stride.as_fixed() != Some(0) && !zero.contains(&level) {
@@ -151,11 +151,11 @@ fn offset(index: &Index, zero: &[usize]) -> String {
     if terms.is_empty() { "0".into() } else { terms.join(" + ") }
 }
 
-fn buffer(program: &Program, buffer: usize) -> String {
+pub(crate) fn buffer(program: &Program, buffer: usize) -> String {
     format!("(({} *)buffers[{buffer}])", c_type(program.buffers[buffer].dtype))
 }
 
-fn float_literal(value: f64, dtype: DType) -> String {
+pub(crate) fn float_literal(value: f64, dtype: DType) -> String {
     match dtype {
         DType::F32 if (value as f32).is_finite() => format!("{:e}f", value as f32),
         DType::F64 if value.is_finite() => format!("{value:e}"),
@@ -261,7 +261,7 @@ fn loop_kernel(out: &mut String, program: &Program, kernel: &LoopKernel, depth: 
 }
 
 /// One body expression as `const T t{id} = ...;` (or a small block, for division and gathers).
-fn expression(
+pub(crate) fn expression(
     out: &mut String,
     program: &Program,
     kernel: &LoopKernel,
@@ -338,24 +338,26 @@ fn expression(
             _ => format!("({ty})t{x}"),
         },
         Expr::Random { .. } => return refuse("random draws are not printed (an inference graph has none)".into()),
-        Expr::CheckIndex { value, limit, .. } => {
+        Expr::CheckIndex { value, limit, position, check } => {
             let _ = writeln!(
                 out,
                 "{pad}const int64_t t{id} = (int64_t)t{value};\n\
-                 {pad}if (t{id} < 0 || t{id} >= {}) {{ status[0] = 1; status[1] = t{id}; }}",
-                size(limit)
+                 {pad}if (t{id} < 0 || t{id} >= {}) {}",
+                size(limit),
+                report_index(&format!("t{id}"), &offset(position, &[]), *check)
             );
             return Ok(());
         }
-        Expr::Gather { buffer: table, row, rows, row_stride, index, .. } => {
+        Expr::Gather { buffer: table, row, rows, row_stride, index, position, check } => {
             // A bad row reads nothing (the table may have no rows at all).
             let _ = writeln!(
                 out,
-                "{pad}int64_t row{id} = (int64_t)t{row};\n\
+                "{pad}const int64_t row{id} = (int64_t)t{row};\n\
                  {pad}const int bad{id} = row{id} < 0 || row{id} >= {};\n\
-                 {pad}if (bad{id}) {{ status[0] = 1; status[1] = row{id}; row{id} = 0; }}\n\
+                 {pad}if (bad{id}) {}\n\
                  {pad}const {ty} t{id} = bad{id} ? 0 : {}[row{id} * {} + {}];",
                 size(rows),
+                report_index(&format!("row{id}"), &offset(position, &[]), *check),
                 buffer(program, *table),
                 size(row_stride),
                 offset(index, &[])
@@ -365,6 +367,17 @@ fn expression(
     };
     let _ = writeln!(out, "{pad}const {ty} t{id} = {value};");
     Ok(())
+}
+
+/// The C statement that reports index `value` (a C expression) out of range at `position` (an
+/// offset into its own tensor) under the program's check number `check`, as the JIT does: only
+/// the first error of a call is recorded, in the four status words (code, value, position,
+/// check + 1).
+pub(crate) fn report_index(value: &str, position: &str, check: usize) -> String {
+    format!(
+        "{{ if (status[0] == 0) {{ status[0] = 1; status[1] = {value}; status[2] = {position}; status[3] = {}; }} }}",
+        check + 1
+    )
 }
 
 /// `x^p` as the object computes it: square roots for ±1/2, exact products by squaring for
@@ -504,7 +517,7 @@ fn entry_points(out: &mut String, program: &Program, plan: &ArtifactPlan) {
         };
         let _ = writeln!(out, "    buffers[{b}] = {address};");
     }
-    out.push_str("    int64_t status[2] = {0, 0};\n");
+    out.push_str("    int64_t status[4] = {0, 0, 0, 0};\n");
     for number in 0..program.kernels.len() {
         let _ = writeln!(
             out,

@@ -1,0 +1,178 @@
+//! The native tier (vector C built by the system C compiler) against the JIT and the
+//! interpreter, the automatic switch between them, the cache and the C compiler's errors.
+//!
+//! Every op class and workload also runs on the native tier through the compiled-vs-interpreter
+//! suites with `KILN_TIER=native` (see `.ci/run`); this file checks what only the tiers have.
+
+use kiln::compiler::codegen::Options;
+use kiln::compiler::native;
+use kiln::optim::{Schedule, Sgd};
+use kiln::prelude::*;
+use kiln::{Tier, function_on};
+
+/// The notebook's MLP step (W1's model) on a batch of `batch` fixed points.
+struct Notebook<'g> {
+    inputs: Vec<Tensor<'g>>,
+    loss: Tensor<'g>,
+    updates: Vec<(Tensor<'g>, Tensor<'g>)>,
+}
+
+fn notebook(g: &Graph) -> Result<Notebook<'_>> {
+    let x = g.input("x", [Dim::sym("B"), 2.into()])?;
+    let labels = g.typed_input("labels", [Dim::sym("B")], DType::I64)?;
+    let mut h = x;
+    for (i, (from, to)) in [(2, 20), (20, 20), (20, 2)].into_iter().enumerate() {
+        h = layers::Linear::new(g, &format!("layer{}", i + 1), from, to)?.forward(h)?;
+        if i < 2 {
+            h = layers::relu(h)?;
+        }
+    }
+    let loss = layers::cross_entropy(h, labels)?;
+    let params: Vec<Tensor> = g.params().iter().map(|(t, _, _)| *t).collect();
+    let grads = g.grad(loss, &params)?;
+    let schedule = Schedule::inputs(g)?;
+    let updates = Sgd::new().updates(g, &params, &grads, &schedule)?;
+    Ok(Notebook { inputs: vec![x, labels, schedule.lr, schedule.step], loss, updates })
+}
+
+/// Points of two classes (inside or outside a circle), reproducible from `seed`.
+fn batch(n: usize, seed: u64) -> (Value, Value) {
+    let key = kiln::compiler::random::draw_key(seed, 5);
+    let points: Vec<f32> = (0..2 * n as u64).map(|i| kiln::compiler::random::normal(key, i) as f32).collect();
+    let labels = points.chunks(2).map(|p| i64::from(p[0] * p[0] + p[1] * p[1] < 1.0)).collect();
+    (Value::f32([n, 2], points), Value::i64([n], labels))
+}
+
+fn feed(step: u64) -> Vec<Value> {
+    let (x, labels) = batch(1000, step % 4);
+    let [lr, t] = Schedule::values(0.1, step + 1);
+    vec![x, labels, lr, t]
+}
+
+fn has_compiler() -> bool {
+    native::c_compiler().is_some()
+}
+
+#[test]
+fn the_native_step_matches_the_jit_and_gives_the_same_bits_on_one_and_two_threads() -> Result<()> {
+    if !has_compiler() {
+        return Ok(());
+    }
+    let g = Graph::new();
+    let step = notebook(&g)?;
+    let on = |tier| function_on(tier, &g, &step.inputs, &[step.loss], &step.updates, &Options::default());
+    let (mut jit, mut one, mut two) = (on(Tier::Jit)?, on(Tier::Native)?, on(Tier::Native)?);
+    assert_eq!((jit.tier(), one.tier()), (Tier::Jit, Tier::Native));
+    one.set_threads(1);
+    two.set_threads(2);
+    for s in 0..5 {
+        let (a, b, c) = (jit.call(&feed(s))?, one.call(&feed(s))?, two.call(&feed(s))?);
+        let (a, b, c) = (a[0].item().unwrap_or(f64::NAN), b[0].item().unwrap_or(f64::NAN), c[0].item().unwrap_or(0.0));
+        assert_eq!(b.to_bits(), c.to_bits(), "step {s}: loss {b} on 1 thread, {c} on 2");
+        assert!((a - b).abs() <= 1e-5 * a.abs().max(1.0), "step {s}: JIT loss {a}, native {b}");
+    }
+    for (name, value) in jit.params().iter() {
+        let native = one.params();
+        let got = native.get(name).expect("the same params").to_f64_vec();
+        for (k, (a, b)) in value.to_f64_vec().iter().zip(got).enumerate() {
+            assert!((a - b).abs() <= 1e-5 * a.abs().max(1.0), "{name}[{k}]: JIT {a}, native {b}");
+        }
+    }
+    Ok(())
+}
+
+#[test]
+fn training_on_auto_switches_at_the_same_call_and_the_loss_curve_continues() -> Result<()> {
+    if !has_compiler() {
+        return Ok(());
+    }
+    let g = Graph::new();
+    let step = notebook(&g)?;
+    let options = Options::default();
+    let mut auto = function_on(Tier::Auto, &g, &step.inputs, &[step.loss], &step.updates, &options)?;
+    let mut jit = function_on(Tier::Jit, &g, &step.inputs, &[step.loss], &step.updates, &options)?;
+    let switch = kiln_runtime::AUTO_SWITCH_CALL;
+    let mut losses = Vec::new();
+    for s in 0..switch + 40 {
+        assert_eq!(auto.tier(), if s <= switch { Tier::Jit } else { Tier::Native }, "tier before call {}", s + 1);
+        let (a, j) = (auto.call(&feed(s))?[0].item().unwrap_or(f64::NAN), jit.call(&feed(s))?[0].item().unwrap_or(0.0));
+        if s < switch {
+            assert_eq!(a.to_bits(), j.to_bits(), "call {}: both on the JIT", s + 1);
+        } else {
+            assert!((a - j).abs() <= 1e-4 * j.abs().max(1.0), "call {}: auto {a}, JIT {j}", s + 1);
+        }
+        losses.push(a);
+    }
+    assert_eq!(auto.tier(), Tier::Native);
+    // The curve goes on from where the JIT left it: no jump at the switch, and still falling.
+    let at_switch = switch as usize;
+    let jump = (losses[at_switch] - losses[at_switch - 1]).abs();
+    let typical = (losses[at_switch - 1] - losses[at_switch - 5]).abs() / 4.0 + 1e-3;
+    assert!(jump <= 4.0 * typical, "loss jumps by {jump} at the switch (steps move it by {typical})");
+    assert!(losses[losses.len() - 1] < losses[at_switch - 1], "loss {losses:?}");
+    Ok(())
+}
+
+#[test]
+fn a_program_built_once_loads_from_the_cache_unchanged() -> Result<()> {
+    let Some(compiler) = native::c_compiler() else { return Ok(()) };
+    let g = Graph::new();
+    let x = g.input("x", [Dim::sym("B"), 3.into()])?;
+    let y = (x.tanh()? * 2.0).sum_all()?;
+    let program = kiln::compiler::compile::lower_to_kernels(&g, &[y], &[])?;
+    let source = native::source(&program, &Options::default())?;
+    let library = native::build::library_path(compiler, &source);
+    native::compile(program.clone(), &Options::default())?;
+    let built = std::fs::metadata(&library).and_then(|m| m.modified()).expect("the library is in the cache");
+    assert!(library.with_extension("c").exists(), "the source is kept beside the library");
+    native::compile(program, &Options::default())?;
+    let loaded = std::fs::metadata(&library).and_then(|m| m.modified()).expect("still in the cache");
+    assert_eq!(built, loaded, "the second compile rebuilt {}", library.display());
+    Ok(())
+}
+
+#[test]
+fn a_c_compiler_error_names_the_source_and_carries_the_message() {
+    let Some(compiler) = native::c_compiler() else { return };
+    let folder = std::env::temp_dir().join(format!("kiln-native-error-{}", std::process::id()));
+    let library = folder.join("broken.so");
+    let error = native::build::build(compiler, "int broken = ;\n", &library).expect_err("the source is not C");
+    let text = error.to_string();
+    assert!(matches!(error, Error::Toolchain { .. }), "{error:?}");
+    assert!(text.contains(&folder.join("broken.c").display().to_string()), "no source path in: {text}");
+    assert!(text.contains("error"), "no compiler message in: {text}");
+    assert!(!library.exists());
+    let _ = std::fs::remove_dir_all(&folder);
+}
+
+/// The distance between two `f32`s in units in the last place (±0 are one value).
+fn ulps(a: f32, b: f32) -> u32 {
+    let ordered = |x: f32| {
+        let bits = x.to_bits() as i32;
+        if bits < 0 { i32::MIN.wrapping_sub(bits) } else { bits }
+    };
+    ordered(a).abs_diff(ordered(b))
+}
+
+#[test]
+fn the_transcendentals_of_the_two_tiers_agree_within_two_ulp() -> Result<()> {
+    if !has_compiler() {
+        return Ok(());
+    }
+    let g = Graph::new();
+    let x = g.input("x", [Dim::sym("N")])?;
+    let positive = (x.abs()? + 1e-30).log()?;
+    let outputs = [x.exp()?, positive, x.sin()?, x.cos()?, x.tanh()?];
+    let n = 200_000;
+    let values: Vec<f32> = (0..n).map(|i| (i as f32 - n as f32 / 2.0) * 1e-3).collect();
+    let feed = [Value::f32([n], values)];
+    let options = Options::default();
+    let jit = function_on(Tier::Jit, &g, &[x], &outputs, &[], &options)?.call(&feed)?;
+    let native = function_on(Tier::Native, &g, &[x], &outputs, &[], &options)?.call(&feed)?;
+    for (function, (a, b)) in ["exp", "log", "sin", "cos", "tanh"].iter().zip(jit.iter().zip(&native)) {
+        let (a, b) = (a.to_f64_vec(), b.to_f64_vec());
+        let worst = a.iter().zip(&b).map(|(x, y)| ulps(*x as f32, *y as f32)).max().unwrap_or(0);
+        assert!(worst <= 2, "{function}: the tiers differ by {worst} ulp");
+    }
+    Ok(())
+}
