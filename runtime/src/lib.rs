@@ -22,6 +22,6 @@ mod progress;
 mod trainer;
 
 pub use checkpoint::Checkpoint;
-pub use function::{Function, function, function_with};
+pub use function::{DEFAULT_SPLIT_THRESHOLD, Function, function, function_with};
 pub use kiln_compiler::ParamStore;
 pub use trainer::{Diagnostics, Histogram, Objective, ParamScale, Report, Settings, Trainer, occasionally};
