@@ -33,9 +33,12 @@ pub use kiln_compiler::{
     Result, Shape, Tensor, Value, check_gradients, layers,
 };
 
+/// Code generator options for [`function_with`] (`kiln::codegen::Options`).
+pub use kiln_compiler::codegen;
 pub use kiln_runtime::{
     Checkpoint, Diagnostics, Function, Histogram, Objective, ParamScale, Report, Settings, Trainer, function,
 };
+pub use kiln_runtime::{DEFAULT_SPLIT_THRESHOLD, function_with};
 pub use kiln_runtime::{export, optim, plot};
 
 pub use kiln_macros::model;
