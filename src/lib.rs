@@ -35,10 +35,13 @@ pub use kiln_compiler::{
 
 /// The code generator tiers (Cranelift, native vector C, or both).
 pub use kiln_compiler::codegen::Tier;
+/// Code generator options for [`function_with`] (`kiln::codegen::Options`).
+pub use kiln_compiler::codegen;
 pub use kiln_runtime::{
     Checkpoint, Diagnostics, Function, Histogram, IfDiverged, Objective, ParamScale, Report, Settings, Trainer,
     function, function_on,
 };
+pub use kiln_runtime::{DEFAULT_SPLIT_THRESHOLD, function_with};
 pub use kiln_runtime::{export, optim, plot, text};
 
 pub use kiln_macros::model;

@@ -31,8 +31,10 @@ fn indices(shape: &[usize], below: u32, seed: u64) -> Value {
 
 /// Compiles `outputs`, runs them on 1 and on 2 threads and in the interpreter, and checks
 /// that the two compiled runs agree bit for bit and match the interpreter within `tolerance`.
+/// Every kernel that can split does so on 2 threads, however small (split threshold 0).
 fn check(what: &str, g: &Graph, inputs: &[Tensor], values: &[Value], outputs: &[Tensor], tolerance: f64) {
     let mut f = function(g, inputs, outputs, &[]).unwrap_or_else(|e| panic!("{what}: does not compile: {e}"));
+    f.set_split_threshold(0);
     f.set_threads(1);
     let one = f.call(values).unwrap_or_else(|e| panic!("{what}: fails on 1 thread: {e}"));
     f.set_threads(2);

@@ -86,3 +86,24 @@ fn the_listing_shows_names_shapes_and_symbolic_dims() -> Result<()> {
     assert!(g.to_dot().starts_with("digraph kiln {"));
     Ok(())
 }
+
+/// The README's deploy section calls `function_with(.., &codegen::Options { gemm: false, fma })`:
+/// both names are reachable from `kiln::`, and a function built with them (and split on 2
+/// threads however small) computes what the interpreter does.
+#[test]
+fn function_with_and_codegen_options_are_reachable_from_the_facade() -> Result<()> {
+    let g = Graph::new();
+    let x = g.input("x", [Dim::sym("B"), 3.into()])?;
+    let w = g.param("w", [3, 2], Init::ONES)?;
+    let y = x.matmul(w)?;
+    let options = kiln::codegen::Options { gemm: false, fma: false };
+    let mut f = kiln::function_with(&g, &[x], &[y], &[], &options)?;
+    f.set_threads(2);
+    f.set_split_threshold(0);
+    let input = Value::f32([2, 3], vec![1.0, 2.0, 3.0, -1.0, 0.5, 4.0]);
+    let compiled = f.call(std::slice::from_ref(&input))?;
+    let reference = Interpreter::new(&g).run(&Feeds::from([("x", input)]), &f.params(), &[y])?;
+    assert_eq!(compiled[0].to_f64_vec(), reference[0].to_f64_vec());
+    assert_eq!(compiled[0].to_f64_vec(), [6.0, 6.0, 3.5, 3.5]);
+    Ok(())
+}

@@ -55,6 +55,8 @@ pub struct Function {
     /// with room for a copy taken before a checked call, so a refused call can put them back.
     in_place: Vec<(usize, Vec<u128>)>,
     pool: Pool,
+    /// Kernels touching at least this many elements split across the threads.
+    split_threshold: i64,
     /// Time spent in each kernel over all calls, when `KILN_PROFILE` is set.
     profile: Option<Vec<Duration>>,
     calls: u64,
@@ -70,6 +72,10 @@ impl std::fmt::Debug for Function {
         f.debug_struct("Function").field("inputs", &self.inputs).field("kernels", &self.compiled.kernels.len()).finish()
     }
 }
+
+/// Kernels touching fewer elements than this run on the calling thread unless
+/// [`Function::set_split_threshold`] says otherwise.
+pub const DEFAULT_SPLIT_THRESHOLD: i64 = 16_384;
 
 /// Compiles `outputs` of `graph` as a function of `inputs` (fed positionally on each call),
 /// with `updates` (`(param, new value)`) applied after each call. Params start from their
@@ -158,6 +164,7 @@ pub fn function_on<'g>(
         compile_time,
         inputs: positional,
         pool: Pool::new(threads),
+        split_threshold: DEFAULT_SPLIT_THRESHOLD,
         profile,
         calls: 0,
         tier,
@@ -302,6 +309,28 @@ impl Function {
     /// Uses `threads` threads from now on.
     pub fn set_threads(&mut self, threads: usize) {
         self.pool = Pool::new(threads);
+    }
+
+    /// Splits every kernel that touches at least `elements` elements (a rough count: the
+    /// product of its loop extents) across the threads; smaller ones run on the calling thread.
+    /// The default, [`DEFAULT_SPLIT_THRESHOLD`], keeps small kernels off the pool, where
+    /// dispatch would cost more than it saves. `0` splits every kernel that can be split, so
+    /// that tests comparing thread counts on small graphs really run ranges on several threads:
+    ///
+    /// ```
+    /// use kiln_compiler::prelude::*;
+    /// use kiln_runtime::function;
+    /// let g = Graph::new();
+    /// let x = g.input("x", [Dim::sym("B")])?;
+    /// let mut f = function(&g, &[x], &[x * 2.0], &[])?;
+    /// f.set_threads(2);
+    /// f.set_split_threshold(0); // 3 elements: split into 2 ranges all the same
+    /// let out = f.call(&[Value::f32([3], vec![1.0, 2.0, 3.0])])?;
+    /// assert_eq!(out[0].to_f64_vec(), [2.0, 4.0, 6.0]);
+    /// # Ok::<(), kiln_compiler::Error>(())
+    /// ```
+    pub fn set_split_threshold(&mut self, elements: i64) {
+        self.split_threshold = elements;
     }
 
     /// The current value of every param.
@@ -483,7 +512,7 @@ impl Function {
             let started = self.profile.is_some().then(std::time::Instant::now);
             let extent = compiled.range(&symbols);
             // Small kernels run on the calling thread: dispatch would cost more than it saves.
-            let split = compiled.splittable && work(kernel, &symbols) >= 16_384;
+            let split = compiled.splittable && work(kernel, &symbols) >= self.split_threshold;
             // SAFETY: every buffer was just sized from its declared shape under `symbols`
             // (inputs were checked against their shapes), `symbols` holds every symbol, and the
             // pool passes ranges within `0..extent`.

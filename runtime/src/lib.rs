@@ -26,6 +26,8 @@ pub mod text;
 mod trainer;
 
 pub use checkpoint::{Checkpoint, IfDiverged};
-pub use function::{AUTO_START_CALL, AUTO_SWITCH_CALL, Function, function, function_on, function_with};
+pub use function::{
+    AUTO_START_CALL, AUTO_SWITCH_CALL, DEFAULT_SPLIT_THRESHOLD, Function, function, function_on, function_with,
+};
 pub use kiln_compiler::ParamStore;
 pub use trainer::{Diagnostics, Histogram, Objective, ParamScale, Report, Settings, Trainer, occasionally};

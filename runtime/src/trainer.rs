@@ -454,6 +454,14 @@ impl Trainer {
         self.diagnostic.set_threads(threads);
     }
 
+    /// Splits every compiled kernel touching at least `elements` elements across the threads
+    /// (see [`Function::set_split_threshold`](crate::Function::set_split_threshold); `0` splits
+    /// every kernel that can be split, for tests of thread counts on small models).
+    pub fn set_split_threshold(&mut self, elements: i64) {
+        self.lean.set_split_threshold(elements);
+        self.diagnostic.set_split_threshold(elements);
+    }
+
     /// Steps run so far.
     pub fn steps(&self) -> u64 {
         self.iteration
