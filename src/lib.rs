@@ -34,9 +34,14 @@ pub use kiln_compiler::{
 };
 
 pub use kiln_runtime::{
-    Checkpoint, Diagnostics, Function, Histogram, Objective, ParamScale, Report, Settings, Trainer, function,
+    Checkpoint, Diagnostics, Function, Histogram, Objective, ParamScale, Report, Settings, ShardedSampler, Trainer,
+    function,
 };
 pub use kiln_runtime::{export, optim, plot};
+
+/// Data-parallel training over MPI: `Ranks` and the collectives (the `mpi` feature).
+#[cfg(feature = "mpi")]
+pub use kiln_runtime::distributed;
 
 pub use kiln_macros::model;
 

@@ -5,11 +5,12 @@ use std::time::Duration;
 use kiln_compiler::codegen::{
     self, CompiledProgram, STATUS_DIVISION_BY_ZERO, STATUS_GEMM_FAILED, STATUS_INDEX_OUT_OF_RANGE,
 };
-use kiln_compiler::compile::compile_with;
+use kiln_compiler::compile::compile_reducing;
 use kiln_compiler::kernel::{Kernel, Role};
 use kiln_compiler::{DType, Data, Dim, Error, Graph, Location, ParamStore, Result, Tensor, Value};
 
 use crate::pool::{Call, Pool};
+use crate::reduce::{Exchange, Reducer};
 
 /// A graph compiled to native code, called many times with fed values.
 ///
@@ -44,6 +45,11 @@ pub struct Function {
     /// Time spent in each kernel over all calls, when `KILN_PROFILE` is set.
     profile: Option<Vec<Duration>>,
     calls: u64,
+    /// How many of the program's outputs the caller gets (the rest are summed buffers).
+    returned: usize,
+    /// When to sum which buffers across processes, and who sums them (none: no sums).
+    exchange: Exchange,
+    reducer: Option<Box<dyn Reducer>>,
 }
 
 impl std::fmt::Debug for Function {
@@ -78,8 +84,28 @@ pub fn function_with<'g>(
     updates: &[(Tensor<'g>, Tensor<'g>)],
     options: &codegen::Options,
 ) -> Result<Function> {
+    function_reducing(graph, inputs, outputs, updates, &[], options)
+}
+
+/// [`function_with`] for one process of a data-parallel run: each `(name, tensor)` of
+/// `reduced` (the gradients) is computed into a buffer of its own, which, once a
+/// [`Reducer`] is set ([`Function::set_reducer`]), is replaced by its mean across processes
+/// after the kernel that finishes it and before the first kernel that reads it. Without a
+/// reducer the function computes what [`function_with`]'s does.
+#[track_caller]
+pub fn function_reducing<'g>(
+    graph: &'g Graph,
+    inputs: &[Tensor<'g>],
+    outputs: &[Tensor<'g>],
+    updates: &[(Tensor<'g>, Tensor<'g>)],
+    reduced: &[(String, Tensor<'g>)],
+    options: &codegen::Options,
+) -> Result<Function> {
     let location = Location::caller();
-    let compiled = compile_with(graph, outputs, updates, options)?;
+    let tensors: Vec<Tensor<'g>> = reduced.iter().map(|(_, tensor)| *tensor).collect();
+    let compiled = compile_reducing(graph, outputs, updates, &tensors, options)?;
+    let names: Vec<String> = reduced.iter().map(|(name, _)| name.clone()).collect();
+    let exchange = Exchange::plan(&compiled.program.program, &names)?;
     let program = &compiled.program.program;
     let mut input_names = Vec::with_capacity(inputs.len());
     for input in inputs {
@@ -120,6 +146,9 @@ pub fn function_with<'g>(
         pool: Pool::new(threads),
         profile,
         calls: 0,
+        returned: outputs.len(),
+        exchange,
+        reducer: None,
     };
     function.set_params(&ParamStore::init(graph, 0))?;
     function.load_constants();
@@ -162,6 +191,12 @@ impl Function {
             out.push_str(&format!("{mean:9.1} us {:5.1}%  {}\n", 100.0 * share, self.compiled.kernels[k].name));
         }
         Some(out)
+    }
+
+    /// Sums the buffers named at compilation ([`function_reducing`]) across processes with
+    /// `reducer` from the next call on.
+    pub fn set_reducer(&mut self, reducer: Box<dyn Reducer>) {
+        self.reducer = Some(reducer);
     }
 
     /// Threads the kernels run on.
@@ -243,7 +278,15 @@ impl Function {
         let program = &self.compiled.program;
         let call = Call { buffers: pointers.as_ptr(), sizes: symbols.as_ptr() };
         self.calls += 1;
+        let mut sums = Sums {
+            reducer: self.reducer.as_deref_mut(),
+            exchange: &self.exchange,
+            program,
+            tickets: vec![None; self.exchange.sums.len()],
+        };
+        sums.start(None, &pointers, &symbols)?;
         for (number, (compiled, kernel)) in self.compiled.kernels.iter().zip(&program.kernels).enumerate() {
+            sums.finish(number, &pointers, &symbols)?;
             let started = self.profile.is_some().then(std::time::Instant::now);
             let extent = compiled.range(&symbols);
             // Small kernels run on the calling thread: dispatch would cost more than it saves.
@@ -256,10 +299,13 @@ impl Function {
                 profile[number] += started.elapsed();
             }
             check_status(status, &compiled.name)?;
+            sums.start(Some(number), &pointers, &symbols)?;
         }
+        sums.finish(program.kernels.len(), &pointers, &symbols)?;
         let outputs = program
             .outputs
             .iter()
+            .take(self.returned)
             .map(|&buffer| {
                 let declared = &program.buffers[buffer];
                 let shape = concrete_shape(&declared.shape, &symbols, &program.symbols);
@@ -357,6 +403,53 @@ impl Function {
     }
 }
 
+/// The sums across processes of one call in flight: the [`Exchange`] followed as kernels run.
+struct Sums<'a> {
+    reducer: Option<&'a mut (dyn Reducer + 'static)>,
+    exchange: &'a Exchange,
+    program: &'a kiln_compiler::kernel::Program,
+    /// For each sum of the exchange: its ticket while it travels.
+    tickets: Vec<Option<usize>>,
+}
+
+impl Sums<'_> {
+    /// Starts the sums scheduled after kernel `after` (`None`: before the first kernel).
+    fn start(&mut self, after: Option<usize>, pointers: &[*mut u8], symbols: &[i64]) -> Result<()> {
+        let Some(reducer) = self.reducer.as_deref_mut() else { return Ok(()) };
+        for (sum, ticket) in self.exchange.sums.iter().zip(&mut self.tickets) {
+            if sum.after == after {
+                let buffer = &self.program.buffers[sum.buffer];
+                let len = elements(&buffer.shape, symbols, &self.program.symbols);
+                // SAFETY: the buffer holds `len` f32 (sized for this call's symbols); no kernel
+                // touches it until `finish` waits for it (the exchange's schedule), and its
+                // memory outlives the call.
+                *ticket = Some(unsafe { reducer.start(pointers[sum.buffer].cast::<f32>(), len, &sum.name)? });
+            }
+        }
+        Ok(())
+    }
+
+    /// Waits for the sums kernel `before` reads (the kernel count: every sum left) and
+    /// divides each by the number of processes: the mean.
+    fn finish(&mut self, before: usize, pointers: &[*mut u8], symbols: &[i64]) -> Result<()> {
+        let Some(reducer) = self.reducer.as_deref_mut() else { return Ok(()) };
+        let scale = 1.0 / reducer.ranks() as f32;
+        for (sum, ticket) in self.exchange.sums.iter().zip(&mut self.tickets) {
+            if sum.before == before
+                && let Some(started) = ticket.take()
+            {
+                reducer.wait(started)?;
+                let buffer = &self.program.buffers[sum.buffer];
+                let len = elements(&buffer.shape, symbols, &self.program.symbols);
+                // SAFETY: as in `start`; the sum is complete, so the memory is the call's again.
+                let values = unsafe { std::slice::from_raw_parts_mut(pointers[sum.buffer].cast::<f32>(), len) };
+                values.iter_mut().for_each(|value| *value *= scale);
+            }
+        }
+        Ok(())
+    }
+}
+
 fn check_status(status: [i64; 2], kernel: &str) -> Result<()> {
     let detail = match status[0] {
         0 => return Ok(()),
@@ -392,7 +485,7 @@ fn elements(shape: &kiln_compiler::Shape, symbols: &[i64], names: &[String]) -> 
     concrete_shape(shape, symbols, names).iter().product()
 }
 
-fn byte_size(dtype: DType) -> usize {
+pub(crate) fn byte_size(dtype: DType) -> usize {
     match dtype {
         DType::F32 | DType::I32 => 4,
         DType::F64 | DType::I64 => 8,
@@ -401,13 +494,13 @@ fn byte_size(dtype: DType) -> usize {
 }
 
 /// The bytes of 16-byte words.
-fn bytemuck_bytes(words: &[u128]) -> &[u8] {
+pub(crate) fn bytemuck_bytes(words: &[u128]) -> &[u8] {
     // SAFETY: u128 has no padding and every byte pattern is a valid u8; the length is exact.
     unsafe { std::slice::from_raw_parts(words.as_ptr().cast::<u8>(), std::mem::size_of_val(words)) }
 }
 
 /// Typed data as 16-byte-aligned memory (rounded up to whole words, at least one).
-fn to_memory(data: &Data) -> Vec<u128> {
+pub(crate) fn to_memory(data: &Data) -> Vec<u128> {
     let mut words = Vec::new();
     write_memory(&mut words, data);
     words
@@ -434,7 +527,7 @@ fn write_memory(words: &mut Vec<u128>, data: &Data) {
     }
 }
 
-fn from_bytes(dtype: DType, bytes: &[u8]) -> Data {
+pub(crate) fn from_bytes(dtype: DType, bytes: &[u8]) -> Data {
     fn chunks<const N: usize>(bytes: &[u8]) -> impl Iterator<Item = [u8; N]> + '_ {
         bytes.chunks_exact(N).map(|c| c.try_into().expect("exact chunk"))
     }

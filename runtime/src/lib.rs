@@ -13,15 +13,20 @@
 #![warn(missing_docs)]
 
 mod checkpoint;
+#[cfg(feature = "mpi")]
+pub mod distributed;
 pub mod export;
 mod function;
 pub mod optim;
 pub mod plot;
 mod pool;
 mod progress;
+pub mod reduce;
+mod sampler;
 mod trainer;
 
 pub use checkpoint::Checkpoint;
-pub use function::{Function, function, function_with};
+pub use function::{Function, function, function_reducing, function_with};
 pub use kiln_compiler::ParamStore;
+pub use sampler::ShardedSampler;
 pub use trainer::{Diagnostics, Histogram, Objective, ParamScale, Report, Settings, Trainer, occasionally};

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use kiln_compiler::{Error, Graph, ParamStore, Result, Tensor, Value};
 
 use crate::checkpoint::Checkpoint;
-use crate::function::{Function, function};
+use crate::function::{Function, function_reducing};
 use crate::optim::{LrSchedule, Optimizer, Schedule};
 use crate::progress::Progress;
 
@@ -128,8 +128,8 @@ impl std::fmt::Display for Histogram {
 
 /// A compiled training step and its state.
 pub struct Trainer {
-    lean: Function,
-    diagnostic: Function,
+    pub(crate) lean: Function,
+    pub(crate) diagnostic: Function,
     /// Where the params live now: true after a diagnosed step, until the next lean one.
     in_diagnostic: bool,
     trainable: Vec<String>,
@@ -137,8 +137,11 @@ pub struct Trainer {
     lr: f64,
     schedule: LrSchedule,
     diagnose: fn(u64) -> bool,
-    iteration: u64,
+    pub(crate) iteration: u64,
     busy: Duration,
+    /// The other processes of a data-parallel run (see `Trainer::data_parallel`).
+    #[cfg(feature = "mpi")]
+    pub(crate) ranks: Option<crate::distributed::Ranks>,
 }
 
 impl Trainer {
@@ -146,6 +149,19 @@ impl Trainer {
     /// optimizer's updates) and compiles it.
     #[track_caller]
     pub fn new<'g>(graph: &'g Graph, objective: &Objective<'g>, settings: &Settings<'_>) -> Result<Trainer> {
+        Trainer::build(graph, objective, settings, false)
+    }
+
+    /// [`Trainer::new`]; with `reduce_gradients`, each gradient is computed into a buffer of
+    /// its own that a data-parallel run replaces by its mean across processes before the
+    /// update reads it.
+    #[track_caller]
+    pub(crate) fn build<'g>(
+        graph: &'g Graph,
+        objective: &Objective<'g>,
+        settings: &Settings<'_>,
+        reduce_gradients: bool,
+    ) -> Result<Trainer> {
         let trainable: Vec<(Tensor<'g>, String)> =
             graph.params().into_iter().filter(|(_, _, trainable)| *trainable).map(|(t, name, _)| (t, name)).collect();
         let params: Vec<Tensor<'g>> = trainable.iter().map(|(t, _)| *t).collect();
@@ -156,9 +172,18 @@ impl Trainer {
         inputs.extend([schedule.lr, schedule.step]);
         let mut outputs = vec![objective.loss];
         outputs.extend(objective.metrics.iter().map(|(_, metric)| *metric));
-        let lean = function(graph, &inputs, &outputs, &updates)?;
+        let reduced: Vec<(String, Tensor<'g>)> = match reduce_gradients {
+            true => trainable
+                .iter()
+                .zip(&grads)
+                .map(|((_, name), &grad)| (format!("the gradient of `{name}`"), grad))
+                .collect(),
+            false => Vec::new(),
+        };
+        let options = kiln_compiler::codegen::Options::default();
+        let lean = function_reducing(graph, &inputs, &outputs, &updates, &reduced, &options)?;
         outputs.extend(&grads);
-        let diagnostic = function(graph, &inputs, &outputs, &updates)?;
+        let diagnostic = function_reducing(graph, &inputs, &outputs, &updates, &reduced, &options)?;
         Ok(Trainer {
             lean,
             diagnostic,
@@ -170,6 +195,8 @@ impl Trainer {
             diagnose: settings.diagnose,
             iteration: 0,
             busy: Duration::ZERO,
+            #[cfg(feature = "mpi")]
+            ranks: None,
         })
     }
 
@@ -192,9 +219,11 @@ impl Trainer {
         let out = self.current_mut().call(&values)?;
         self.iteration += 1;
         let step = self.iteration;
-        let loss = out[0].item().unwrap_or(f64::NAN);
-        let metrics: Vec<(String, f64)> =
+        let mut loss = out[0].item().unwrap_or(f64::NAN);
+        let mut metrics: Vec<(String, f64)> =
             self.metrics.iter().zip(&out[1..]).map(|(name, v)| (name.clone(), v.item().unwrap_or(f64::NAN))).collect();
+        #[cfg(feature = "mpi")]
+        self.after_data_parallel_step(&mut loss, &mut metrics)?;
         let diagnostics = match before {
             Some(before) => Some(self.diagnostics(&before, &out[1 + self.metrics.len()..], step)?),
             None => None,
@@ -250,11 +279,11 @@ impl Trainer {
         Ok(Diagnostics { params, histogram })
     }
 
-    fn current(&self) -> &Function {
+    pub(crate) fn current(&self) -> &Function {
         if self.in_diagnostic { &self.diagnostic } else { &self.lean }
     }
 
-    fn current_mut(&mut self) -> &mut Function {
+    pub(crate) fn current_mut(&mut self) -> &mut Function {
         if self.in_diagnostic { &mut self.diagnostic } else { &mut self.lean }
     }
 
@@ -313,19 +342,34 @@ impl Trainer {
 
     /// Writes a checkpoint to `path`: the params (safetensors), the optimizer's state, the
     /// step count and `config` (JSON), atomically.
+    ///
+    /// In a data-parallel run, rank 0 writes and every rank returns once it is written.
     pub fn save(&self, path: &Path, config: serde_json::Value) -> Result<()> {
-        Checkpoint { params: self.params(), step: self.iteration, config }.save(path)
+        let checkpoint = Checkpoint { params: self.params(), step: self.iteration, config };
+        #[cfg(feature = "mpi")]
+        if let Some(ranks) = &self.ranks {
+            if ranks.rank() == 0 {
+                checkpoint.save(path)?;
+            }
+            return ranks.barrier("waiting for rank 0 to write the checkpoint");
+        }
+        checkpoint.save(path)
     }
 
     /// Restores the params, the optimizer's state and the step count from the checkpoint at
     /// `path` and returns its config. The checkpoint must have exactly this trainer's params
     /// (names, shapes, dtypes); otherwise the error lists every mismatch and nothing changes.
     /// Training on from step k then gives the same bits as a run never interrupted.
+    ///
+    /// In a data-parallel run every rank loads the same file (rank 0's, on a shared file
+    /// system), and the ranks check that they now hold the same params.
     pub fn load(&mut self, path: &Path) -> Result<serde_json::Value> {
         let checkpoint = Checkpoint::load(path)?;
         checkpoint.check_against(path, &self.params())?;
         self.current_mut().set_params(&checkpoint.params)?;
         self.iteration = checkpoint.step;
+        #[cfg(feature = "mpi")]
+        self.check_identical_across_ranks("after loading the checkpoint")?;
         Ok(checkpoint.config)
     }
 

@@ -29,7 +29,10 @@ pub fn fuse_epilogues(program: &mut Program) {
             let start = program.kernels.len().saturating_sub(REACH);
             let host = (start..program.kernels.len()).rev().find(|&i| match &program.kernels[i] {
                 Kernel::MatMul(matmul) => {
+                    // A kernel reading a buffer summed across processes waits for the sum:
+                    // as an epilogue it would run before the matmul's product was summed.
                     matmul.epilogue.is_none()
+                        && !candidate.reads().iter().any(|buffer| program.reduced.contains(buffer))
                         && can_be_epilogue(matmul, candidate, &updated)
                         && program.kernels[i + 1..].iter().all(|between| independent(program, between, candidate))
                 }
@@ -115,7 +118,15 @@ mod tests {
     }
 
     fn program(kernels: Vec<Kernel>) -> Program {
-        Program { symbols: vec![], buffers: vec![], kernels, outputs: vec![], updates: vec![], slots: vec![] }
+        Program {
+            symbols: vec![],
+            buffers: vec![],
+            kernels,
+            outputs: vec![],
+            updates: vec![],
+            slots: vec![],
+            reduced: vec![],
+        }
     }
 
     #[test]

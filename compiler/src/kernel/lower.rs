@@ -36,8 +36,14 @@ const SMALL_REDUCTION: usize = 8;
 type DimMap = Vec<(Option<usize>, i64)>;
 
 /// Lowers `graph` to a program computing `outputs` and, for each `(param, value)` in
-/// `updates`, the new value of the param.
-pub fn lower(graph: &Graph, outputs: &[NodeId], updates: &[(NodeId, NodeId)]) -> Result<(Program, Vec<FusionNote>)> {
+/// `updates`, the new value of the param. The outputs listed in `reduced` also go to
+/// [`Program::reduced`]: the runtime sums them across processes between kernels.
+pub fn lower(
+    graph: &Graph,
+    outputs: &[NodeId],
+    updates: &[(NodeId, NodeId)],
+    reduced: &[NodeId],
+) -> Result<(Program, Vec<FusionNote>)> {
     let nodes = graph.nodes();
     check_supported(&nodes)?;
     let mut lowering = Lowering::new(&nodes);
@@ -50,6 +56,10 @@ pub fn lower(graph: &Graph, outputs: &[NodeId], updates: &[(NodeId, NodeId)]) ->
     let buffer = |id: NodeId| buffer_of[id.0].expect("bug in kiln: a root has no buffer");
     program.outputs = outputs.iter().map(|&id| buffer(id)).collect();
     program.updates = updates.iter().map(|&(param, value)| (buffer(param), buffer(value))).collect();
+    program.reduced = reduced.iter().map(|&id| buffer(id)).collect();
+    if let Some(id) = reduced.iter().find(|id| !outputs.contains(id)) {
+        return Err(Error::Bug(format!("reduced node {id} is not among the outputs")));
+    }
     super::merge_neighbours(&mut program);
     super::fuse_epilogues(&mut program);
     super::collapse_loops(&mut program);
@@ -107,6 +117,7 @@ impl<'a> Lowering<'a> {
             outputs: vec![],
             updates: vec![],
             slots: vec![],
+            reduced: vec![],
         };
         let n = nodes.len();
         let buffer_of = vec![None; n];

@@ -175,7 +175,7 @@ mod tests {
         outputs: Vec<usize>,
         updates: Vec<(usize, usize)>,
     ) -> Program {
-        Program { symbols: vec![], buffers, kernels, outputs, updates, slots: vec![] }
+        Program { symbols: vec![], buffers, kernels, outputs, updates, slots: vec![], reduced: vec![] }
     }
 
     #[test]

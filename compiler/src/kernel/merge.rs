@@ -14,7 +14,9 @@ pub fn merge_neighbours(program: &mut Program) {
     let kernels = std::mem::take(&mut program.kernels);
     for kernel in kernels {
         let merged = match (program.kernels.last_mut(), &kernel) {
-            (Some(Kernel::Loop(first)), Kernel::Loop(second)) if can_merge(first, second) => {
+            (Some(Kernel::Loop(first)), Kernel::Loop(second))
+                if can_merge(first, second) && !reads_reduced_from(second, first, &program.reduced) =>
+            {
                 append(first, second);
                 true
             }
@@ -25,6 +27,13 @@ pub fn merge_neighbours(program: &mut Program) {
         }
     }
     drop_dead_stores(program);
+}
+
+/// True if `second` reads a buffer of `reduced` that `first` writes: merged, they would leave
+/// no point between them for the runtime's sum across processes.
+fn reads_reduced_from(second: &LoopKernel, first: &LoopKernel, reduced: &[usize]) -> bool {
+    let written = first.writes();
+    second.reads().iter().any(|buffer| reduced.contains(buffer) && written.contains(buffer))
 }
 
 fn is_elementwise_f32(kernel: &LoopKernel) -> bool {

@@ -266,6 +266,11 @@ pub struct Program {
     pub updates: Vec<(usize, usize)>,
     /// For each buffer: the scratch slot holding it, for temporaries (see `plan_memory`).
     pub slots: Vec<Option<usize>>,
+    /// Buffers the runtime sums across processes between kernels (the gradients of a
+    /// data-parallel step), a subset of `outputs`. No kernel both writes one and reads it, so
+    /// there is always a point between the kernel that finishes one and the first that reads
+    /// it (`merge_neighbours` and `fuse_epilogues` keep it).
+    pub reduced: Vec<usize>,
 }
 
 impl LoopKernel {
