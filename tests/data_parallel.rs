@@ -49,7 +49,7 @@ fn main() {
     }
     let directory = std::env::temp_dir().join(format!("kiln-data-parallel-{}", std::process::id()));
     std::fs::create_dir_all(&directory).expect("a temporary directory");
-    let checks: [(&str, fn(&Outcome)); 5] = [
+    let checks: [(&str, Check); 5] = [
         ("equality", |o| {
             o.expect_success();
             o.expect("rank 0: params identical on every rank after every step: true");
@@ -91,6 +91,9 @@ fn main() {
         std::process::exit(1);
     }
 }
+
+/// What a scenario's run must show.
+type Check = fn(&Outcome);
 
 /// How a 2-rank run of a scenario ended.
 struct Outcome {

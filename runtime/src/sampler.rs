@@ -39,7 +39,7 @@ impl ShardedSampler {
         let location = Location::caller();
         let fault = if ranks == 0 || rank >= ranks {
             Some(format!("rank {rank} is not one of {ranks} ranks"))
-        } else if global_batch == 0 || global_batch % ranks != 0 {
+        } else if global_batch == 0 || !global_batch.is_multiple_of(ranks) {
             Some(format!("a global batch of {global_batch} does not split evenly across {ranks} ranks"))
         } else if global_batch > len {
             Some(format!("a global batch of {global_batch} is more than the {len} examples"))

@@ -219,11 +219,11 @@ impl Trainer {
         let out = self.current_mut().call(&values)?;
         self.iteration += 1;
         let step = self.iteration;
-        let mut loss = out[0].item().unwrap_or(f64::NAN);
-        let mut metrics: Vec<(String, f64)> =
+        let loss = out[0].item().unwrap_or(f64::NAN);
+        let metrics: Vec<(String, f64)> =
             self.metrics.iter().zip(&out[1..]).map(|(name, v)| (name.clone(), v.item().unwrap_or(f64::NAN))).collect();
         #[cfg(feature = "mpi")]
-        self.after_data_parallel_step(&mut loss, &mut metrics)?;
+        let (loss, metrics) = self.after_data_parallel_step(loss, metrics)?;
         let diagnostics = match before {
             Some(before) => Some(self.diagnostics(&before, &out[1 + self.metrics.len()..], step)?),
             None => None,

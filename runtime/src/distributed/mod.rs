@@ -108,6 +108,12 @@ impl Ranks {
         (step * self.size() as u64 + self.rank() as u64) as i64
     }
 
+    /// A reducer that replaces a compiled function's reduced buffers by their mean across
+    /// these ranks (see [`crate::function_reducing`] and [`crate::Function::set_reducer`]).
+    pub fn reducer(&self) -> Box<dyn crate::reduce::Reducer> {
+        Box::new(reducer::MpiReducer::new(self))
+    }
+
     /// Prints `error` on standard error as this rank's and stops every rank of the run
     /// (`MPI_Abort`), so the others do not wait for this one until their timeout.
     pub fn abort(&self, error: &Error) -> ! {

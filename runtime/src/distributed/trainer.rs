@@ -70,18 +70,21 @@ impl Trainer {
 
     /// After a step of a data-parallel run: the loss and metrics become their means over the
     /// ranks, and debug builds check every [`CHECK_EVERY`] steps that the params agree.
-    pub(crate) fn after_data_parallel_step(&self, loss: &mut f64, metrics: &mut [(String, f64)]) -> Result<()> {
-        let Some(ranks) = &self.ranks else { return Ok(()) };
-        let mut values: Vec<f64> = std::iter::once(*loss).chain(metrics.iter().map(|(_, value)| *value)).collect();
+    pub(crate) fn after_data_parallel_step(
+        &self,
+        loss: f64,
+        mut metrics: Vec<(String, f64)>,
+    ) -> Result<(f64, Vec<(String, f64)>)> {
+        let Some(ranks) = &self.ranks else { return Ok((loss, metrics)) };
+        let mut values: Vec<f64> = std::iter::once(loss).chain(metrics.iter().map(|(_, value)| *value)).collect();
         ranks.mean(&mut values, "the mean of the loss and metrics")?;
-        *loss = values[0];
         for ((_, metric), value) in metrics.iter_mut().zip(&values[1..]) {
             *metric = *value;
         }
-        if cfg!(debug_assertions) && self.iteration % CHECK_EVERY == 0 {
+        if cfg!(debug_assertions) && self.iteration.is_multiple_of(CHECK_EVERY) {
             self.check_identical_across_ranks("after the step")?;
         }
-        Ok(())
+        Ok((values[0], metrics))
     }
 }
 
