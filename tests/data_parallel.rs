@@ -16,6 +16,8 @@
 //! - `failure`: rank 1's step fails (a batch of the wrong shape); it stops the run, and rank 0,
 //!   waiting in the gradient sum, stops with it, well within the timeout.
 //! - `hang`: rank 1 stops answering; rank 0 stops the run when its 2-second timeout passes.
+//! - `die`: rank 1's process exits in the middle of training; rank 0 does not finish its steps
+//!   and the run stops within the timeout.
 
 use std::path::Path;
 use std::process::{Command, Stdio};
@@ -49,7 +51,7 @@ fn main() {
     }
     let directory = std::env::temp_dir().join(format!("kiln-data-parallel-{}", std::process::id()));
     std::fs::create_dir_all(&directory).expect("a temporary directory");
-    let checks: [(&str, Check); 5] = [
+    let checks: [(&str, Check); 6] = [
         ("equality", |o| {
             o.expect_success();
             o.expect("rank 0: params identical on every rank after every step: true");
@@ -73,6 +75,11 @@ fn main() {
             o.expect_failure(Duration::from_secs(30));
             o.expect("kiln: rank 0 of 2: the sum of the gradient of");
             o.expect("did not complete within 2s");
+        }),
+        ("die", |o| {
+            o.expect_failure(Duration::from_secs(30));
+            assert!(!o.output.contains("rank 0: every step ran"), "rank 0 trained on without rank 1");
+            o.expect("exited with non-zero status");
         }),
     ];
     let mut failed = 0;
@@ -241,7 +248,7 @@ fn play(ranks: &Ranks, scenario: &str, directory: Option<&Path>) -> Result<()> {
             Trainer::data_parallel(&g, &objective, &settings, ranks)?;
             println!("rank {rank}: the mismatch went unnoticed");
         }
-        "failure" | "hang" => {
+        "failure" | "hang" | "die" => {
             let mut ranks = ranks.clone();
             ranks.set_timeout(Duration::from_secs(2));
             let objective = objective(&g, 32)?;
@@ -249,8 +256,10 @@ fn play(ranks: &Ranks, scenario: &str, directory: Option<&Path>) -> Result<()> {
             for step in 0..10 {
                 let mut inputs = data.batch(&shards.batch(step));
                 if rank == 1 && step == 3 {
-                    if scenario == "hang" {
-                        std::thread::sleep(Duration::from_secs(20));
+                    match scenario {
+                        "hang" => std::thread::sleep(Duration::from_secs(20)),
+                        "die" => std::process::exit(5),
+                        _ => {}
                     }
                     inputs[0] = Value::f32([1, 3], vec![0.0; 3]);
                 }

@@ -10,7 +10,7 @@
 //! `mpi` feature); the runtime never needs to know how they travel.
 
 use kiln_compiler::kernel::{Program, Role};
-use kiln_compiler::{DType, Error, Result};
+use kiln_compiler::{DType, Error, Location, Result};
 
 /// Sums buffers of `f32` across the processes of a data-parallel run, without blocking.
 ///
@@ -56,7 +56,8 @@ pub struct Exchange {
 impl Exchange {
     /// The schedule of `program`'s reduced buffers, named by `names` (one per buffer of
     /// `program.reduced`). Constants are the same on every process and are not summed; a
-    /// buffer that is not `f32` is an error.
+    /// buffer that is not `f32` is an error (at the caller's line).
+    #[track_caller]
     pub fn plan(program: &Program, names: &[String]) -> Result<Exchange> {
         let mut sums: Vec<Sum> = Vec::new();
         for (&buffer, name) in program.reduced.iter().zip(names) {
@@ -67,7 +68,7 @@ impl Exchange {
             }
             if declared.dtype != DType::F32 {
                 let detail = format!("`{name}` is {}; only f32 buffers are summed across processes", declared.dtype);
-                return Err(Error::Distributed { rank: 0, detail });
+                return Err(Error::Argument { op: "function_reducing", detail, location: Location::caller() });
             }
             let touches = |position: usize, reads: bool| {
                 let (read, written) = program.kernels[position].accesses();

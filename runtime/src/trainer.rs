@@ -294,7 +294,8 @@ impl Trainer {
 
     /// Sets the params named in `store` (pre-trained weights, or a fresh initialisation from
     /// another seed); every other param and the optimizer's state keep their values. Each name
-    /// must be a param of the step, with its shape; otherwise nothing changes.
+    /// must be a param of the step, with its shape; otherwise nothing changes. In a
+    /// data-parallel run, set the same values on every rank (or load a checkpoint).
     #[track_caller]
     pub fn set_params(&mut self, store: &ParamStore) -> Result<()> {
         let mut params = self.params();

@@ -69,3 +69,15 @@ fn the_update_reads_the_mean_of_the_gradients_across_processes() -> Result<()> {
     }
     Ok(())
 }
+
+#[test]
+fn summing_a_tensor_that_is_not_f32_is_an_error_naming_it() -> Result<()> {
+    let g = Graph::new();
+    let x = g.input("x", [4])?;
+    let counts = x.gt(x * 0.5)?.cast(DType::I64)?;
+    let reduced = [("the counts".to_string(), counts)];
+    let error = function_reducing(&g, &[x], &[x.sum_all()?], &[], &reduced, &Default::default()).unwrap_err();
+    let message = error.to_string();
+    assert!(message.contains("`the counts` is i64") && message.contains("reduce.rs"), "{message}");
+    Ok(())
+}
