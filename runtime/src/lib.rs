@@ -7,6 +7,10 @@
 //!
 //! [`optim`] holds the optimizers, as update rules in graph ops that compile with the step.
 //!
+//! [`reduce`] schedules the sums across processes of a data-parallel step between its kernels;
+//! [`ShardedSampler`] gives each process its part of every global batch; with the `mpi`
+//! feature, `distributed` runs them over MPI (`Ranks`, `Trainer::data_parallel`).
+//!
 //! [`export`] packages a trained model's forward half as a standalone artifact: an object
 //! file, a static library with its C header, a command-line executable, Rust bindings.
 
