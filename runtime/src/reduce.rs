@@ -94,7 +94,10 @@ mod tests {
     use kiln_compiler::prelude::*;
 
     /// A two-layer step whose gradients are summed: each sum starts after the kernel that
-    /// finishes the gradient and ends before the update that reads it.
+    /// finishes the gradient and ends before the update that reads it. The gradients come from
+    /// matmuls (weights), reductions (biases) and an elementwise loop (the penalised param
+    /// outside the network, `2q`). The passes' own rules are tested in `kernel::merge` and
+    /// `kernel::epilogue`.
     #[test]
     fn each_gradient_sum_starts_after_its_last_writer_and_ends_before_its_first_reader() -> Result<()> {
         let g = Graph::new();
@@ -102,15 +105,17 @@ mod tests {
         let labels = g.typed_input("labels", [8], DType::I64)?;
         let first = layers::Linear::new(&g, "first", 4, 6)?;
         let second = layers::Linear::new(&g, "second", 6, 3)?;
-        let loss = layers::cross_entropy(second.forward(layers::relu(first.forward(x)?)?)?, labels)?;
-        let params = [first.weight, first.bias, second.weight, second.bias];
+        let penalised = g.param("penalised", [6], Init::ONES)?;
+        let logits = second.forward(layers::relu(first.forward(x)?)?)?;
+        let loss = layers::cross_entropy(logits, labels)? + (penalised * penalised).sum_all()?;
+        let params = [first.weight, first.bias, second.weight, second.bias, penalised];
         let grads = g.grad(loss, &params)?;
         let updates: Vec<_> = params.iter().zip(&grads).map(|(&p, &d)| (p, p - d * 0.1)).collect();
         let compiled = compile_reducing(&g, &[loss], &updates, &grads, &Default::default())?;
         let program = &compiled.program.program;
-        let names: Vec<String> = (0..4).map(|i| format!("gradient {i}")).collect();
+        let names: Vec<String> = (0..5).map(|i| format!("gradient {i}")).collect();
         let exchange = Exchange::plan(program, &names)?;
-        assert_eq!(exchange.sums.len(), 4, "{exchange:?}");
+        assert_eq!(exchange.sums.len(), 5, "{exchange:?}");
         for sum in &exchange.sums {
             let after = sum.after.expect("every gradient is written by a kernel");
             assert!(after < sum.before && sum.before < program.kernels.len(), "{sum:?}");

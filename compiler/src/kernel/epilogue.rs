@@ -139,6 +139,14 @@ mod tests {
     }
 
     #[test]
+    fn a_reader_of_a_product_summed_across_processes_stays_a_kernel() {
+        let mut p = program(vec![Kernel::MatMul(Box::new(matmul())), Kernel::Loop(map([5, 1]))]);
+        p.reduced = vec![2];
+        fuse_epilogues(&mut p);
+        assert_eq!(p.kernels.len(), 2);
+    }
+
+    #[test]
     fn a_param_update_stays_a_kernel() {
         let mut p = program(vec![Kernel::MatMul(Box::new(matmul())), Kernel::Loop(map([5, 1]))]);
         p.updates = vec![(4, 3)];
