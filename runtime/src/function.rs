@@ -302,6 +302,7 @@ impl Function {
             sums.start(Some(number), &pointers, &symbols)?;
         }
         sums.finish(program.kernels.len(), &pointers, &symbols)?;
+        drop(sums);
         let outputs = program
             .outputs
             .iter()
@@ -410,6 +411,19 @@ struct Sums<'a> {
     program: &'a kiln_compiler::kernel::Program,
     /// For each sum of the exchange: its ticket while it travels.
     tickets: Vec<Option<usize>>,
+}
+
+/// A call that stops early (a kernel's error) still waits for the sums it started: the other
+/// processes run them too, and the memory they write into must outlive them.
+impl Drop for Sums<'_> {
+    fn drop(&mut self) {
+        let Some(reducer) = self.reducer.as_deref_mut() else { return };
+        for ticket in self.tickets.iter_mut().filter_map(Option::take) {
+            // The call already fails with its own error, which is the one to report; a sum
+            // that cannot complete stops the run within the reducer's timeout.
+            reducer.wait(ticket).ok();
+        }
+    }
 }
 
 impl Sums<'_> {
