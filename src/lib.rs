@@ -38,11 +38,15 @@ pub use kiln_compiler::codegen::Tier;
 /// Code generator options for [`function_with`] (`kiln::codegen::Options`).
 pub use kiln_compiler::codegen;
 pub use kiln_runtime::{
-    Checkpoint, Diagnostics, Function, Histogram, IfDiverged, Objective, ParamScale, Report, Settings, Trainer,
-    function, function_on,
+    Checkpoint, Diagnostics, Function, Histogram, IfDiverged, Objective, ParamScale, Report, Settings, ShardedSampler,
+    Trainer, function, function_on,
 };
 pub use kiln_runtime::{DEFAULT_SPLIT_THRESHOLD, function_with};
 pub use kiln_runtime::{export, optim, plot, text};
+
+/// Data-parallel training over MPI: `Ranks` and the collectives (the `mpi` feature).
+#[cfg(feature = "mpi")]
+pub use kiln_runtime::distributed;
 
 pub use kiln_macros::model;
 

@@ -56,11 +56,31 @@ fn train_with<'g>(
     loss: Tensor<'g>,
     optimizer: &dyn Optimizer,
 ) -> Result<(Schedule<'g>, Vec<Update<'g>>)> {
+    let (schedule, updates, _) = train_sharded(g, loss, optimizer)?;
+    Ok((schedule, updates))
+}
+
+/// [`train_with`], and each trainable param's gradient by name: what a data-parallel step
+/// sums across ranks.
+fn train_sharded<'g>(g: &'g Graph, loss: Tensor<'g>, optimizer: &dyn Optimizer) -> Result<Sharded<'g>> {
     let params = trainable(g);
     let grads = g.grad(loss, &params)?;
     let schedule = Schedule::inputs(g)?;
     let updates = optimizer.updates(g, &params, &grads, &schedule)?;
-    Ok((schedule, updates))
+    let names = g.params().into_iter().filter(|(_, _, trainable)| *trainable).map(|(_, name, _)| name);
+    let gradients = names.zip(grads).map(|(name, grad)| (format!("the gradient of `{name}`"), grad)).collect();
+    Ok((schedule, updates, gradients))
+}
+
+type Sharded<'g> = (Schedule<'g>, Vec<Update<'g>>, Vec<(String, Tensor<'g>)>);
+
+/// One rank's part of a data-parallel workload: `rank` of `ranks`.
+#[derive(Clone, Copy, Debug)]
+pub struct Shard {
+    /// This process's rank, from 0.
+    pub rank: usize,
+    /// How many processes share each step.
+    pub ranks: usize,
 }
 
 /// The notebook's target: 1 where `y > sin(3x)`.
@@ -84,17 +104,30 @@ pub fn labels(n: usize, classes: u32, seed: u64) -> Vec<i64> {
 /// W1 (SGD) and W2 (Adam): the notebook's MLP on `batch` points drawn in the graph at every
 /// step (W1 and W2 use 10000).
 pub fn seed_mlp(g: &Graph, batch: usize, adam_optimizer: bool) -> Result<Step<'_>> {
+    Ok(seed_mlp_shard(g, batch, adam_optimizer, Shard { rank: 0, ranks: 1 })?.0)
+}
+
+/// One rank's part of W1/W2 across `shard.ranks` processes: `batch / ranks` points drawn in
+/// the graph per step, the rank in the draw's counter (`step · ranks + rank`, so ranks draw
+/// different points), and the gradients to sum across ranks.
+pub fn seed_mlp_shard(
+    g: &Graph,
+    batch: usize,
+    adam_optimizer: bool,
+    shard: Shard,
+) -> Result<(Step<'_>, Vec<(String, Tensor<'_>)>)> {
+    let local = batch / shard.ranks;
     let step = g.typed_input("step", Shape::scalar(), DType::I64)?;
-    let points = g.random_normal([batch, 2], 1, step)?;
-    let targets = classify(points, batch)?;
+    let points = g.random_normal([local, 2], 1, step)?;
+    let targets = classify(points, local)?;
     let loss = layers::cross_entropy(mlp(g, points, &[2, 20, 20, 2])?, targets)?;
     let optimizer: &dyn Optimizer = if adam_optimizer { &Adam::new() } else { &Sgd::new() };
-    let (schedule, updates) = train_with(g, loss, optimizer)?;
-    let feed = Box::new(|s: usize| {
+    let (schedule, updates, gradients) = train_sharded(g, loss, optimizer)?;
+    let feed = Box::new(move |s: usize| {
         let [lr, t] = Schedule::values(0.01, s as u64 + 1);
-        vec![Value::i64([], vec![s as i64]), lr, t]
+        vec![Value::i64([], vec![(s * shard.ranks + shard.rank) as i64]), lr, t]
     });
-    Ok(Step { inputs: vec![step, schedule.lr, schedule.step], outputs: vec![loss], updates, feed })
+    Ok((Step { inputs: vec![step, schedule.lr, schedule.step], outputs: vec![loss], updates, feed }, gradients))
 }
 
 /// The accuracy of the notebook's MLP (params by the same names) on points `x: [N, 2]`.
@@ -117,19 +150,31 @@ pub fn mlp_infer(g: &Graph, batch: usize) -> Result<Step<'_>> {
 
 /// W4: a wide MLP on 8 fixed batches of 128, SGD with momentum.
 pub fn wide_mlp(g: &Graph) -> Result<Step<'_>> {
-    let x = g.input("x", [128, 784])?;
-    let y = g.typed_input("labels", [128], DType::I64)?;
+    Ok(wide_mlp_shard(g, Shard { rank: 0, ranks: 1 })?.0)
+}
+
+/// One rank's part of W4 across `shard.ranks` processes: rows `rank · 128/ranks ..` of each
+/// of the 8 batches of 128, and the gradients to sum across ranks.
+pub fn wide_mlp_shard(g: &Graph, shard: Shard) -> Result<(Step<'_>, Vec<(String, Tensor<'_>)>)> {
+    let local = 128 / shard.ranks;
+    let x = g.input("x", [local, 784])?;
+    let y = g.typed_input("labels", [local], DType::I64)?;
     let loss = layers::cross_entropy(mlp(g, x, &[784, 256, 256, 10])?, y)?;
-    let (schedule, updates) = train_with(g, loss, &Sgd::momentum(0.9))?;
+    let (schedule, updates, gradients) = train_sharded(g, loss, &Sgd::momentum(0.9))?;
+    let rows = shard.rank * local..(shard.rank + 1) * local;
     let batches: Vec<[Value; 2]> = (0..8)
-        .map(|b| [Value::f32([128, 784], normal_values(128 * 784, 10 + b)), Value::i64([128], labels(128, 10, 20 + b))])
+        .map(|b| {
+            let x = normal_values(128 * 784, 10 + b)[rows.start * 784..rows.end * 784].to_vec();
+            let y = labels(128, 10, 20 + b)[rows.clone()].to_vec();
+            [Value::f32([local, 784], x), Value::i64([local], y)]
+        })
         .collect();
     let feed = Box::new(move |s: usize| {
         let mut values = batches[s % 8].to_vec();
         values.extend(Schedule::values(0.01, s as u64 + 1));
         values
     });
-    Ok(Step { inputs: vec![x, y, schedule.lr, schedule.step], outputs: vec![loss], updates, feed })
+    Ok((Step { inputs: vec![x, y, schedule.lr, schedule.step], outputs: vec![loss], updates, feed }, gradients))
 }
 
 /// W5: character ids, embeddings weighted by a sinusoidal position table, a small MLP, Adam.

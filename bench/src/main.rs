@@ -15,6 +15,9 @@
 //! `export` times the exported MLP (a static library linked into a C benchmark) against the
 //! JIT at one thread (see `export.rs`).
 //!
+//! Built with `--features mpi` and launched by `mpirun -np N`, `w1` and `w4` run as N
+//! data-parallel ranks (see `scale_out.rs`), and rank 0 prints the JSON line with `"ranks":N`.
+//!
 //! `matmul` calibrates the GEMM threshold: every matmul shape of the workloads, timed in the
 //! register tile and in the tuned GEMM.
 //!
@@ -25,6 +28,8 @@
 use std::time::Instant;
 
 mod export;
+#[cfg(feature = "mpi")]
+mod scale_out;
 
 use kiln::Tier;
 use kiln::prelude::*;
@@ -298,6 +303,14 @@ fn main() {
     let threads = threads.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, usize::from));
     // SAFETY: set before any other thread exists.
     unsafe { std::env::set_var("KILN_THREADS", threads.to_string()) };
+    #[cfg(feature = "mpi")]
+    if scale_out::launched_by_mpirun() {
+        if let Err(e) = scale_out::run(&workload, threads) {
+            eprintln!("{workload} across ranks failed: {e}");
+            std::process::exit(1);
+        }
+        return;
+    }
     let all = ["w1", "w2", "w3", "w4", "w5", "w6"];
     let selected: Vec<&str> = if workload == "all" { all.to_vec() } else { vec![workload.as_str()] };
     for name in selected {

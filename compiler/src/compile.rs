@@ -39,8 +39,24 @@ pub fn compile_with<'g>(
     updates: &[(Tensor<'g>, Tensor<'g>)],
     options: &codegen::Options,
 ) -> Result<Compiled> {
+    compile_reducing(graph, outputs, updates, &[], options)
+}
+
+/// [`compile_with`] for a data-parallel step: `reduced` (the gradients, say) are computed
+/// into buffers of their own, appended to the outputs after `outputs`, and listed in
+/// [`kernel::Program::reduced`], so that the runtime can sum them across processes after the
+/// kernel that finishes each and before the first kernel that reads it (the optimizer's
+/// update). Without processes to sum over, the program computes what [`compile_with`]'s does.
+#[track_caller]
+pub fn compile_reducing<'g>(
+    graph: &'g Graph,
+    outputs: &[Tensor<'g>],
+    updates: &[(Tensor<'g>, Tensor<'g>)],
+    reduced: &[Tensor<'g>],
+    options: &codegen::Options,
+) -> Result<Compiled> {
     let started = Instant::now();
-    let program = lower_to_kernels(graph, outputs, updates)?;
+    let program = lower_reducing(graph, outputs, updates, reduced, Location::caller())?;
     let program = codegen::compile_with(program, options)?;
     Ok(Compiled { program, time: started.elapsed() })
 }
@@ -53,10 +69,21 @@ pub fn lower_to_kernels<'g>(
     outputs: &[Tensor<'g>],
     updates: &[(Tensor<'g>, Tensor<'g>)],
 ) -> Result<kernel::Program> {
-    let location = Location::caller();
+    lower_reducing(graph, outputs, updates, &[], Location::caller())
+}
+
+/// [`lower_to_kernels`] for a data-parallel step (see [`compile_reducing`]); `location` is the
+/// caller's, for errors.
+pub fn lower_reducing<'g>(
+    graph: &'g Graph,
+    outputs: &[Tensor<'g>],
+    updates: &[(Tensor<'g>, Tensor<'g>)],
+    reduced: &[Tensor<'g>],
+    location: Location,
+) -> Result<kernel::Program> {
     graph.check()?;
-    let mut roots: Vec<NodeId> = Vec::with_capacity(outputs.len() + updates.len());
-    for tensor in outputs {
+    let mut roots: Vec<NodeId> = Vec::with_capacity(outputs.len() + reduced.len() + updates.len());
+    for tensor in outputs.iter().chain(reduced) {
         roots.push(own_id(graph, *tensor, location)?);
     }
     let mut params = Vec::with_capacity(updates.len());
@@ -83,14 +110,15 @@ pub fn lower_to_kernels<'g>(
         roots.push(value_id);
     }
     let optimized = passes::optimize(graph, &roots);
-    let (outputs, values) = optimized.outputs.split_at(outputs.len());
+    let (outputs, values) = optimized.outputs.split_at(outputs.len() + reduced.len());
+    let reduced = &outputs[outputs.len() - reduced.len()..];
     // Params keep their position among the leaves, so their ids in the new graph are found by name.
     let updates: Vec<(NodeId, NodeId)> = params
         .iter()
         .zip(values)
         .map(|(param, &value)| (param_id_by_name(&optimized.graph, graph, *param), value))
         .collect();
-    let (program, notes) = kernel::lower(&optimized.graph, outputs, &updates)?;
+    let (program, notes) = kernel::lower(&optimized.graph, outputs, &updates, reduced)?;
     if dump_enabled("fusion") {
         eprintln!("== fusion decisions");
         for note in &notes {

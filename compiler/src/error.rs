@@ -226,6 +226,17 @@ pub enum Error {
         detail: String,
     },
 
+    /// A data-parallel run across processes cannot go on: the ranks built different graphs,
+    /// another rank stopped answering within the timeout, or the message-passing library
+    /// failed. The run's fault (or a machine's), not this rank's inputs.
+    #[error("rank {rank}: {detail}")]
+    Distributed {
+        /// The rank (process number, from 0) reporting the error.
+        rank: usize,
+        /// What went wrong, naming the param or the collective operation concerned.
+        detail: String,
+    },
+
     /// A broken internal invariant: a bug in kiln, never the caller's fault.
     #[error("bug in kiln: {0}")]
     Bug(String),

@@ -25,7 +25,7 @@ fn the_notebook_training_step_lowers_to_few_kernels() -> Result<()> {
     roots.extend(&updates);
     let rooted = passes::optimize(&g, &ids(&roots));
     let pairs: Vec<(NodeId, NodeId)> = ids(&params).into_iter().zip(rooted.outputs[1..].iter().copied()).collect();
-    let (program, notes) = kernel::lower(&rooted.graph, &rooted.outputs[..1], &pairs)?;
+    let (program, notes) = kernel::lower(&rooted.graph, &rooted.outputs[..1], &pairs, &[])?;
     println!("{}", program.listing());
     for note in &notes {
         println!("{} {}: {}", note.node, note.op, note.decision);
@@ -53,7 +53,7 @@ fn every_fusion_decision_has_a_reason() -> Result<()> {
     let x = g.input("x", [Dim::sym("B"), 40.into()])?;
     let y = layers::softmax(x.exp()?, 1)?.sum(&[0], false)?;
     let rooted = passes::optimize(&g, &ids(&[y]));
-    let (_, notes) = kernel::lower(&rooted.graph, &rooted.outputs, &[])?;
+    let (_, notes) = kernel::lower(&rooted.graph, &rooted.outputs, &[], &[])?;
     assert!(!notes.is_empty());
     for note in &notes {
         let reasoned =

@@ -7,13 +7,14 @@ use kiln_compiler::codegen::{
     self, CompiledProgram, KernelStatus, STATUS_DIVISION_BY_ZERO, STATUS_GEMM_FAILED, STATUS_INDEX_OUT_OF_RANGE,
     Tier,
 };
-use kiln_compiler::compile::lower_to_kernels;
+use kiln_compiler::compile::lower_reducing;
 use kiln_compiler::graph::{MAX_ELEMENTS, checked_numel};
 use kiln_compiler::kernel::{Kernel, Program, Role};
 use kiln_compiler::native;
 use kiln_compiler::{DType, Data, Dim, Error, Graph, Location, ParamStore, Result, Tensor, Value};
 
 use crate::pool::{Call, Pool};
+use crate::reduce::{Exchange, Reducer};
 
 /// On [`Tier::Auto`], the calls after which the native tier starts compiling in the background:
 /// a function called only a few times (a test, an evaluation) never runs the C compiler.
@@ -65,6 +66,11 @@ pub struct Function {
     options: codegen::Options,
     /// On [`Tier::Auto`], the native tier compiling in the background.
     pending: Option<JoinHandle<Result<CompiledProgram>>>,
+    /// How many of the program's outputs the caller gets (the rest are summed buffers).
+    returned: usize,
+    /// When to sum which buffers across processes, and who sums them (none: no sums).
+    exchange: Exchange,
+    reducer: Option<Box<dyn Reducer>>,
 }
 
 impl std::fmt::Debug for Function {
@@ -121,10 +127,47 @@ pub fn function_on<'g>(
     updates: &[(Tensor<'g>, Tensor<'g>)],
     options: &codegen::Options,
 ) -> Result<Function> {
-    let location = Location::caller();
+    build_function(tier, graph, inputs, outputs, updates, &[], options, Location::caller())
+}
+
+/// [`function_with`] for one process of a data-parallel run: each `(name, tensor)` of
+/// `reduced` (the gradients) is computed into a buffer of its own, which, once a
+/// [`Reducer`] is set ([`Function::set_reducer`]), is replaced by its mean across processes
+/// after the kernel that finishes it and before the first kernel that reads it. Without a
+/// reducer the function computes what [`function_with`]'s does.
+///
+/// Tier: `KILN_TIER`, else [`Tier::Auto`], as for [`function_with`].
+#[track_caller]
+pub fn function_reducing<'g>(
+    graph: &'g Graph,
+    inputs: &[Tensor<'g>],
+    outputs: &[Tensor<'g>],
+    updates: &[(Tensor<'g>, Tensor<'g>)],
+    reduced: &[(String, Tensor<'g>)],
+    options: &codegen::Options,
+) -> Result<Function> {
+    build_function(Tier::from_env(), graph, inputs, outputs, updates, reduced, options, Location::caller())
+}
+
+/// Compiles a function on `tier` whose `reduced` buffers are summed across processes (none:
+/// a plain function); `location` is the caller's, for errors.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn build_function<'g>(
+    tier: Tier,
+    graph: &'g Graph,
+    inputs: &[Tensor<'g>],
+    outputs: &[Tensor<'g>],
+    updates: &[(Tensor<'g>, Tensor<'g>)],
+    reduced: &[(String, Tensor<'g>)],
+    options: &codegen::Options,
+    location: Location,
+) -> Result<Function> {
     let input_names = input_names(graph, inputs, location)?;
     let started = Instant::now();
-    let program = lower_to_kernels(graph, outputs, updates)?;
+    let tensors: Vec<Tensor<'g>> = reduced.iter().map(|(_, tensor)| *tensor).collect();
+    let program = lower_reducing(graph, outputs, updates, &tensors, location)?;
+    let names: Vec<String> = reduced.iter().map(|(name, _)| name.clone()).collect();
+    let exchange = Exchange::plan(&program, &names)?;
     let compiled = native::compile_on(program, options, tier)?;
     let compile_time = started.elapsed();
     let program = &compiled.program;
@@ -170,6 +213,9 @@ pub fn function_on<'g>(
         tier,
         options: *options,
         pending: None,
+        returned: outputs.len(),
+        exchange,
+        reducer: None,
     };
     function.set_params(&ParamStore::init(graph, 0))?;
     function.load_constants()?;
@@ -299,6 +345,12 @@ impl Function {
             out.push_str(&format!("{mean:9.1} us {:5.1}%  {}\n", 100.0 * share, self.compiled.kernels[k].name));
         }
         Some(out)
+    }
+
+    /// Sums the buffers named at compilation ([`function_reducing`]) across processes with
+    /// `reducer` from the next call on.
+    pub fn set_reducer(&mut self, reducer: Box<dyn Reducer>) {
+        self.reducer = Some(reducer);
     }
 
     /// Threads the kernels run on.
@@ -508,7 +560,15 @@ impl Function {
         let program = &self.compiled.program;
         let call = Call { buffers: pointers.as_ptr(), sizes: symbols.as_ptr() };
         self.calls += 1;
+        let mut sums = Sums {
+            reducer: self.reducer.as_deref_mut(),
+            exchange: &self.exchange,
+            program,
+            tickets: vec![None; self.exchange.sums.len()],
+        };
+        sums.start(None, &pointers, &symbols)?;
         for (number, (compiled, kernel)) in self.compiled.kernels.iter().zip(&program.kernels).enumerate() {
+            sums.finish(number, &pointers, &symbols)?;
             let started = self.profile.is_some().then(std::time::Instant::now);
             let extent = compiled.range(&symbols);
             // Small kernels run on the calling thread: dispatch would cost more than it saves.
@@ -521,10 +581,14 @@ impl Function {
                 profile[number] += started.elapsed();
             }
             check_status(status, &compiled.name, program, &symbols, location)?;
+            sums.start(Some(number), &pointers, &symbols)?;
         }
+        sums.finish(program.kernels.len(), &pointers, &symbols)?;
+        drop(sums);
         let outputs = program
             .outputs
             .iter()
+            .take(self.returned)
             .map(|&buffer| {
                 let declared = &program.buffers[buffer];
                 let shape = concrete_shape(&declared.shape, &symbols, &program.symbols);
@@ -647,6 +711,68 @@ fn check_sizes(program: &Program, symbols: &[i64], location: Location) -> Result
     Ok(())
 }
 
+/// The sums across processes of one call in flight: the [`Exchange`] followed as kernels run.
+struct Sums<'a> {
+    reducer: Option<&'a mut (dyn Reducer + 'static)>,
+    exchange: &'a Exchange,
+    program: &'a kiln_compiler::kernel::Program,
+    /// For each sum of the exchange: its ticket while it travels.
+    tickets: Vec<Option<usize>>,
+}
+
+/// A call that stops early (a kernel's error) still waits for the sums it started: the other
+/// processes run them too, and the memory they write into must outlive them.
+impl Drop for Sums<'_> {
+    fn drop(&mut self) {
+        let Some(reducer) = self.reducer.as_deref_mut() else { return };
+        for ticket in self.tickets.iter_mut().filter_map(Option::take) {
+            // The call already fails with its own error, which is the one to report; a sum
+            // that cannot complete stops the run within the reducer's timeout.
+            reducer.wait(ticket).ok();
+        }
+    }
+}
+
+impl Sums<'_> {
+    /// Starts the sums scheduled after kernel `after` (`None`: before the first kernel).
+    fn start(&mut self, after: Option<usize>, pointers: &[*mut u8], symbols: &[i64]) -> Result<()> {
+        let Some(reducer) = self.reducer.as_deref_mut() else { return Ok(()) };
+        for (sum, ticket) in self.exchange.sums.iter().zip(&mut self.tickets) {
+            if sum.after == after {
+                let buffer = &self.program.buffers[sum.buffer];
+                let len = elements(&buffer.shape, symbols, &self.program.symbols)
+                    .ok_or_else(|| Error::Bug("a summed buffer's size overflows after the size checks".into()))?;
+                // SAFETY: the buffer holds `len` f32 (sized for this call's symbols); no kernel
+                // touches it until `finish` waits for it (the exchange's schedule), and its
+                // memory outlives the call.
+                *ticket = Some(unsafe { reducer.start(pointers[sum.buffer].cast::<f32>(), len, &sum.name)? });
+            }
+        }
+        Ok(())
+    }
+
+    /// Waits for the sums kernel `before` reads (the kernel count: every sum left) and
+    /// divides each by the number of processes: the mean.
+    fn finish(&mut self, before: usize, pointers: &[*mut u8], symbols: &[i64]) -> Result<()> {
+        let Some(reducer) = self.reducer.as_deref_mut() else { return Ok(()) };
+        let scale = 1.0 / reducer.ranks() as f32;
+        for (sum, ticket) in self.exchange.sums.iter().zip(&mut self.tickets) {
+            if sum.before == before
+                && let Some(started) = ticket.take()
+            {
+                reducer.wait(started)?;
+                let buffer = &self.program.buffers[sum.buffer];
+                let len = elements(&buffer.shape, symbols, &self.program.symbols)
+                    .ok_or_else(|| Error::Bug("a summed buffer's size overflows after the size checks".into()))?;
+                // SAFETY: as in `start`; the sum is complete, so the memory is the call's again.
+                let values = unsafe { std::slice::from_raw_parts_mut(pointers[sum.buffer].cast::<f32>(), len) };
+                values.iter_mut().for_each(|value| *value *= scale);
+            }
+        }
+        Ok(())
+    }
+}
+
 /// The error a kernel's status reports, worded from the program's range check it names.
 fn check_status(
     status: KernelStatus,
@@ -706,7 +832,7 @@ fn elements(shape: &kiln_compiler::Shape, symbols: &[i64], names: &[String]) -> 
     concrete_shape(shape, symbols, names).iter().try_fold(1usize, |n, &d| n.checked_mul(d))
 }
 
-fn byte_size(dtype: DType) -> usize {
+pub(crate) fn byte_size(dtype: DType) -> usize {
     match dtype {
         DType::F32 | DType::I32 => 4,
         DType::F64 | DType::I64 => 8,
@@ -715,7 +841,7 @@ fn byte_size(dtype: DType) -> usize {
 }
 
 /// The bytes of 16-byte words.
-fn bytemuck_bytes(words: &[u128]) -> &[u8] {
+pub(crate) fn bytemuck_bytes(words: &[u128]) -> &[u8] {
     // SAFETY: u128 has no padding and every byte pattern is a valid u8; the length is exact.
     unsafe { std::slice::from_raw_parts(words.as_ptr().cast::<u8>(), std::mem::size_of_val(words)) }
 }
@@ -740,7 +866,7 @@ fn zeroed_words(words: usize, what: impl FnOnce() -> String) -> Result<Vec<u128>
 }
 
 /// Typed data as 16-byte-aligned memory (rounded up to whole words, at least one).
-fn to_memory(data: &Data, what: impl FnOnce() -> String) -> Result<Vec<u128>> {
+pub(crate) fn to_memory(data: &Data, what: impl FnOnce() -> String) -> Result<Vec<u128>> {
     let mut words = Vec::new();
     write_memory(&mut words, data, what)?;
     Ok(words)
@@ -770,7 +896,7 @@ fn write_memory(words: &mut Vec<u128>, data: &Data, what: impl FnOnce() -> Strin
 }
 
 /// Typed data from native-endian bytes, or [`Error::OutOfMemory`] when it cannot be allocated.
-fn from_bytes(dtype: DType, bytes: &[u8], what: impl FnOnce() -> String) -> Result<Data> {
+pub(crate) fn from_bytes(dtype: DType, bytes: &[u8], what: impl FnOnce() -> String) -> Result<Data> {
     /// The numbers in `bytes`, copied in one go (outputs can be megabytes: row gradients).
     fn numbers<T: Copy>(bytes: &[u8], what: impl FnOnce() -> String) -> Result<Vec<T>> {
         let count = bytes.len() / size_of::<T>();

@@ -10,24 +10,34 @@
 //! [`text`] holds vocabularies and word vectors (GloVe, word2vec, fastText files) for
 //! embedding tables.
 //!
+//! [`reduce`] schedules the sums across processes of a data-parallel step between its kernels;
+//! [`ShardedSampler`] gives each process its part of every global batch; with the `mpi`
+//! feature, `distributed` runs them over MPI (`Ranks`, `Trainer::data_parallel`).
+//!
 //! [`export`] packages a trained model's forward half as a standalone artifact: an object
 //! file, a static library with its C header, a command-line executable, Rust bindings.
 
 #![warn(missing_docs)]
 
 mod checkpoint;
+#[cfg(feature = "mpi")]
+pub mod distributed;
 pub mod export;
 mod function;
 pub mod optim;
 pub mod plot;
 mod pool;
 mod progress;
+pub mod reduce;
+mod sampler;
 pub mod text;
 mod trainer;
 
 pub use checkpoint::{Checkpoint, IfDiverged};
 pub use function::{
-    AUTO_START_CALL, AUTO_SWITCH_CALL, DEFAULT_SPLIT_THRESHOLD, Function, function, function_on, function_with,
+    AUTO_START_CALL, AUTO_SWITCH_CALL, DEFAULT_SPLIT_THRESHOLD, Function, function, function_on, function_reducing,
+    function_with,
 };
 pub use kiln_compiler::ParamStore;
+pub use sampler::ShardedSampler;
 pub use trainer::{Diagnostics, Histogram, Objective, ParamScale, Report, Settings, Trainer, occasionally};

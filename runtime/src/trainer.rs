@@ -20,8 +20,9 @@ use std::time::{Duration, Instant};
 use kiln_compiler::{Error, Graph, ParamStore, Result, Tensor, Value};
 
 use crate::checkpoint::{Checkpoint, IfDiverged};
-use crate::function::{Function, function_on};
+use crate::function::{Function, build_function};
 use crate::optim::{LrSchedule, Optimizer, Schedule, SparseUpdates};
+use kiln_compiler::Location;
 use kiln_compiler::codegen::{Options, Tier};
 use crate::progress::Progress;
 
@@ -140,8 +141,8 @@ impl std::fmt::Display for Histogram {
 
 /// A compiled training step and its state.
 pub struct Trainer {
-    lean: Function,
-    diagnostic: Function,
+    pub(crate) lean: Function,
+    pub(crate) diagnostic: Function,
     /// Where the params live now: true after a diagnosed step, until the next lean one.
     in_diagnostic: bool,
     /// The dense trainable params (their gradients are the diagnostic step's last outputs).
@@ -156,8 +157,11 @@ pub struct Trainer {
     lr: f64,
     schedule: LrSchedule,
     diagnose: fn(u64) -> bool,
-    iteration: u64,
+    pub(crate) iteration: u64,
     busy: Duration,
+    /// The other processes of a data-parallel run (see `Trainer::data_parallel`).
+    #[cfg(feature = "mpi")]
+    pub(crate) ranks: Option<crate::distributed::Ranks>,
 }
 
 impl Trainer {
@@ -179,6 +183,20 @@ impl Trainer {
         graph: &'g Graph,
         objective: &Objective<'g>,
         settings: &Settings<'_>,
+    ) -> Result<Trainer> {
+        Trainer::build(tier, graph, objective, settings, false)
+    }
+
+    /// [`Trainer::new_on`]; with `reduce_gradients`, each gradient is computed into a buffer of
+    /// its own that a data-parallel run replaces by its mean across processes before the
+    /// update reads it.
+    #[track_caller]
+    pub(crate) fn build<'g>(
+        tier: Tier,
+        graph: &'g Graph,
+        objective: &Objective<'g>,
+        settings: &Settings<'_>,
+        reduce_gradients: bool,
     ) -> Result<Trainer> {
         if !(settings.lr.is_finite() && settings.lr >= 0.0) {
             let detail = format!("the learning rate must be a finite number >= 0, got {}", settings.lr);
@@ -228,11 +246,20 @@ impl Trainer {
             })
             .collect();
         outputs.extend(sparse.outputs(&row_grads));
-        let options = Options::default();
-        let lean = function_on(tier, graph, &inputs, &outputs, &updates, &options)?;
+        let reduced: Vec<(String, Tensor<'g>)> = match reduce_gradients {
+            true => trainable
+                .iter()
+                .zip(&grads)
+                .map(|((_, name), &grad)| (format!("the gradient of `{name}`"), grad))
+                .collect(),
+            false => Vec::new(),
+        };
+        let (options, location) = (Options::default(), Location::caller());
+        let lean = build_function(tier, graph, &inputs, &outputs, &updates, &reduced, &options, location)?;
         outputs.extend(&grads);
         let diagnostic_tier = if tier == Tier::Auto { Tier::Jit } else { tier };
-        let diagnostic = function_on(diagnostic_tier, graph, &inputs, &outputs, &updates, &options)?;
+        let diagnostic =
+            build_function(diagnostic_tier, graph, &inputs, &outputs, &updates, &reduced, &options, location)?;
         Ok(Trainer {
             lean,
             diagnostic,
@@ -247,6 +274,8 @@ impl Trainer {
             diagnose: settings.diagnose,
             iteration: 0,
             busy: Duration::ZERO,
+            #[cfg(feature = "mpi")]
+            ranks: None,
         })
     }
 
@@ -289,6 +318,8 @@ impl Trainer {
         let loss = out[0].item().unwrap_or(f64::NAN);
         let metrics: Vec<(String, f64)> =
             self.metrics.iter().zip(&out[1..]).map(|(name, v)| (name.clone(), v.item().unwrap_or(f64::NAN))).collect();
+        #[cfg(feature = "mpi")]
+        let (loss, metrics) = self.after_data_parallel_step(loss, metrics)?;
         let diagnostics = match before {
             Some(before) => Some(self.diagnostics(&before, &out[rows.end..], step)?),
             None => None,
@@ -354,11 +385,11 @@ impl Trainer {
         Ok(Diagnostics { params, histogram })
     }
 
-    fn current(&self) -> &Function {
+    pub(crate) fn current(&self) -> &Function {
         if self.in_diagnostic { &self.diagnostic } else { &self.lean }
     }
 
-    fn current_mut(&mut self) -> &mut Function {
+    pub(crate) fn current_mut(&mut self) -> &mut Function {
         if self.in_diagnostic { &mut self.diagnostic } else { &mut self.lean }
     }
 
@@ -373,7 +404,8 @@ impl Trainer {
 
     /// Sets the params named in `store` (pre-trained weights, or a fresh initialisation from
     /// another seed); every other param and the optimizer's state keep their values. Each name
-    /// must be a param of the step, with its shape; otherwise nothing changes.
+    /// must be a param of the step, with its shape; otherwise nothing changes. In a
+    /// data-parallel run, set the same values on every rank (or load a checkpoint).
     #[track_caller]
     pub fn set_params(&mut self, store: &ParamStore) -> Result<()> {
         let mut params = self.params();
@@ -425,19 +457,32 @@ impl Trainer {
     /// Writes a checkpoint to `path`: the params and the optimizer's state (safetensors), the
     /// step count and `config` (JSON), atomically. Params holding a NaN or an infinity (set by
     /// the caller) do not replace a good checkpoint; see [`Trainer::save_with`].
+    ///
+    /// In a data-parallel run, rank 0 writes and every rank returns once it is written.
     pub fn save(&self, path: &Path, config: serde_json::Value) -> Result<()> {
         self.save_with(path, config, IfDiverged::KeepGood)
     }
 
     /// [`Trainer::save`], saying whether non-finite params may replace a good checkpoint.
     pub fn save_with(&self, path: &Path, config: serde_json::Value, if_diverged: IfDiverged) -> Result<()> {
-        Checkpoint { params: self.params(), step: self.iteration, config }.save_with(path, if_diverged)
+        let checkpoint = Checkpoint { params: self.params(), step: self.iteration, config };
+        #[cfg(feature = "mpi")]
+        if let Some(ranks) = &self.ranks {
+            if ranks.rank() == 0 {
+                checkpoint.save_with(path, if_diverged)?;
+            }
+            return ranks.barrier("waiting for rank 0 to write the checkpoint");
+        }
+        checkpoint.save_with(path, if_diverged)
     }
 
     /// Restores the params, the optimizer's state and the step count from the checkpoint at
     /// `path` and returns its config. The checkpoint must have exactly this trainer's params
     /// (names, shapes, dtypes); otherwise the error lists every mismatch and nothing changes.
     /// Training on from step k then gives the same bits as a run never interrupted.
+    ///
+    /// In a data-parallel run every rank loads the same file (rank 0's, on a shared file
+    /// system), and the ranks check that they now hold the same params.
     pub fn load(&mut self, path: &Path) -> Result<serde_json::Value> {
         let checkpoint = Checkpoint::load(path)?;
         checkpoint.check_against(path, &self.params())?;
@@ -445,6 +490,8 @@ impl Trainer {
         self.current_mut().set_params(&checkpoint.params)?;
         self.sparse.set_state(&checkpoint.params)?;
         self.iteration = checkpoint.step;
+        #[cfg(feature = "mpi")]
+        self.check_identical_across_ranks("after loading the checkpoint")?;
         Ok(checkpoint.config)
     }
 

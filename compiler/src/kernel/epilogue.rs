@@ -29,7 +29,10 @@ pub fn fuse_epilogues(program: &mut Program) {
             let start = program.kernels.len().saturating_sub(REACH);
             let host = (start..program.kernels.len()).rev().find(|&i| match &program.kernels[i] {
                 Kernel::MatMul(matmul) => {
+                    // A kernel reading a buffer summed across processes waits for the sum:
+                    // as an epilogue it would run before the matmul's product was summed.
                     matmul.epilogue.is_none()
+                        && !candidate.reads().iter().any(|buffer| program.reduced.contains(buffer))
                         && can_be_epilogue(matmul, candidate, &updated)
                         && program.kernels[i + 1..].iter().all(|between| independent(program, between, candidate))
                 }
@@ -126,6 +129,7 @@ mod tests {
             checks,
             shapes,
             maximum_axes: vec![],
+            reduced: vec![],
         }
     }
 
@@ -136,6 +140,14 @@ mod tests {
         assert_eq!(p.kernels.len(), 1);
         let Kernel::MatMul(m) = &p.kernels[0] else { panic!("a matmul") };
         assert_eq!(m.epilogue.as_ref().map(|e| e.name.as_str()), Some("tanh"));
+    }
+
+    #[test]
+    fn a_reader_of_a_product_summed_across_processes_stays_a_kernel() {
+        let mut p = program(vec![Kernel::MatMul(Box::new(matmul())), Kernel::Loop(map([5, 1]))]);
+        p.reduced = vec![2];
+        fuse_epilogues(&mut p);
+        assert_eq!(p.kernels.len(), 2);
     }
 
     #[test]

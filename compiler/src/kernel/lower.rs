@@ -37,8 +37,14 @@ const SMALL_REDUCTION: usize = 8;
 type DimMap = Vec<(Option<usize>, i64)>;
 
 /// Lowers `graph` to a program computing `outputs` and, for each `(param, value)` in
-/// `updates`, the new value of the param.
-pub fn lower(graph: &Graph, outputs: &[NodeId], updates: &[(NodeId, NodeId)]) -> Result<(Program, Vec<FusionNote>)> {
+/// `updates`, the new value of the param. The outputs listed in `reduced` also go to
+/// [`Program::reduced`]: the runtime sums them across processes between kernels.
+pub fn lower(
+    graph: &Graph,
+    outputs: &[NodeId],
+    updates: &[(NodeId, NodeId)],
+    reduced: &[NodeId],
+) -> Result<(Program, Vec<FusionNote>)> {
     let nodes = graph.nodes();
     check_supported(&nodes)?;
     let mut lowering = Lowering::new(&nodes);
@@ -53,6 +59,10 @@ pub fn lower(graph: &Graph, outputs: &[NodeId], updates: &[(NodeId, NodeId)]) ->
     program.updates = updates.iter().map(|&(param, value)| (buffer(param), buffer(value))).collect();
     program.shapes = call_shapes(&nodes, &program.buffers);
     program.maximum_axes = maximum_axes(&nodes, &program.symbols);
+    program.reduced = reduced.iter().map(|&id| buffer(id)).collect();
+    if let Some(id) = reduced.iter().find(|id| !outputs.contains(id)) {
+        return Err(Error::Bug(format!("reduced node {id} is not among the outputs")));
+    }
     super::merge_neighbours(&mut program);
     super::fuse_epilogues(&mut program);
     super::collapse_loops(&mut program);
@@ -126,6 +136,7 @@ impl<'a> Lowering<'a> {
             checks: vec![],
             shapes: vec![],
             maximum_axes: vec![],
+            reduced: vec![],
         };
         let n = nodes.len();
         let buffer_of = vec![None; n];

@@ -186,6 +186,7 @@ mod tests {
             checks: vec![],
             shapes: vec![],
             maximum_axes: vec![],
+            reduced: vec![],
         }
     }
 

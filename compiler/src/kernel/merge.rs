@@ -15,7 +15,9 @@ pub fn merge_neighbours(program: &mut Program) {
     let storage: Vec<usize> = (0..program.buffers.len()).map(|buffer| program.storage(buffer)).collect();
     for kernel in kernels {
         let merged = match (program.kernels.last_mut(), &kernel) {
-            (Some(Kernel::Loop(first)), Kernel::Loop(second)) if can_merge(&storage, first, second) => {
+            (Some(Kernel::Loop(first)), Kernel::Loop(second))
+                if can_merge(&storage, first, second) && !reads_reduced_from(second, first, &program.reduced) =>
+            {
                 append(first, second);
                 true
             }
@@ -26,6 +28,13 @@ pub fn merge_neighbours(program: &mut Program) {
         }
     }
     drop_dead_stores(program);
+}
+
+/// True if `second` reads a buffer of `reduced` that `first` writes: merged, they would leave
+/// no point between them for the runtime's sum across processes.
+fn reads_reduced_from(second: &LoopKernel, first: &LoopKernel, reduced: &[usize]) -> bool {
+    let written = first.writes();
+    second.reads().iter().any(|buffer| reduced.contains(buffer) && written.contains(buffer))
 }
 
 fn is_elementwise_f32(kernel: &LoopKernel) -> bool {
@@ -144,5 +153,57 @@ fn drop_dead_stores(program: &mut Program) {
         {
             k.stores.retain(|(_, buffer, _)| read[*buffer] || !temporary(*buffer));
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::graph::{Binary, Dim, Shape, Unary};
+    use crate::kernel::{Buffer, Index, Size};
+
+    /// `b1 = tanh(b0)`, then `b2 = b1 · b1`, both over 8 elements; `b1` and `b2` are outputs.
+    fn program(reduced: Vec<usize>) -> Program {
+        let unit = || Index { base: vec![], strides: vec![Size::fixed(1)] };
+        let buffer = |role| Buffer { shape: Shape(vec![Dim::Static(8)]), dtype: DType::F32, role };
+        let kernel = |name: &str, body: Vec<Expr>, out| {
+            Kernel::Loop(LoopKernel {
+                name: name.into(),
+                loops: vec![Size::fixed(8)],
+                reduce: None,
+                kept_inside: 0,
+                stores: vec![(body.len() - 1, out, unit())],
+                body: body.into_iter().map(|expr| (expr, DType::F32)).collect(),
+            })
+        };
+        Program {
+            symbols: vec![],
+            buffers: vec![buffer(Role::Input("x".into())), buffer(Role::Temporary), buffer(Role::Temporary)],
+            kernels: vec![
+                kernel("tanh", vec![Expr::Load { buffer: 0, index: unit() }, Expr::Unary(Unary::Tanh, 0)], 1),
+                kernel("square", vec![Expr::Load { buffer: 1, index: unit() }, Expr::Binary(Binary::Mul, 0, 0)], 2),
+            ],
+            outputs: vec![1, 2],
+            updates: vec![],
+            slots: vec![],
+            checks: vec![],
+            shapes: vec![],
+            maximum_axes: vec![],
+            reduced,
+        }
+    }
+
+    #[test]
+    fn a_reader_of_what_the_previous_kernel_stores_merges_with_it() {
+        let mut p = program(vec![]);
+        merge_neighbours(&mut p);
+        assert_eq!(p.kernels.len(), 1);
+    }
+
+    #[test]
+    fn a_reader_of_a_buffer_summed_across_processes_stays_apart_from_its_writer() {
+        let mut p = program(vec![1]);
+        merge_neighbours(&mut p);
+        assert_eq!(p.kernels.len(), 2);
     }
 }

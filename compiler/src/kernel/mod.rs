@@ -308,6 +308,11 @@ pub struct Program {
     /// Symbolic axes a maximum is taken over (described for the error): the runtime refuses a
     /// call that makes one empty, as the builder refuses a static empty one.
     pub maximum_axes: Vec<(String, Size)>,
+    /// Buffers the runtime sums across processes between kernels (the gradients of a
+    /// data-parallel step), a subset of `outputs`. No kernel both writes one and reads it, so
+    /// there is always a point between the kernel that finishes one and the first that reads
+    /// it (`merge_neighbours` and `fuse_epilogues` keep it).
+    pub reduced: Vec<usize>,
 }
 
 impl LoopKernel {
