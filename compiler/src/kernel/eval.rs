@@ -147,7 +147,12 @@ impl<'p> Evaluator<'p> {
         let mut symbols: Vec<Option<i64>> = vec![None; program.symbols.len()];
         for (number, buffer) in program.buffers.iter().enumerate() {
             let Role::Input(name) = &buffer.role else { continue };
-            let value = feeds.get(name).ok_or_else(|| Error::MissingParam { name: name.clone() })?;
+            let value = feeds.get(name).ok_or_else(|| Error::BadFeed {
+                what: "input",
+                name: name.clone(),
+                expected: format!("a value of shape {}", buffer.shape),
+                got: "none".to_string(),
+            })?;
             let bad = |expected: String| Error::BadFeed {
                 what: "input",
                 name: name.clone(),
