@@ -1,5 +1,7 @@
 //! Compiled functions against the reference interpreter.
 
+use kiln::compiler::compile::lower_to_kernels;
+use kiln::compiler::kernel::Evaluator;
 use kiln::compiler::random;
 use kiln::prelude::*;
 
@@ -26,6 +28,18 @@ fn assert_matches_interpreter(g: &Graph, inputs: &[Tensor], values: &[Value], ou
         for (k, (x, y)) in c.to_f64_vec().iter().zip(r.to_f64_vec()).enumerate() {
             let ok = (x - y).abs() <= tolerance * y.abs().max(1.0) || (x.is_nan() && y.is_nan());
             assert!(ok, "output {i} element {k}: compiled {x} vs interpreter {y}\n{}", f.listing());
+        }
+    }
+    // The kernel program by the kernel IR's reference evaluator: the same within `tolerance`.
+    let program = lower_to_kernels(g, outputs, &[]).expect("lowers");
+    let evaluated = Evaluator::new(&program, &f.params()).and_then(|mut e| e.run(&feeds)).expect("runs evaluated");
+    for (i, ((e, r), c)) in evaluated.iter().zip(&reference).zip(&compiled).enumerate() {
+        assert_eq!((e.shape(), e.dtype()), (r.shape(), r.dtype()), "evaluated output {i}");
+        for (k, ((x, y), z)) in e.to_f64_vec().iter().zip(r.to_f64_vec()).zip(c.to_f64_vec()).enumerate() {
+            for (other, against) in [(y, "interpreter"), (z, "compiled")] {
+                let ok = (x - other).abs() <= tolerance * other.abs().max(1.0) || (x.is_nan() && other.is_nan());
+                assert!(ok, "output {i} element {k}: kernel evaluator {x} vs {against} {other}\n{}", program.listing());
+            }
         }
     }
 }

@@ -8,6 +8,8 @@
 //! - transcendentals (polynomials in IR, a few ulp) and long sums or matmuls (another order
 //!   of accumulation than the interpreter's): 1e-4.
 
+use kiln::compiler::compile::lower_to_kernels;
+use kiln::compiler::kernel::Evaluator;
 use kiln::compiler::random;
 use kiln::prelude::*;
 
@@ -53,6 +55,35 @@ fn check(what: &str, g: &Graph, inputs: &[Tensor], values: &[Value], outputs: &[
             assert!(x.to_bits() == y.to_bits(), "{what}: output {i} element {k}: {x} on 1 thread, {y} on 2");
             let close = (x - z).abs() <= tolerance * z.abs().max(1.0) || (x.is_nan() && z.is_nan()) || x == z;
             assert!(close, "{what}: output {i} element {k}: compiled {x}, interpreter {z}\n{}", f.listing());
+        }
+    }
+    check_kernel_evaluator(what, g, &feeds, &f.params(), outputs, &reference, &one, tolerance);
+}
+
+/// The kernel program evaluated by the kernel IR's reference evaluator matches the
+/// interpreter and the compiled run within `tolerance`: a fusion bug fails here too, a code
+/// generation bug only above.
+#[allow(clippy::too_many_arguments)]
+fn check_kernel_evaluator(
+    what: &str,
+    g: &Graph,
+    feeds: &Feeds,
+    params: &ParamStore,
+    outputs: &[Tensor],
+    reference: &[Value],
+    compiled: &[Value],
+    tolerance: f64,
+) {
+    let program = lower_to_kernels(g, outputs, &[]).unwrap_or_else(|e| panic!("{what}: does not lower: {e}"));
+    let mut evaluator = Evaluator::new(&program, params).unwrap_or_else(|e| panic!("{what}: evaluator: {e}"));
+    let evaluated = evaluator.run(feeds).unwrap_or_else(|e| panic!("{what}: evaluator fails: {e}"));
+    for (i, ((e, r), c)) in evaluated.iter().zip(reference).zip(compiled).enumerate() {
+        assert_eq!((e.shape(), e.dtype()), (r.shape(), r.dtype()), "{what}: evaluated output {i}");
+        for (k, ((x, z), y)) in e.to_f64_vec().iter().zip(r.to_f64_vec()).zip(c.to_f64_vec()).enumerate() {
+            for (other, against) in [(z, "interpreter"), (y, "compiled")] {
+                let close = (x - other).abs() <= tolerance * other.abs().max(1.0) || (x.is_nan() && other.is_nan());
+                assert!(close, "{what}: output {i} element {k}: kernel evaluator {x}, {against} {other}");
+            }
         }
     }
 }

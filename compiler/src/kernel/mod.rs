@@ -16,6 +16,7 @@
 
 mod collapse;
 mod epilogue;
+mod eval;
 mod lower;
 mod memory;
 mod merge;
@@ -23,6 +24,7 @@ mod print;
 
 pub use collapse::collapse_loops;
 pub use epilogue::fuse_epilogues;
+pub use eval::Evaluator;
 pub use lower::{FusionNote, lower};
 pub use memory::plan_memory;
 pub use merge::merge_neighbours;
