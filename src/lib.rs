@@ -33,10 +33,10 @@ pub use kiln_compiler::{
     Result, RowGradient, Shape, SparseParam, Tensor, Value, check_gradients, layers,
 };
 
-/// The code generator tiers (Cranelift, native vector C, or both).
-pub use kiln_compiler::codegen::Tier;
 /// Code generator options for [`function_with`] (`kiln::codegen::Options`).
 pub use kiln_compiler::codegen;
+/// The code generator tiers (Cranelift, native vector C, or both).
+pub use kiln_compiler::codegen::Tier;
 pub use kiln_runtime::{
     Checkpoint, Diagnostics, Function, Histogram, IfDiverged, Objective, ParamScale, Report, Settings, ShardedSampler,
     Trainer, function, function_on,

@@ -4,8 +4,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use kiln_compiler::codegen::{
-    self, CompiledProgram, KernelStatus, STATUS_DIVISION_BY_ZERO, STATUS_GEMM_FAILED, STATUS_INDEX_OUT_OF_RANGE,
-    Tier,
+    self, CompiledProgram, KernelStatus, STATUS_DIVISION_BY_ZERO, STATUS_GEMM_FAILED, STATUS_INDEX_OUT_OF_RANGE, Tier,
 };
 use kiln_compiler::compile::lower_reducing;
 use kiln_compiler::graph::{MAX_ELEMENTS, checked_numel};

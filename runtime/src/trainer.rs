@@ -22,9 +22,9 @@ use kiln_compiler::{Error, Graph, ParamStore, Result, Tensor, Value};
 use crate::checkpoint::{Checkpoint, IfDiverged};
 use crate::function::{Function, build_function};
 use crate::optim::{LrSchedule, Optimizer, Schedule, SparseUpdates};
+use crate::progress::Progress;
 use kiln_compiler::Location;
 use kiln_compiler::codegen::{Options, Tier};
-use crate::progress::Progress;
 
 /// What to train: the loss, what to feed, and metrics to report along (accuracy, say).
 pub struct Objective<'g> {

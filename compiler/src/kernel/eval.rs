@@ -334,6 +334,13 @@ impl Run<'_> {
                     }
                 }
                 Expr::Cast(x) => values[*x],
+                Expr::CheckIndex { value, limit, position, check } => {
+                    let value = values[*value].as_i64();
+                    if value < 0 || value >= self.size(limit) {
+                        return Err(self.out_of_range(*check, value, self.offset(position, indices), &kernel.name));
+                    }
+                    Scalar::Int(value)
+                }
                 Expr::Random { seed, distribution, counter, index } => {
                     let key = random::draw_key(*seed, values[*counter].as_i64() as u64);
                     let element = self.offset(index, indices) as u64;
@@ -342,10 +349,10 @@ impl Run<'_> {
                         Distribution::Normal => random::normal(key, element),
                     })
                 }
-                Expr::Gather { buffer, row, rows, row_stride, index } => {
+                Expr::Gather { buffer, row, rows, row_stride, index, position, check } => {
                     let row = values[*row].as_i64();
                     if row < 0 || row >= self.size(rows) {
-                        return Err(out_of_range(row, &kernel.name));
+                        return Err(self.out_of_range(*check, row, self.offset(position, indices), &kernel.name));
                     }
                     let offset = row * self.size(row_stride) + self.offset(index, indices);
                     self.load(*buffer, offset, &kernel.name)?
@@ -382,6 +389,21 @@ impl Run<'_> {
         Ok(())
     }
 
+    /// The error of index `value` at `position` of its tensor outside the range of the
+    /// program's check `check`, worded as the compiled function's status is.
+    fn out_of_range(&self, check: usize, value: i64, position: i64, kernel: &str) -> Error {
+        let Some(check) = self.program.checks.get(check) else {
+            return bug(format!("kernel {kernel} reports under check {check}, which the program does not have"));
+        };
+        let of = check.indices.as_ref().map(|name| format!(" of `{name}`")).unwrap_or_default();
+        let limit = self.size(&check.limit);
+        let detail = format!(
+            "index {value} at position {position}{of} is out of range for {limit} {} in kernel {kernel}",
+            check.what
+        );
+        Error::Eval { node: 0, op: check.op, detail }
+    }
+
     /// `out = 0; out[indices[p]] += update row p`, positions in order.
     fn scatter(&mut self, kernel: &ScatterKernel) -> Result<()> {
         let [positions, rows, row_len] = [&kernel.positions, &kernel.rows, &kernel.row_len].map(|s| self.size(s));
@@ -392,7 +414,7 @@ impl Run<'_> {
         for p in 0..positions {
             let row = self.load(kernel.indices, p, &kernel.name)?.as_i64();
             if row < 0 || row >= rows {
-                return Err(out_of_range(row, &kernel.name));
+                return Err(self.out_of_range(kernel.check, row, p, &kernel.name));
             }
             // With a computed update: the position's indices along the producer's outer loops.
             let position = kernel.producer.as_ref().map(|producer| {
@@ -525,10 +547,6 @@ fn compare(op: Compare, a: Scalar, b: Scalar, operands: DType) -> Scalar {
     } else {
         apply(op, a.as_i64(), b.as_i64())
     })
-}
-
-fn out_of_range(row: i64, kernel: &str) -> Error {
-    Error::Eval { node: 0, op: "kernel", detail: format!("index {row} is out of range in kernel {kernel}") }
 }
 
 fn bug(detail: impl Into<String>) -> Error {
