@@ -151,6 +151,7 @@ pub fn function_reducing<'g>(
 /// Compiles a function on `tier` whose `reduced` buffers are summed across processes (none:
 /// a plain function); `location` is the caller's, for errors.
 #[allow(clippy::too_many_arguments)]
+#[track_caller]
 pub(crate) fn build_function<'g>(
     tier: Tier,
     graph: &'g Graph,
