@@ -296,3 +296,17 @@ fn an_integer_scatter_add_is_refused_by_the_compiler_not_miscomputed() -> Result
     assert_eq!(out[0].to_f64_vec(), vec![0.0, 0.0, 4.0]);
     Ok(())
 }
+
+/// A value that does not fit its input, fed to a compiled function, is an error naming the
+/// input and the caller's line (the interpreter, which has no call site, names the input only).
+#[test]
+fn a_bad_feed_to_a_call_names_the_input_and_the_callers_line() -> Result<()> {
+    let g = Graph::new();
+    let x = g.input("x", [Dim::sym("B"), 2.into()])?;
+    let mut f = function(&g, &[x], &[x * 2.0], &[])?;
+    let line = line!() + 1;
+    let error = f.call(&[Value::f32([3, 3], vec![0.0; 9])]).expect_err("a [3, 3] value for [B, 2] is refused");
+    let expected = format!("bad value for input `x` in the call at {}:{line}: expected shape [B, 2]", file!());
+    assert!(error.to_string().starts_with(&expected), "`{error}` does not start with `{expected}`");
+    Ok(())
+}

@@ -132,7 +132,7 @@ pub enum Error {
     },
 
     /// A fed input or param value does not match its declaration.
-    #[error("bad value for {what} `{name}`: expected {expected}, got {got}")]
+    #[error("bad value for {what} `{name}`{}: expected {expected}, got {got}", in_call(.location))]
     BadFeed {
         /// `input` or `param`.
         what: &'static str,
@@ -142,6 +142,8 @@ pub enum Error {
         expected: String,
         /// What was given.
         got: String,
+        /// The caller's source location, when the value was fed to a call (`Function::call`).
+        location: Option<Location>,
     },
 
     /// Running the graph failed at a node (an index out of range, a symbol bound twice, ...).
@@ -244,3 +246,8 @@ pub enum Error {
 
 /// The result type of kiln-compiler.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// ` in the call at <location>`, or nothing: where a bad feed was given, when it is known.
+fn in_call(location: &Option<Location>) -> String {
+    location.map(|location| format!(" in the call at {location}")).unwrap_or_default()
+}

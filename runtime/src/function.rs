@@ -408,7 +408,7 @@ impl Function {
             let shape = declared.shape.as_static().expect("bug in kiln: params have static shapes");
             if value.shape() != shape {
                 let (expected, got) = (format!("shape {shape:?}"), format!("shape {:?}", value.shape()));
-                return Err(Error::BadFeed { what: "param", name: name.clone(), expected, got });
+                return Err(Error::BadFeed { what: "param", name: name.clone(), expected, got, location: None });
             }
             writes.push((buffer, value.cast(declared.dtype)));
         }
@@ -530,7 +530,7 @@ impl Function {
 
     /// Runs the kernels on `inputs` and reads the outputs; the updates are not applied yet.
     fn run(&mut self, inputs: &[Value], location: Location) -> Result<Vec<Value>> {
-        let symbols = self.bind_symbols(inputs)?;
+        let symbols = self.bind_symbols(inputs, location)?;
         check_sizes(&self.compiled.program, &symbols, location)?;
         let program = &self.compiled.program;
         // Size every scratch slot for its largest buffer, then copy the inputs in.
@@ -619,18 +619,23 @@ impl Function {
 
     /// Checks the inputs against their buffers' declarations and returns every symbol's value.
     #[track_caller]
-    fn bind_symbols(&self, inputs: &[Value]) -> Result<Vec<i64>> {
+    fn bind_symbols(&self, inputs: &[Value], location: Location) -> Result<Vec<i64>> {
         let program = &self.compiled.program;
         if inputs.len() != self.inputs.len() {
             let names: Vec<&str> = self.inputs.iter().map(|(n, _)| n.as_str()).collect();
             let detail = format!("expected {} inputs ({}), got {}", names.len(), names.join(", "), inputs.len());
-            return Err(Error::Argument { op: "call", detail, location: Location::caller() });
+            return Err(Error::Argument { op: "call", detail, location });
         }
         let mut symbols: Vec<Option<i64>> = vec![None; program.symbols.len()];
         for ((name, buffer), value) in self.inputs.iter().zip(inputs) {
             let declared = &program.buffers[*buffer];
-            let bad =
-                |expected: String, got: String| Error::BadFeed { what: "input", name: name.clone(), expected, got };
+            let bad = |expected: String, got: String| Error::BadFeed {
+                what: "input",
+                name: name.clone(),
+                expected,
+                got,
+                location: Some(location),
+            };
             if value.dtype() != declared.dtype {
                 return Err(bad(format!("dtype {}", declared.dtype), format!("dtype {}", value.dtype())));
             }

@@ -276,7 +276,13 @@ impl ArtifactPlan {
                     let shape = declared.shape.as_static().ok_or_else(|| Error::Bug("a symbolic param".into()))?;
                     if value.shape() != shape {
                         let (expected, got) = (format!("shape {shape:?}"), format!("shape {:?}", value.shape()));
-                        return Err(Error::BadFeed { what: "param", name: name.clone(), expected, got });
+                        return Err(Error::BadFeed {
+                            what: "param",
+                            name: name.clone(),
+                            expected,
+                            got,
+                            location: None,
+                        });
                     }
                     let bytes = little_endian(value.cast(declared.dtype).data());
                     weights.push(Weight { name: name.clone(), buffer: owner, dtype: declared.dtype, bytes });

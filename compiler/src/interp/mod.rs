@@ -205,7 +205,13 @@ impl<'g> Interpreter<'g> {
                 _ => Error::MissingParam { name: name.to_string() },
             });
         };
-        let bad = |expected: String, got: String| Error::BadFeed { what, name: name.to_string(), expected, got };
+        let bad = |expected: String, got: String| Error::BadFeed {
+            what,
+            name: name.to_string(),
+            expected,
+            got,
+            location: None,
+        };
         let dtype_ok = value.dtype() == node.dtype
             || (self.precision == Precision::F64 && node.dtype == DType::F32 && value.dtype() == DType::F64);
         if !dtype_ok {

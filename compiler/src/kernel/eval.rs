@@ -86,7 +86,13 @@ impl<'p> Evaluator<'p> {
                     let shape = buffer.shape.as_static().ok_or_else(|| bug(format!("param `{name}` is symbolic")))?;
                     if value.shape() != shape {
                         let (expected, got) = (format!("shape {shape:?}"), format!("shape {:?}", value.shape()));
-                        return Err(Error::BadFeed { what: "param", name: name.clone(), expected, got });
+                        return Err(Error::BadFeed {
+                            what: "param",
+                            name: name.clone(),
+                            expected,
+                            got,
+                            location: None,
+                        });
                     }
                     memory[number] = Some(value.data().cast(buffer.dtype));
                 }
@@ -152,12 +158,14 @@ impl<'p> Evaluator<'p> {
                 name: name.clone(),
                 expected: format!("a value of shape {}", buffer.shape),
                 got: "none".to_string(),
+                location: None,
             })?;
             let bad = |expected: String| Error::BadFeed {
                 what: "input",
                 name: name.clone(),
                 expected,
                 got: format!("{} of shape {:?}", value.dtype(), value.shape()),
+                location: None,
             };
             if value.dtype() != buffer.dtype || value.shape().len() != buffer.shape.rank() {
                 return Err(bad(format!("{} of shape {}", buffer.dtype, buffer.shape)));

@@ -65,6 +65,7 @@ pub fn load_embedding(store: &mut ParamStore, param: &str, vocab: &Vocab, vector
             vectors.dim()
         ),
         got: detail,
+        location: None,
     };
     if current.dtype() != DType::F32 {
         return Err(bad(format!("dtype {}", current.dtype())));

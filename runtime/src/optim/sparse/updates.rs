@@ -259,7 +259,13 @@ impl SparseUpdates {
                 {
                     let (expected, got) =
                         (format!("shape [{}, {}]", table.rows, table.dim), format!("{:?}", value.shape()));
-                    return Err(Error::BadFeed { what: "optimizer state", name: name.clone(), expected, got });
+                    return Err(Error::BadFeed {
+                        what: "optimizer state",
+                        name: name.clone(),
+                        expected,
+                        got,
+                        location: None,
+                    });
                 }
             }
         }
