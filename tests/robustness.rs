@@ -310,3 +310,22 @@ fn a_bad_feed_to_a_call_names_the_input_and_the_callers_line() -> Result<()> {
     assert!(error.to_string().starts_with(&expected), "`{error}` does not start with `{expected}`");
     Ok(())
 }
+
+/// A step that fails inside `Trainer::fit` (a label out of range) names the line that called
+/// `fit`, not a line of kiln.
+#[test]
+fn an_error_inside_fit_names_the_line_that_called_fit() -> Result<()> {
+    let g = Graph::new();
+    let x = g.input("x", [Dim::sym("B"), 2.into()])?;
+    let labels = g.typed_input("labels", [Dim::sym("B")], DType::I64)?;
+    let loss = layers::cross_entropy(layers::Linear::new(&g, "out", 2, 2)?.forward(x)?, labels)?;
+    let objective = Objective { loss, inputs: vec![x, labels], metrics: vec![] };
+    let sgd = Sgd::new();
+    let mut trainer = Trainer::new(&g, &objective, &Settings::new(&sgd, 0.1))?;
+    let feeds = |_| vec![Value::f32([2, 2], vec![0.5; 4]), Value::i64([2], vec![0, 7])];
+    let line = line!() + 1;
+    let error = trainer.fit(3, feeds, |_, _| {}).expect_err("label 7 for 2 classes is refused");
+    let at = format!("{}:{line}", file!());
+    assert!(error.to_string().contains(&at), "`{error}` does not name {at}");
+    Ok(())
+}

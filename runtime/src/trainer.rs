@@ -424,6 +424,8 @@ impl Trainer {
     /// Runs `steps` steps, feeding `inputs(iteration)` at each, with a progress bar on a
     /// terminal (plain lines at the diagnosed steps otherwise), and hands every report to
     /// `on_report`, which may print through the `println` it is given without breaking the bar.
+    /// A step's error names the line that called `fit`.
+    #[track_caller]
     pub fn fit(
         &mut self,
         steps: u64,
