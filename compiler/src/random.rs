@@ -40,9 +40,19 @@ pub fn normal(key: u32, index: u64) -> f64 {
     (-2.0 * (1.0 - u1).ln()).sqrt() * (std::f64::consts::TAU * u2).cos()
 }
 
-/// A 64-bit FNV-1a hash of a name, to give each param its own stream.
+/// The 64-bit FNV-1a hash of nothing (its offset basis): where [`fnv1a`] starts.
+pub const FNV_OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
+
+/// 64-bit FNV-1a: `hash` continued over `bytes`. kiln's one small hash, for names, cache keys
+/// and checksums that tell a damaged file from a whole one (not for anything an adversary
+/// chooses).
+pub fn fnv1a(hash: u64, bytes: &[u8]) -> u64 {
+    bytes.iter().fold(hash, |hash, &byte| (hash ^ u64::from(byte)).wrapping_mul(0x0000_0100_0000_01b3))
+}
+
+/// The FNV-1a hash of a name, to give each param its own stream.
 pub fn hash_name(name: &str) -> u64 {
-    name.bytes().fold(0xcbf2_9ce4_8422_2325, |hash, byte| (hash ^ u64::from(byte)).wrapping_mul(0x0000_0100_0000_01b3))
+    fnv1a(FNV_OFFSET, name.as_bytes())
 }
 
 #[cfg(test)]

@@ -18,6 +18,7 @@ use std::io::Write;
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use kiln_compiler::random::{FNV_OFFSET, fnv1a};
 use kiln_compiler::{Data, Error, ParamStore, Result, Value};
 use safetensors::tensor::{Dtype, TensorView};
 use serde_json::{Value as Json, json};
@@ -56,13 +57,11 @@ struct Checksum(u64);
 
 impl Checksum {
     fn new() -> Checksum {
-        Checksum(0xcbf2_9ce4_8422_2325)
+        Checksum(FNV_OFFSET)
     }
 
     fn add(&mut self, bytes: &[u8]) {
-        for &byte in bytes {
-            self.0 = (self.0 ^ u64::from(byte)).wrapping_mul(0x0100_0000_01b3);
-        }
+        self.0 = fnv1a(self.0, bytes);
     }
 
     /// Adds a length first, so that two fields can never run into each other.

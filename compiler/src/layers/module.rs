@@ -310,8 +310,7 @@ impl Dropout {
     /// A dropout of probability `p` in `scope` (which provides its seed and its mode).
     pub fn build(scope: &Scope<'_, '_>, p: f64) -> Dropout {
         // FNV-1a of the layer's name: two dropouts draw independent masks.
-        let seed =
-            scope.prefix().bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| (h ^ b as u64).wrapping_mul(0x100_0000_01b3));
+        let seed = crate::random::hash_name(scope.prefix());
         Dropout { p, seed, training: scope.training() }
     }
 

@@ -152,11 +152,10 @@ fn value_bytes(name: &str, value: &Value) -> Result<Vec<u8>> {
 
 /// FNV-1a over every param's name and bits, in name order.
 fn params_hash(params: &ParamStore) -> Result<u64> {
-    let mut hash = 0xcbf2_9ce4_8422_2325u64;
+    let mut hash = kiln_compiler::random::FNV_OFFSET;
     for (name, value) in params.iter() {
-        for byte in name.bytes().chain(value_bytes(name, value)?) {
-            hash = (hash ^ u64::from(byte)).wrapping_mul(0x0000_0100_0000_01b3);
-        }
+        hash = kiln_compiler::random::fnv1a(hash, name.as_bytes());
+        hash = kiln_compiler::random::fnv1a(hash, &value_bytes(name, value)?);
     }
     Ok(hash)
 }
