@@ -390,19 +390,26 @@ fn power(p: f64, x: &str, suffix: &str) -> String {
         return format!("1 / sqrt{suffix}({x})");
     }
     if p.fract() == 0.0 && p.abs() <= 16.0 {
-        let (mut result, mut power, mut n) = ("1".to_string(), x.to_string(), p.abs() as u32);
-        while n > 0 {
-            if n & 1 == 1 {
-                result = format!("({result} * {power})");
-            }
-            n >>= 1;
-            if n > 0 {
-                power = format!("({power} * {power})");
-            }
-        }
+        let result = power_by_squaring(x, p.abs() as u32, "1");
         return if p < 0.0 { format!("1 / {result}") } else { result };
     }
     format!("exp{suffix}(log{suffix}({x}) * {p:e}{suffix})")
+}
+
+/// `x^n` as a C expression of products by squaring (`one` for `n = 0`), the exact order the
+/// object's code multiplies in; shared by the portable and the vector C printers.
+pub(crate) fn power_by_squaring(x: &str, mut n: u32, one: &str) -> String {
+    let (mut result, mut power) = (one.to_string(), x.to_string());
+    while n > 0 {
+        if n & 1 == 1 {
+            result = format!("({result} * {power})");
+        }
+        n >>= 1;
+        if n > 0 {
+            power = format!("({power} * {power})");
+        }
+    }
+    result
 }
 
 fn matmul(out: &mut String, program: &Program, kernel: &MatMulKernel) -> Result<()> {

@@ -15,7 +15,7 @@
 use std::fmt::Write;
 
 use crate::error::Result;
-use crate::export::c_source::{buffer, c_type, expression, offset, report_index, size};
+use crate::export::c_source::{buffer, c_type, expression, offset, power_by_squaring, report_index, size};
 use crate::graph::{Binary, Compare, DType, Distribution, Unary};
 use crate::kernel::{Expr, Index, LoopKernel, Program};
 
@@ -299,16 +299,7 @@ fn power(p: f64, x: &str, vector: bool) -> String {
     }
     if p.fract() == 0.0 && p.abs() <= 16.0 {
         let one = if vector { "kiln_splat(1.0f)" } else { "1.0f" };
-        let (mut result, mut power, mut n) = (one.to_string(), x.to_string(), p.abs() as u32);
-        while n > 0 {
-            if n & 1 == 1 {
-                result = format!("({result} * {power})");
-            }
-            n >>= 1;
-            if n > 0 {
-                power = format!("({power} * {power})");
-            }
-        }
+        let result = power_by_squaring(x, p.abs() as u32, one);
         return if p < 0.0 { format!("1.0f / {result}") } else { result };
     }
     format!("{exp}({log}({x}) * {:e}f)", p as f32)
