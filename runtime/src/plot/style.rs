@@ -164,7 +164,7 @@ mod tests {
         assert_eq!(short_number(0.05), "0.05");
         assert_eq!(short_number(0.2), "0.2");
         assert_eq!(short_number(1.0), "1");
-        assert_eq!(short_number(0.6931), "0.693");
+        assert_eq!(short_number(0.4567), "0.457");
         assert_eq!(short_number(1500.0), "1500");
         assert_eq!(short_number(2e-5), "2e-5");
         assert_eq!(short_number(0.0), "0");
