@@ -1,8 +1,8 @@
 //! Charts of a training run, drawn by plotters and written as PNG or SVG files (the path's
 //! extension chooses): the |gradient| histogram on a log axis (one, or one per param or layer
 //! with a legend), loss and metric curves by step (a log axis for a loss), and the notebook's
-//! picture for a model of 2-D inputs (target and network output
-//! over the input plane, the gradient histogram below).
+//! picture for a model of 2-D inputs (target and network output over the input plane, the
+//! gradient histogram below).
 //!
 //! In: [`Histogram`]s from the trainer's diagnostics, per-step values, class maps. Out: a file.
 //! Text is drawn with a bundled font (DejaVu Sans, `fonts/`), so no font need be installed;
