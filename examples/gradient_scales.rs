@@ -11,8 +11,9 @@
 //! - at iterations 0, 1, 3, 7, ... (the notebook's `ocassional`) the loss, the accuracy and a
 //!   log10 histogram of |gradient| over all params;
 //! - pictures of the target and of what the network learned, in the terminal and as
-//!   `gradient_scales.png` (with the last histogram below), and the loss and accuracy curves
-//!   as `gradient_scales_curves.png`;
+//!   `gradient_scales.png` (with the last histogram below), the loss (log scale) and accuracy
+//!   curves as `gradient_scales_curves.png`, and the last histogram of each param (weights and
+//!   biases of each layer) as `gradient_scales_by_param.png`;
 //! - last line: `held-out accuracy: <value>` on 10000 points never trained on.
 //!
 //! One optimizer is written here, as the notebook asks its reader to: Adam built from two
@@ -26,6 +27,7 @@
 //! --steps 1024 --lr 0.01 --seed 0 --no-compare]`
 
 use kiln::optim::{Schedule, Update};
+use kiln::plot::Curve;
 use kiln::prelude::*;
 
 model! {
@@ -172,6 +174,8 @@ struct Run {
     losses: Vec<f64>,
     accuracies: Vec<f64>,
     histogram: Option<Histogram>,
+    /// The last diagnosed step's histogram of each param.
+    param_histograms: Vec<(String, Histogram)>,
 }
 
 fn train(choice: Choice, start: Start, options: &Options, verbose: bool) -> Result<Run> {
@@ -192,7 +196,7 @@ fn train(choice: Choice, start: Start, options: &Options, verbose: bool) -> Resu
             step.threads()
         );
     }
-    let (mut losses, mut accuracies, mut histogram) = (Vec::new(), Vec::new(), None);
+    let (mut losses, mut accuracies, mut histogram, mut param_histograms) = (Vec::new(), Vec::new(), None, Vec::new());
     for iteration in 0..options.steps {
         let report = trainer.step(&[Value::i64([], vec![iteration as i64])])?;
         let accuracy = report.metrics[0].1;
@@ -204,13 +208,14 @@ fn train(choice: Choice, start: Start, options: &Options, verbose: bool) -> Resu
                 print!("  log10 |gradient| over all params:\n{}", diagnostics.histogram);
             }
             histogram = Some(diagnostics.histogram);
+            param_histograms = diagnostics.params.into_iter().map(|p| (p.name, p.histogram)).collect();
         }
     }
     if verbose {
         println!("{} steps at {:.0} steps/s", options.steps, trainer.steps_per_second());
     }
     let params = trainer.params();
-    Ok(Run { held_out: held_out_accuracy(&params)?, params, losses, accuracies, histogram })
+    Ok(Run { held_out: held_out_accuracy(&params)?, params, losses, accuracies, histogram, param_histograms })
 }
 
 /// Accuracy on 10000 points drawn once, apart from every training batch.
@@ -275,7 +280,7 @@ fn show_what_was_learned(params: &ParamStore, histogram: Option<&Histogram>) -> 
     println!("\nnetwork output (# where it predicts class 1):\n{}", picture(&learned, width));
     println!("\nthe pictures agree on {:.1}% of the grid", 100.0 * agree as f64 / target.len() as f64);
     let path = std::path::Path::new("gradient_scales.png");
-    kiln::plot::save_picture(&target, &learned, (width, height), histogram, path)?;
+    kiln::plot::save_picture(&target, &learned, (width, height), [-2.0, 2.0, -2.0, 2.0], histogram, path)?;
     println!("picture of the target, the network's output and the last gradient histogram: {}", path.display());
     Ok(())
 }
@@ -330,8 +335,13 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     println!("training with {} from the {start:?} initialization, lr {}:", choice.name(), options.lr);
     let run = train(choice, start, &options, true)?;
     let curves = std::path::Path::new("gradient_scales_curves.png");
-    kiln::plot::save_curves(&[("loss", &run.losses), ("accuracy", &run.accuracies)], curves)?;
+    let series = [Curve::log("loss", &run.losses), Curve::linear("accuracy", &run.accuracies)];
+    kiln::plot::save_curves(&series, curves)?;
     println!("loss and accuracy curves: {}", curves.display());
+    let by_param = std::path::Path::new("gradient_scales_by_param.png");
+    let histograms: Vec<(&str, &Histogram)> = run.param_histograms.iter().map(|(n, h)| (n.as_str(), h)).collect();
+    kiln::plot::save_histograms(&histograms, by_param)?;
+    println!("the last gradient histogram of each param: {}", by_param.display());
     show_what_was_learned(&run.params, run.histogram.as_ref())?;
     println!("held-out accuracy: {:.4}", run.held_out);
     Ok(())

@@ -262,13 +262,23 @@ impl Checkpoint {
 }
 
 /// Writes `bytes` to a temporary file beside `path`, syncs it, and renames it over `path`.
+fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
+    write_file_atomically(path, bytes).map_err(|e| error(path, format!("cannot write it: {e}")))
+}
+
+/// Writes `bytes` to a temporary file beside `path`, syncs it, and renames it over `path`, so
+/// that `path` holds either its old content or the whole new file, never a part (the charts of
+/// `plot` are written this way too).
 ///
 /// The temporary name holds the process id and a per-process counter, and the file is created
 /// only if it does not exist, so concurrent writers (threads or processes) never write into one
-/// another's temporary file; the last rename wins, and every rename installs a whole file.
-fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
+/// another's temporary file; the last rename wins, and every rename installs a whole file. On
+/// failure the temporary file is removed.
+pub(crate) fn write_file_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     static WRITES: AtomicU64 = AtomicU64::new(0);
-    let file_name = path.file_name().ok_or_else(|| error(path, "it is not a file name"))?;
+    let file_name = path
+        .file_name()
+        .ok_or_else(|| std::io::Error::new(std::io::ErrorKind::InvalidInput, "it is not a file name"))?;
     let unique = format!("{}-{}", std::process::id(), WRITES.fetch_add(1, Ordering::Relaxed));
     let temporary = path.with_file_name(format!(".{}.{unique}.partial", file_name.to_string_lossy()));
     let mut created = false;
@@ -287,10 +297,8 @@ fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
         }
         Ok(())
     })();
-    written.map_err(|e| {
-        if created {
-            let _ = std::fs::remove_file(&temporary);
-        }
-        error(path, format!("cannot write it: {e}"))
-    })
+    if written.is_err() && created {
+        let _ = std::fs::remove_file(&temporary);
+    }
+    written
 }

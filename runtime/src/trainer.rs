@@ -74,6 +74,8 @@ pub struct ParamScale {
     pub weight_norm: f64,
     /// `‖Δp‖ / ‖p‖` of the step: how far the update moved it, relative to its size.
     pub update_ratio: f64,
+    /// log10 |gradient| over its elements (`plot::save_histograms` draws them side by side).
+    pub histogram: Histogram,
 }
 
 /// What a diagnosed step shows about the gradient scales.
@@ -374,11 +376,13 @@ impl Trainer {
                 (false, true) => f64::INFINITY,
                 (false, false) => 0.0,
             };
+            let grad = grad.to_f64_vec();
             params.push(ParamScale {
                 name: name.clone(),
-                grad_norm: norm(grad.to_f64_vec()),
+                grad_norm: norm(grad.iter().copied()),
                 weight_norm,
                 update_ratio,
+                histogram: Histogram::of(grad),
             });
         }
         let histogram = Histogram::of(grads.iter().flat_map(Value::to_f64_vec));

@@ -48,8 +48,10 @@ fn training_the_notebook_mlp_lowers_the_loss_and_diagnoses_occasionally() -> Res
     let names: Vec<&str> = diagnostics.params.iter().map(|p| p.name.as_str()).collect();
     assert_eq!(names, ["layer1.weight", "layer1.bias", "layer2.weight", "layer2.bias", "layer3.weight", "layer3.bias"]);
     assert!(diagnostics.params.iter().all(|p| p.grad_norm > 0.0 && p.weight_norm > 0.0 && p.update_ratio > 0.0));
-    // Every trainable element is counted once.
+    // Every trainable element is counted once, in the whole histogram and in its param's.
     assert_eq!(diagnostics.histogram.counts.iter().sum::<usize>(), 40 + 20 + 400 + 20 + 40 + 2);
+    let per_param: Vec<usize> = diagnostics.params.iter().map(|p| p.histogram.counts.iter().sum()).collect();
+    assert_eq!(per_param, [40, 20, 400, 20, 40, 2]);
     assert_eq!(reports[5].metrics[0].0, "accuracy");
     assert!(trainer.steps_per_second() > 0.0 && trainer.steps() == 64);
 
