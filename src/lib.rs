@@ -27,7 +27,7 @@
 #![warn(missing_docs)]
 
 pub use kiln_compiler as compiler;
-pub use kiln_compiler::interp::Feeds;
+pub use kiln_compiler::Feeds;
 pub use kiln_compiler::{
     DType, Data, Dim, Error, GradientCheck, Graph, Init, Interpreter, Node, NodeId, Op, OpKind, ParamStore, Precision,
     Result, RowGradient, Shape, SparseParam, Tensor, Value, check_gradients, layers,
