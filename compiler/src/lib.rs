@@ -23,7 +23,10 @@ pub mod value;
 
 pub use autodiff::{GradientCheck, RowGradient, check_gradients};
 pub use error::{Error, Location, Result};
-pub use graph::{DType, Dim, Fan, Graph, Init, Node, NodeId, Op, OpKind, Shape, SparseParam, Tensor, gain};
+pub use graph::{
+    DType, Dim, Fan, Graph, Init, MODE_STEP_INPUT, Mode, Node, NodeId, Op, OpKind, Shape, SparseParam, TRAINING_INPUT,
+    Tensor, gain,
+};
 pub use interp::{Interpreter, Precision};
 pub use value::{Data, Feeds, ParamStore, Value};
 
@@ -32,7 +35,7 @@ pub mod prelude {
     pub use crate::autodiff::{GradientCheck, check_gradients};
     pub use crate::error::{Error, Result};
     pub use crate::graph::build::Operand;
-    pub use crate::graph::{DType, Dim, Fan, Graph, Init, Shape, Tensor};
+    pub use crate::graph::{DType, Dim, Fan, Graph, Init, Mode, Shape, Tensor};
     pub use crate::interp::{Interpreter, Precision};
     pub use crate::layers;
     pub use crate::value::{Feeds, ParamStore, Value};

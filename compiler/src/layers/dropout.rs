@@ -3,48 +3,48 @@
 //! In: a scope (its name seeds the masks) and the drop probability; then a tensor. Out: the
 //! tensor with elements dropped while training, unchanged in eval mode.
 
-use std::cell::Cell;
-use std::rc::Rc;
-
 use super::{Layer, Module, Scope};
 use crate::error::Result;
-use crate::graph::{DType, Shape, Tensor};
+use crate::graph::Tensor;
 
 /// Inverted dropout: while the model trains, zeroes each element with probability `p` and
 /// scales the rest by `1 / (1 - p)`; in eval mode, the identity.
 ///
-/// The mask comes from the graph's counter-based generator, seeded by the layer's name and
-/// counted by the scalar input `optimizer.step` (which the `Trainer` feeds at every step), so
-/// each step draws a fresh mask and a rerun draws the same one.
+/// The layer builds both behaviours into the graph and picks one at run time by the bool input
+/// [`TRAINING_INPUT`](crate::graph::TRAINING_INPUT), so one graph (and one compiled function)
+/// serves training and evaluation: the `Trainer` feeds true to its steps and false to
+/// `Trainer::evaluate`, and other runs feed the graph's [`Mode`](crate::graph::Mode)
+/// (`model.train()` / `model.eval()`). The mask comes from the graph's counter-based generator,
+/// seeded by the layer's name and counted by the input
+/// [`MODE_STEP_INPUT`](crate::graph::MODE_STEP_INPUT) (the trainer's step, a function's call
+/// number), so each step draws a fresh mask and a rerun draws the same one.
 #[derive(Clone, Debug)]
 pub struct Dropout {
     /// The probability of zeroing an element.
     pub p: f64,
     seed: u64,
-    training: Rc<Cell<bool>>,
 }
 
 impl Dropout {
-    /// A dropout of probability `p` in `scope` (which provides its seed and its mode).
+    /// A dropout of probability `p` in `scope` (whose name seeds its masks).
     pub fn build(scope: &Scope<'_, '_>, p: f64) -> Dropout {
         // FNV-1a of the layer's name: two dropouts draw independent masks.
         let seed = crate::random::hash_name(scope.prefix());
-        Dropout { p, seed, training: scope.training() }
+        Dropout { p, seed }
     }
 
-    /// Applies the dropout (the identity in eval mode or for `p = 0`).
+    /// Applies the dropout: while training, `x` with elements dropped; in eval mode, `x`
+    /// itself (`p = 0` adds nothing to the graph).
     #[track_caller]
     pub fn forward<'g>(&self, x: Tensor<'g>) -> Result<Tensor<'g>> {
-        if !self.training.get() || self.p == 0.0 {
+        if self.p == 0.0 {
             return Ok(x);
         }
         let graph = x.graph();
-        let step = match graph.leaf("optimizer.step") {
-            Ok(step) => step,
-            Err(_) => graph.input("optimizer.step", Shape::scalar())?,
-        };
-        let keep = graph.random_uniform(x.shape(), self.seed, step.cast(DType::I64)?)?.ge(self.p)?;
-        keep.select(x.mul(1.0 / (1.0 - self.p))?, 0.0)
+        let mode = graph.mode_inputs()?;
+        let keep = graph.random_uniform(x.shape(), self.seed, mode.step)?.ge(self.p)?;
+        let dropped = keep.select(x.mul(1.0 / (1.0 - self.p))?, 0.0)?;
+        mode.training.select(dropped, x)
     }
 }
 

@@ -30,11 +30,10 @@ pub type InitRule<'a> = dyn FnMut(&ParamSpec<'_>) -> Option<Init> + 'a;
 struct Shared<'s> {
     count: Cell<usize>,
     rule: RefCell<Option<&'s mut InitRule<'s>>>,
-    training: Rc<Cell<bool>>,
 }
 
 /// Where a module declares its params: a graph, a name prefix, and the model-wide state (param
-/// count, initializer rule, train/eval mode) shared by every part of one model.
+/// count, initializer rule) shared by every part of one model.
 pub struct Scope<'g, 's> {
     graph: &'g Graph,
     prefix: String,
@@ -49,7 +48,7 @@ impl<'g, 's> Scope<'g, 's> {
 
     /// The scope of a model whose param names all start with `prefix` (`prefix.layer1.weight`).
     pub fn with_prefix(graph: &'g Graph, prefix: &str) -> Scope<'g, 's> {
-        let shared = Shared { count: Cell::new(0), rule: RefCell::new(None), training: Rc::new(Cell::new(true)) };
+        let shared = Shared { count: Cell::new(0), rule: RefCell::new(None) };
         Scope { graph, prefix: prefix.to_string(), shared: Rc::new(shared) }
     }
 
@@ -77,11 +76,6 @@ impl<'g, 's> Scope<'g, 's> {
     /// The full name of `local` in this scope.
     pub fn name(&self, local: &str) -> String {
         if self.prefix.is_empty() { local.to_string() } else { format!("{}.{local}", self.prefix) }
-    }
-
-    /// The model's train/eval flag, shared by all its parts (true: training).
-    pub fn training(&self) -> Rc<Cell<bool>> {
-        Rc::clone(&self.shared.training)
     }
 
     /// Declares the trainable param `local` of this scope, initialised by the model's rule if it
