@@ -131,7 +131,7 @@ fn every_name_the_readme_calls_is_reachable_from_kiln() -> kiln::Result<()> {
     }
     assert_eq!(f.mode(), kiln::Mode::Train);
     assert!(kiln::occasionally(0) && kiln::occasionally(3) && !kiln::occasionally(4));
-    assert!(kiln::AUTO_START_CALL < kiln::AUTO_SWITCH_CALL);
+    const { assert!(kiln::AUTO_START_CALL < kiln::AUTO_SWITCH_CALL) };
 
     // A graph with params needs their values: the error names the param.
     let w = g.param("w", [2], kiln::Init::ONES)?;

@@ -153,3 +153,21 @@ fn bool_inputs_select_and_cast_in_compiled_kernels_as_in_the_interpreter() -> Re
     }
     Ok(())
 }
+
+/// An exported artifact is in eval mode: its only input is the model's, and its program (run
+/// by the kernel evaluator) computes the interpreter's eval-mode output.
+#[test]
+fn an_exported_model_with_dropout_is_in_eval_mode() -> Result<()> {
+    let g = Graph::new();
+    let net = Net::new(&g)?;
+    let params = ParamStore::init(&g, 4);
+    let artifact = net.export(&params, &ExportOptions::new("net"))?;
+    assert_eq!(artifact.inputs().len(), 1);
+    let [x] = net.inputs(&g)?;
+    let logits = net.forward(x)?;
+    let evaluated =
+        kiln::compiler::kernel::Evaluator::new(artifact.program(), &params)?.run(&Feeds::from([("x", points())]))?;
+    assert_close(&evaluated[0], &reference(&g, logits, &params, false, 0)?);
+    assert_ne!(evaluated[0].to_f64_vec(), reference(&g, logits, &params, true, 0)?.to_f64_vec());
+    Ok(())
+}

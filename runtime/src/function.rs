@@ -100,7 +100,10 @@ pub const DEFAULT_SPLIT_THRESHOLD: i64 = 16_384;
 
 /// Compiles `outputs` of `graph` as a function of `inputs` (fed positionally on each call),
 /// with `updates` (`(param, new value)`) applied after each call. Params start from their
-/// initializers (seed 0); see [`Function::set_params`].
+/// initializers (seed 0); see [`Function::set_params`]. Graph inputs that no output or update
+/// reads need not be listed; the mode inputs of a graph with dropout, when not listed, are
+/// fed by the function itself: the graph's [`Mode`] at each call (see [`Function::call_in`])
+/// and the call's number as the step that counts the masks.
 ///
 /// Threads: `KILN_THREADS`, else every core.
 #[track_caller]

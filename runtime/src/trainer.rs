@@ -172,6 +172,8 @@ impl Trainer {
     /// gradients and the row rule of `settings.sparse` (or of the optimizer); diagnostics
     /// cover the dense params only, since a sparse param's gradient is never a whole table.
     /// It compiles on the tier `KILN_TIER` names, else [`Tier::Auto`] (see [`Trainer::new_on`]).
+    /// Its steps run in training mode (dropout drops, with the masks of the step) whatever the
+    /// graph's [`Mode`]; [`Trainer::evaluate`] runs in eval mode.
     #[track_caller]
     pub fn new<'g>(graph: &'g Graph, objective: &Objective<'g>, settings: &Settings<'_>) -> Result<Trainer> {
         Trainer::new_on(Tier::from_env(), graph, objective, settings)
