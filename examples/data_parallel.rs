@@ -11,9 +11,9 @@
 //! `ranks: <N>; params identical on every rank: <true|false>; final loss: <value>`.
 //! A rank whose step fails stops every rank with its error.
 
-use kiln::compiler::random;
 use kiln::distributed::Ranks;
 use kiln::prelude::*;
+use kiln::random;
 use kiln::{ShardedSampler, Trainer};
 
 const FEATURES: usize = 784;

@@ -17,7 +17,7 @@ fn sample_batch(points: usize, seed: u64, step: i64) -> Result<(Value, Value)> {
     let (x, y) = (xy.slice(1, 0, 1)?, xy.slice(1, 1, 2)?);
     let labels = y.gt((x * 3.0).sin()?)?.cast(DType::I64)?.reshape([points])?;
     let feeds = Feeds::from([("step", Value::i64([], vec![step]))]);
-    let mut out = Interpreter::new(&g).run(&feeds, &ParamStore::new(), &[xy, labels])?;
+    let mut out = Interpreter::new(&g).run_without_params(&feeds, &[xy, labels])?;
     let labels = out.pop().expect("two outputs");
     Ok((out.pop().expect("two outputs"), labels))
 }

@@ -166,11 +166,8 @@ fn run(vocab: &Vocab, dim: usize, vectors: Option<&WordVectors>, data: [&Example
 fn main() -> Result<()> {
     let mut args = std::env::args().skip(1);
     let (mut path, mut words) = (None, 300_000);
-    let bad = |detail: String| Error::Argument {
-        op: "tags_with_pretrained",
-        detail,
-        location: kiln::compiler::Location::caller(),
-    };
+    let bad =
+        |detail: String| Error::Argument { op: "tags_with_pretrained", detail, location: kiln::Location::caller() };
     while let Some(flag) = args.next() {
         let value = args.next().ok_or_else(|| bad(format!("{flag} needs a value")))?;
         match flag.as_str() {

@@ -249,13 +249,11 @@ fn main() -> std::result::Result<(), Box<dyn std::error::Error>> {
         }
     }
 
-    // Evaluation: the forward half alone, compiled, in eval mode.
-    let eval_graph = Graph::new();
-    let eval_model = TitleNet::new(&eval_graph)?;
-    eval_model.eval();
-    let [eval_chars] = eval_model.inputs(&eval_graph)?;
-    let mut predict = function(&eval_graph, &[eval_chars], &[eval_model.forward(eval_chars)?], &[])?;
+    // Evaluation: the forward half of the same graph, compiled (it reads neither the labels
+    // nor the optimizer's inputs), in eval mode as PyTorch's `model.eval()` sets it.
+    let mut predict = function(&g, &[chars], &[out], &[])?;
     predict.set_params(&trainer.params())?;
+    model.eval();
     let mut test_rng = Lcg(20_261_201);
     println!("\n{:<22} {:>18} {:>18}", "titles", "category accuracy", "all tags right");
     for typos in [0, 1, 2, 3] {

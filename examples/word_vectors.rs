@@ -43,8 +43,7 @@ fn flags() -> Result<Flags> {
         settings: Settings::default(),
     };
     let mut args = std::env::args().skip(1);
-    let bad =
-        |detail: String| Error::Argument { op: "word_vectors", detail, location: kiln::compiler::Location::caller() };
+    let bad = |detail: String| Error::Argument { op: "word_vectors", detail, location: kiln::Location::caller() };
     while let Some(flag) = args.next() {
         let value = args.next().ok_or_else(|| bad(format!("{flag} needs a value")))?;
         let number = || value.parse::<usize>().map_err(|_| bad(format!("{flag} needs a number, got {value:?}")));
@@ -72,7 +71,7 @@ fn read(path: &PathBuf) -> Result<String> {
     std::fs::read_to_string(path).map_err(|e| Error::Argument {
         op: "word_vectors",
         detail: format!("{}: {e}", path.display()),
-        location: kiln::compiler::Location::caller(),
+        location: kiln::Location::caller(),
     })
 }
 
@@ -104,7 +103,7 @@ fn main() -> Result<()> {
         std::fs::write(path, &corpus).map_err(|e| Error::Argument {
             op: "word_vectors",
             detail: format!("{}: {e}", path.display()),
-            location: kiln::compiler::Location::caller(),
+            location: kiln::Location::caller(),
         })?;
         println!("wrote {} ({} sentences)", path.display(), corpus.lines().count());
         return Ok(());

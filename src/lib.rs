@@ -27,22 +27,23 @@
 #![warn(missing_docs)]
 
 pub use kiln_compiler as compiler;
-pub use kiln_compiler::interp::Feeds;
+pub use kiln_compiler::Feeds;
 pub use kiln_compiler::{
-    DType, Data, Dim, Error, GradientCheck, Graph, Init, Interpreter, Node, NodeId, Op, OpKind, ParamStore, Precision,
-    Result, RowGradient, Shape, SparseParam, Tensor, Value, check_gradients, layers,
+    DType, Data, Dim, Error, Fan, GradientCheck, Graph, Init, Interpreter, Location, MODE_STEP_INPUT, Mode, Node,
+    NodeId, Op, OpKind, ParamStore, Precision, Result, RowGradient, Shape, SparseParam, TRAINING_INPUT, Tensor, Value,
+    check_gradients, gain, layers, random,
 };
 
 /// Code generator options for [`function_with`] (`kiln::codegen::Options`).
 pub use kiln_compiler::codegen;
 /// The code generator tiers (Cranelift, native vector C, or both).
 pub use kiln_compiler::codegen::Tier;
+pub use kiln_runtime::{AUTO_START_CALL, AUTO_SWITCH_CALL, DEFAULT_SPLIT_THRESHOLD, function_reducing, function_with};
 pub use kiln_runtime::{
     Checkpoint, Diagnostics, Function, Histogram, IfDiverged, Objective, ParamScale, Report, Settings, ShardedSampler,
     Trainer, function, function_on,
 };
-pub use kiln_runtime::{DEFAULT_SPLIT_THRESHOLD, function_with};
-pub use kiln_runtime::{export, optim, plot, text};
+pub use kiln_runtime::{export, occasionally, optim, plot, reduce, text};
 
 /// Data-parallel training over MPI: `Ranks` and the collectives (the `mpi` feature).
 #[cfg(feature = "mpi")]

@@ -107,3 +107,44 @@ fn function_with_and_codegen_options_are_reachable_from_the_facade() -> Result<(
     assert_eq!(compiled[0].to_f64_vec(), [6.0, 6.0, 3.5, 3.5]);
     Ok(())
 }
+
+/// The names the README and the examples call, each through `kiln::` alone: the tiers and
+/// code generator options, the random numbers examples draw data with, `Location` for errors,
+/// `gain`, the layers, the modes, and the interpreter without params; compiled results equal the
+/// interpreter's.
+#[test]
+fn every_name_the_readme_calls_is_reachable_from_kiln() -> kiln::Result<()> {
+    let g = kiln::Graph::new();
+    let x = g.input("x", [kiln::Dim::sym("B"), 2.into()])?;
+    let scale = g.scalar(kiln::gain("relu", 0.0));
+    let y = (x * scale).tanh()?.sum(&[1], false)?;
+    let key = kiln::random::draw_key(3, 0);
+    let values: Vec<f32> = (0..6).map(|i| kiln::random::normal(key, i) as f32).collect();
+    let feeds = kiln::Feeds::from([("x", kiln::Value::f32([3, 2], values.clone()))]);
+    let reference = kiln::Interpreter::new(&g).run_without_params(&feeds, &[y])?;
+    let options = kiln::codegen::Options::default();
+    let mut f = kiln::function_on(kiln::Tier::Jit, &g, &[x], &[y], &[], &options)?;
+    assert_eq!(f.tier(), kiln::Tier::Jit);
+    let compiled = f.call(&[kiln::Value::f32([3, 2], values)])?;
+    for (a, b) in compiled[0].to_f64_vec().iter().zip(reference[0].to_f64_vec()) {
+        assert!((a - b).abs() < 1e-6, "compiled {a}, interpreter {b}");
+    }
+    assert_eq!(f.mode(), kiln::Mode::Train);
+    assert!(kiln::occasionally(0) && kiln::occasionally(3) && !kiln::occasionally(4));
+    const { assert!(kiln::AUTO_START_CALL < kiln::AUTO_SWITCH_CALL) };
+
+    // A graph with params needs their values: the error names the param.
+    let w = g.param("w", [2], kiln::Init::ONES)?;
+    let z = x.mul(w)?;
+    match kiln::Interpreter::new(&g).run_without_params(&feeds, &[z]) {
+        Err(kiln::Error::MissingParam { name }) => assert_eq!(name, "w"),
+        other => panic!("expected a missing param `w`, got {other:?}"),
+    }
+    let linear = kiln::layers::Linear::new(&g, "layer", 2, 1)?;
+    let params: kiln::ParamStore = kiln::ParamStore::init(&g, 0);
+    let out = kiln::Interpreter::new(&g).run(&feeds, &params, &[linear.forward(x)?])?;
+    assert_eq!(out[0].shape(), &[3, 1]);
+    let location = kiln::Location::caller();
+    assert!(location.to_string().contains("facade.rs"), "{location}");
+    Ok(())
+}

@@ -2,6 +2,7 @@
 //! twin and combined losses.
 
 use kiln::prelude::*;
+use kiln::{MODE_STEP_INPUT, TRAINING_INPUT};
 
 model! {
     /// The reference notebook's MLP.
@@ -158,7 +159,7 @@ fn run_evaluates_forward_with_values_like_the_graph_does() -> Result<()> {
 }
 
 #[test]
-fn dropout_drops_while_training_and_passes_through_in_eval() -> Result<()> {
+fn dropout_drops_while_training_and_passes_through_in_eval_in_one_graph() -> Result<()> {
     let g = Graph::new();
     let tagger = Tagger::new(&g)?;
     let params = ParamStore::init(&g, 1);
@@ -168,22 +169,32 @@ fn dropout_drops_while_training_and_passes_through_in_eval() -> Result<()> {
     assert_eq!(first, tagger.run(&params, [tokens.clone()])?);
     assert_eq!(first.shape(), &[2, 2]);
 
-    // In training mode, dropout reads `optimizer.step`; in eval mode the graph has no such input.
+    // One graph: dropout reads the mode inputs, fed here by hand, or from the graph's mode.
     let [t] = tagger.inputs(&g)?;
-    tagger.eval();
-    let eval_out = tagger.forward(t)?;
-    assert!(g.leaf("optimizer.step").is_err());
-    tagger.train();
-    let train_out = tagger.forward(t)?;
-    assert!(g.leaf("optimizer.step").is_ok());
-    let run = |step: f64| {
-        let feeds = Feeds::from([("tokens", tokens.clone()), ("optimizer.step", Value::scalar(DType::F32, step))]);
-        Interpreter::new(&g).run(&feeds, &params, &[eval_out, train_out])
+    let out = tagger.forward(t)?;
+    assert!(g.leaf(TRAINING_INPUT).is_ok() && g.leaf(MODE_STEP_INPUT).is_ok());
+    let run = |training: bool, step: i64| {
+        let feeds = Feeds::from([
+            ("tokens", tokens.clone()),
+            (TRAINING_INPUT, Value::scalar(DType::Bool, f64::from(u8::from(training)))),
+            (MODE_STEP_INPUT, Value::i64([], vec![step])),
+        ]);
+        Ok::<Value, Error>(Interpreter::new(&g).run(&feeds, &params, &[out])?.remove(0))
     };
-    let (at_one, at_two) = (run(1.0)?, run(2.0)?);
-    assert_eq!(at_one[0], first);
-    assert_ne!(at_one[1], at_one[0], "dropout changed the output while training");
-    assert_ne!(at_one[1], at_two[1], "each step draws a fresh mask");
+    assert_eq!(run(false, 1)?, first, "eval mode is the identity, as `run` computes it");
+    assert_eq!(run(false, 2)?, first, "eval mode draws nothing");
+    assert_ne!(run(true, 1)?, first, "dropout changed the output while training");
+    assert_ne!(run(true, 1)?, run(true, 2)?, "each step draws a fresh mask");
+
+    // Unfed, the mode inputs follow the graph's mode (step 0), switched by the model.
+    let unfed = Feeds::from([("tokens", tokens.clone())]);
+    assert_eq!(g.mode(), Mode::Train);
+    assert_eq!(Interpreter::new(&g).run(&unfed, &params, &[out])?[0], run(true, 0)?);
+    tagger.eval();
+    assert_eq!(g.mode(), Mode::Eval);
+    assert_eq!(Interpreter::new(&g).run(&unfed, &params, &[out])?[0], first);
+    tagger.train();
+    assert_eq!(Interpreter::new(&g).run(&unfed, &params, &[out])?[0], run(true, 0)?);
     Ok(())
 }
 

@@ -23,17 +23,20 @@ pub mod value;
 
 pub use autodiff::{GradientCheck, RowGradient, check_gradients};
 pub use error::{Error, Location, Result};
-pub use graph::{DType, Dim, Fan, Graph, Init, Node, NodeId, Op, OpKind, Shape, SparseParam, Tensor, gain};
-pub use interp::{Interpreter, ParamStore, Precision};
-pub use value::{Data, Value};
+pub use graph::{
+    DType, Dim, Fan, Graph, Init, MODE_STEP_INPUT, Mode, Node, NodeId, Op, OpKind, Shape, SparseParam, TRAINING_INPUT,
+    Tensor, gain,
+};
+pub use interp::{Interpreter, Precision};
+pub use value::{Data, Feeds, ParamStore, Value};
 
 /// Everything a model author needs, in one import.
 pub mod prelude {
     pub use crate::autodiff::{GradientCheck, check_gradients};
     pub use crate::error::{Error, Result};
     pub use crate::graph::build::Operand;
-    pub use crate::graph::{DType, Dim, Fan, Graph, Init, Shape, Tensor};
-    pub use crate::interp::{Feeds, Interpreter, ParamStore, Precision};
+    pub use crate::graph::{DType, Dim, Fan, Graph, Init, Mode, Shape, Tensor};
+    pub use crate::interp::{Interpreter, Precision};
     pub use crate::layers;
-    pub use crate::value::Value;
+    pub use crate::value::{Feeds, ParamStore, Value};
 }

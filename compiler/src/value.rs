@@ -3,9 +3,14 @@
 //! `Value` is what the reference interpreter computes, what users feed into a graph, what
 //! params hold, and what a graph constant stores.
 
+mod init;
+mod store;
+
 use std::fmt;
 
 use crate::graph::{DType, MAX_ELEMENTS, checked_numel};
+
+pub use store::{Feeds, ParamStore};
 
 /// Typed, row-major element storage.
 #[derive(Clone, Debug, PartialEq)]

@@ -54,7 +54,9 @@ use crate::syntax::{LayerSpec, Model};
 /// param's index, name, shape and default initializer and may choose another),
 /// `Mlp::build(&scope)` (for nesting), `forward`, `inputs()` (declares the graph inputs the
 /// signature describes), `run(&params, [values])` (the interpreter, in eval mode),
-/// `named_parameters()`, `parameters()`, `train()` / `eval()`, `export(&params, &options)` (for
+/// `named_parameters()`, `parameters()`, `train()` / `eval()` (the graph's mode: what dropout
+/// does in the interpreter and in every function compiled from the graph, switched without a
+/// rebuild), `export(&params, &options)` (for
 /// models of one input: the forward half as a standalone artifact), and `Display` as a summary.
 #[proc_macro]
 pub fn model(input: TokenStream) -> TokenStream {
@@ -231,7 +233,7 @@ fn expand(model: Model) -> syn::Result<Tokens> {
         #(#attrs)*
         #vis struct #name<'g> {
             #( #(#field_attrs)* #vis #field_names: #field_types, )*
-            __kiln_training: ::std::rc::Rc<::std::cell::Cell<bool>>,
+            __kiln_graph: &'g ::kiln::Graph,
             __kiln_prefix: ::std::string::String,
         }
 
@@ -259,7 +261,7 @@ fn expand(model: Model) -> syn::Result<Tokens> {
             pub fn build(scope: &::kiln::layers::Scope<'g, '_>) -> ::kiln::Result<Self> {
                 ::std::result::Result::Ok(Self {
                     #( #field_names: #constructions, )*
-                    __kiln_training: scope.training(),
+                    __kiln_graph: scope.graph(),
                     __kiln_prefix: scope.prefix().to_string(),
                 })
             }
@@ -317,14 +319,17 @@ fn expand(model: Model) -> syn::Result<Tokens> {
                 self.named_parameters().into_iter().map(|(_, t)| t).collect()
             }
 
-            /// Training mode (the default): dropout layers drop.
+            /// Training mode (the default): dropout layers drop. Like `eval`, it switches the
+            /// whole graph, and the functions already compiled from it at their next call.
             pub fn train(&self) {
-                self.__kiln_training.set(true);
+                self.__kiln_graph.set_mode(::kiln::Mode::Train);
             }
 
-            /// Eval mode: dropout layers pass their input through.
+            /// Eval mode: dropout layers pass their input through, in the interpreter and in the
+            /// functions already compiled from the graph, at their next call (no rebuild). A
+            /// `Trainer`'s steps train and its `evaluate` evaluates whatever the mode.
             pub fn eval(&self) {
-                self.__kiln_training.set(false);
+                self.__kiln_graph.set_mode(::kiln::Mode::Eval);
             }
         }
 

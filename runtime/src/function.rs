@@ -8,6 +8,7 @@ use kiln_compiler::codegen::{
 };
 use kiln_compiler::compile::lower_reducing;
 use kiln_compiler::graph::{MAX_ELEMENTS, checked_numel};
+use kiln_compiler::graph::{MODE_STEP_INPUT, Mode, SharedMode, TRAINING_INPUT};
 use kiln_compiler::kernel::{Kernel, Program, Role};
 use kiln_compiler::native;
 use kiln_compiler::{DType, Data, Dim, Error, Graph, Location, ParamStore, Result, Tensor, Value};
@@ -70,6 +71,21 @@ pub struct Function {
     /// When to sum which buffers across processes, and who sums them (none: no sums).
     exchange: Exchange,
     reducer: Option<Box<dyn Reducer>>,
+    /// The mode inputs the function feeds itself (those not among its inputs).
+    mode: ModeFeed,
+}
+
+/// The mode inputs ([`TRAINING_INPUT`], [`MODE_STEP_INPUT`]) a function feeds itself because
+/// its caller does not list them: the graph's mode at each call (or the mode of
+/// [`Function::call_in`]) and the call's number.
+struct ModeFeed {
+    /// The mode of the graph the function was compiled from, switched by `model.eval()`.
+    shared: SharedMode,
+    /// The mode of the call under way, when [`Function::call_in`] chose it.
+    call: Option<Mode>,
+    /// The buffers of the mode inputs, if the function's outputs need them.
+    training: Option<usize>,
+    step: Option<usize>,
 }
 
 impl std::fmt::Debug for Function {
@@ -84,7 +100,10 @@ pub const DEFAULT_SPLIT_THRESHOLD: i64 = 16_384;
 
 /// Compiles `outputs` of `graph` as a function of `inputs` (fed positionally on each call),
 /// with `updates` (`(param, new value)`) applied after each call. Params start from their
-/// initializers (seed 0); see [`Function::set_params`].
+/// initializers (seed 0); see [`Function::set_params`]. Graph inputs that no output or update
+/// reads need not be listed; the mode inputs of a graph with dropout, when not listed, are
+/// fed by the function itself: the graph's [`Mode`] at each call (see [`Function::call_in`])
+/// and the call's number as the step that counts the masks.
 ///
 /// Threads: `KILN_THREADS`, else every core.
 #[track_caller]
@@ -177,12 +196,29 @@ pub(crate) fn build_function<'g>(
         let buffer = buffer.ok_or_else(|| Error::Bug(format!("input `{name}` has no buffer")))?;
         positional.push((name.clone(), buffer));
     }
-    for buffer in &program.buffers {
-        if let Role::Input(name) = &buffer.role
-            && !input_names.contains(name)
-        {
-            let detail = format!("the outputs need input `{name}`, which is not among the function's inputs");
-            return Err(Error::Argument { op: "function", detail, location });
+    // Inputs no kernel reads need no value: a forward compiled from a training graph leaves
+    // out its labels and the optimizer's inputs.
+    let mut read = vec![false; program.buffers.len()];
+    for kernel in &program.kernels {
+        for buffer in kernel.accesses().0 {
+            read[program.storage(buffer)] = true;
+        }
+    }
+    for &buffer in program.outputs.iter().chain(program.updates.iter().map(|(_, value)| value)) {
+        read[program.storage(buffer)] = true;
+    }
+    let mut mode = ModeFeed { shared: graph.shared_mode(), call: None, training: None, step: None };
+    for (index, buffer) in program.buffers.iter().enumerate() {
+        match &buffer.role {
+            Role::Input(name) if input_names.contains(name) => {}
+            Role::Input(name) if name == TRAINING_INPUT => mode.training = Some(index),
+            Role::Input(name) if name == MODE_STEP_INPUT => mode.step = Some(index),
+            Role::Input(_) if !read[index] => {}
+            Role::Input(name) => {
+                let detail = format!("the outputs need input `{name}`, which is not among the function's inputs");
+                return Err(Error::Argument { op: "function", detail, location });
+            }
+            _ => {}
         }
     }
     let threads = std::env::var("KILN_THREADS")
@@ -216,6 +252,7 @@ pub(crate) fn build_function<'g>(
         returned: outputs.len(),
         exchange,
         reducer: None,
+        mode,
     };
     function.set_params(&ParamStore::init(graph, 0))?;
     function.load_constants()?;
@@ -463,10 +500,47 @@ impl Function {
     /// waits for it if it is not ready): the switch happens at the same call in every run, so
     /// runs on `Auto` are reproducible too.
     pub fn call(&mut self, inputs: &[Value]) -> Result<Vec<Value>> {
+        self.call_at(inputs, Location::caller())
+    }
+
+    fn call_at(&mut self, inputs: &[Value], location: Location) -> Result<Vec<Value>> {
         self.advance_tier();
-        let outputs = self.run(inputs, Location::caller())?;
+        let outputs = self.run(inputs, location)?;
         self.apply_updates();
         Ok(outputs)
+    }
+
+    /// Runs the function like [`Function::call`], in `mode` whatever the graph's mode: a
+    /// graph's dropout drops in [`Mode::Train`] and passes its input through in [`Mode::Eval`].
+    /// Without such layers the mode changes nothing. (`Trainer::evaluate` calls its evaluation
+    /// in [`Mode::Eval`].)
+    ///
+    /// ```
+    /// use kiln_compiler::prelude::*;
+    /// use kiln_runtime::function;
+    /// let g = Graph::new();
+    /// let x = g.input("x", [Dim::sym("B")])?;
+    /// let y = layers::Dropout::build(&layers::Scope::root(&g), 0.5).forward(x)?;
+    /// let mut f = function(&g, &[x], &[y], &[])?;
+    /// let ones = Value::f32([64], vec![1.0; 64]);
+    /// let dropped = f.call_in(Mode::Train, std::slice::from_ref(&ones))?;
+    /// assert!(dropped[0].to_f64_vec().iter().all(|&v| v == 0.0 || v == 2.0));
+    /// assert_eq!(f.call_in(Mode::Eval, std::slice::from_ref(&ones))?[0], ones);
+    /// # Ok::<(), kiln_compiler::Error>(())
+    /// ```
+    #[track_caller]
+    pub fn call_in(&mut self, mode: Mode, inputs: &[Value]) -> Result<Vec<Value>> {
+        let location = Location::caller();
+        self.mode.call = Some(mode);
+        let outputs = self.call_at(inputs, location);
+        self.mode.call = None;
+        outputs
+    }
+
+    /// The mode the next [`Function::call`] runs in: the graph's, switched by `model.train()`
+    /// and `model.eval()` ([`Graph::set_mode`]).
+    pub fn mode(&self) -> Mode {
+        self.mode.shared.get()
     }
 
     /// Runs the function like [`Function::call`], but applies the updates only if `accept`
@@ -554,6 +628,14 @@ impl Function {
         }
         for ((name, buffer), value) in self.inputs.iter().zip(inputs) {
             write_memory(&mut self.memory[*buffer], value.data(), || format!("input `{name}`"))?;
+        }
+        let training = self.mode.call.unwrap_or_else(|| self.mode.shared.get()) == Mode::Train;
+        if let Some(buffer) = self.mode.training {
+            write_memory(&mut self.memory[buffer], &Data::Bool(vec![training]), || TRAINING_INPUT.to_string())?;
+        }
+        if let Some(buffer) = self.mode.step {
+            let step = i64::try_from(self.calls + 1).unwrap_or(i64::MAX);
+            write_memory(&mut self.memory[buffer], &Data::I64(vec![step]), || MODE_STEP_INPUT.to_string())?;
         }
         let buffers = program.buffers.len();
         let pointers: Vec<*mut u8> = (0..buffers).map(|b| self.storage_mut(b).as_mut_ptr().cast::<u8>()).collect();

@@ -17,7 +17,7 @@
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use kiln_compiler::{Error, Graph, ParamStore, Result, Tensor, Value};
+use kiln_compiler::{DType, Error, Graph, Mode, ParamStore, Result, Tensor, Value};
 
 use crate::checkpoint::{Checkpoint, IfDiverged};
 use crate::function::{Function, build_function};
@@ -160,6 +160,8 @@ pub struct Trainer {
     schedule: LrSchedule,
     diagnose: fn(u64) -> bool,
     pub(crate) iteration: u64,
+    /// True if the graph has mode inputs (dropout), which every step feeds: training, step.
+    feeds_mode: bool,
     busy: Duration,
     /// The other processes of a data-parallel run (see `Trainer::data_parallel`).
     #[cfg(feature = "mpi")]
@@ -172,6 +174,8 @@ impl Trainer {
     /// gradients and the row rule of `settings.sparse` (or of the optimizer); diagnostics
     /// cover the dense params only, since a sparse param's gradient is never a whole table.
     /// It compiles on the tier `KILN_TIER` names, else [`Tier::Auto`] (see [`Trainer::new_on`]).
+    /// Its steps run in training mode (dropout drops, with the masks of the step) whatever the
+    /// graph's [`Mode`]; [`Trainer::evaluate`] runs in eval mode.
     #[track_caller]
     pub fn new<'g>(graph: &'g Graph, objective: &Objective<'g>, settings: &Settings<'_>) -> Result<Trainer> {
         Trainer::new_on(Tier::from_env(), graph, objective, settings)
@@ -226,6 +230,13 @@ impl Trainer {
         let sparse = SparseUpdates::new(graph, &row_grads, settings.sparse.unwrap_or(settings.optimizer))?;
         let mut inputs = objective.inputs.clone();
         inputs.extend([schedule.lr, schedule.step]);
+        // A graph with dropout reads its mode: the steps feed it themselves (training, counted
+        // by the step), so the masks follow the step count through checkpoints and tiers.
+        let feeds_mode = graph.has_mode_inputs();
+        if feeds_mode {
+            let mode = graph.mode_inputs()?;
+            inputs.extend([mode.training, mode.step]);
+        }
         let mut outputs = vec![objective.loss];
         outputs.extend(objective.metrics.iter().map(|(_, metric)| *metric));
         let mut checks = Vec::with_capacity(grads.len() + updates.len());
@@ -275,6 +286,7 @@ impl Trainer {
             schedule: settings.schedule,
             diagnose: settings.diagnose,
             iteration: 0,
+            feeds_mode,
             busy: Duration::ZERO,
             #[cfg(feature = "mpi")]
             ranks: None,
@@ -293,6 +305,10 @@ impl Trainer {
         let lr = self.schedule.at(self.lr, iteration + 1);
         let mut values = inputs.to_vec();
         values.extend(Schedule::values(lr, iteration + 1));
+        if self.feeds_mode {
+            let step = i64::try_from(iteration + 1).unwrap_or(i64::MAX);
+            values.extend([Value::scalar(DType::Bool, 1.0), Value::i64([], vec![step])]);
+        }
         let diagnosed = (self.diagnose)(iteration);
         let before = diagnosed.then(|| self.current().params());
         if diagnosed != self.in_diagnostic {
@@ -453,11 +469,13 @@ impl Trainer {
     }
 
     /// Runs `evaluation` (a function compiled without updates, on held-out data say, whose
-    /// params are named as this trainer's) on `inputs` with the trainer's current params.
+    /// params are named as this trainer's) on `inputs` with the trainer's current params, in
+    /// eval mode: its dropout passes its input through, whatever the graph's mode. It may be
+    /// compiled from the trainer's own graph (the model's forward, say).
     #[track_caller]
     pub fn evaluate(&self, evaluation: &mut Function, inputs: &[Value]) -> Result<Vec<Value>> {
         evaluation.set_params(&self.params())?;
-        evaluation.call(inputs)
+        evaluation.call_in(Mode::Eval, inputs)
     }
 
     /// Writes a checkpoint to `path`: the params and the optimizer's state (safetensors), the

@@ -3,8 +3,9 @@
 
 use crate::error::{Error, Location, Result};
 use crate::graph::{Graph, Op, Tensor};
-use crate::interp::{Feeds, Interpreter, ParamStore, Precision};
+use crate::interp::{Interpreter, Precision};
 use crate::value::Value;
+use crate::value::{Feeds, ParamStore};
 
 /// The outcome of [`check_gradients`].
 #[derive(Clone, Debug, PartialEq)]

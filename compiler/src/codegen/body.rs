@@ -210,10 +210,34 @@ impl Body<'_> {
         lanes
     }
 
+    /// The bool elements at `address` and 3 more, `stride` elements (bytes) apart, as a vector
+    /// mask: 0 or -1 per `i32` lane, as `fcmp` gives.
+    fn mask_lanes(&self, emitter: &mut Emitter, buffer: usize, address: Value, stride: &Size) -> Value {
+        let flags = emitter.load_flags(buffer);
+        let step = emitter.size(stride);
+        let mut four = [address; 4];
+        let mut lane_address = address;
+        for (lane, slot) in four.iter_mut().enumerate() {
+            if lane > 0 {
+                lane_address = emitter.builder.ins().iadd(lane_address, step);
+            }
+            let byte = emitter.builder.ins().load(types::I8, flags, lane_address, 0);
+            let bit = emitter.builder.ins().icmp_imm_s(IntCC::NotEqual, byte, 0);
+            let wide = emitter.builder.ins().sextend(types::I32, bit);
+            *slot = emitter.builder.ins().ineg(wide);
+        }
+        Self::build_vector(emitter, types::I32X4, four)
+    }
+
     /// A scalar as the body's form of a value of `dtype`: splat to lanes in a vector body,
-    /// except integers, which stay scalar there (they are uniform along the lanes).
+    /// except integers and masks, which stay scalar there (they are uniform along the lanes;
+    /// `select` and `cast` widen a scalar mask themselves).
     pub(super) fn splat_if_vector(&self, builder: &mut FunctionBuilder, value: Value, dtype: DType) -> Value {
-        if self.vector && !dtype.is_int() { builder.ins().splat(types::F32X4, value) } else { value }
+        if self.vector && !dtype.is_int() && dtype != DType::Bool {
+            builder.ins().splat(types::F32X4, value)
+        } else {
+            value
+        }
     }
 
     pub(super) fn expr(
@@ -233,6 +257,9 @@ impl Body<'_> {
                 let address = emitter.access(*buffer, index, self.indices);
                 let stride = index.strides.get(self.level).cloned().unwrap_or_else(|| Size::fixed(0));
                 let flags = emitter.load_flags(*buffer);
+                if self.vector && dtype == DType::Bool && stride.as_fixed() != Some(0) {
+                    return self.mask_lanes(emitter, *buffer, address, &stride);
+                }
                 if self.vector && stride.as_fixed() == Some(1) {
                     return emitter.builder.ins().load(types::F32X4, flags, address, 0);
                 }

@@ -9,8 +9,8 @@
 
 use crate::error::Result;
 use crate::graph::{DType, Shape};
-use crate::interp::ParamStore;
 use crate::kernel::{Buffer, Kernel, Program, Role, Size};
+use crate::value::ParamStore;
 use crate::value::{Data, Value};
 
 /// Transposes the constant right operands of matmuls (see the module comment); returns how

@@ -2,9 +2,9 @@
 
 use crate::error::{Error, Result};
 use crate::graph::{DType, Dim, Shape};
-use crate::interp::ParamStore;
 use crate::kernel::{Program, Role};
 use crate::value::Data;
+use crate::value::ParamStore;
 
 /// Scratch slots start at multiples of this many bytes from the caller's scratch pointer.
 pub const SCRATCH_ALIGN: i64 = 64;

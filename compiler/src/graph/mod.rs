@@ -13,6 +13,7 @@
 //! error.
 
 pub mod build;
+mod mode;
 mod operators;
 mod print;
 mod shape;
@@ -22,6 +23,7 @@ pub mod op;
 
 use std::cell::{Ref, RefCell};
 
+pub use mode::{MODE_STEP_INPUT, Mode, ModeInputs, SharedMode, TRAINING_INPUT};
 pub use op::{Binary, Compare, Distribution, Fan, Init, Op, OpKind, Unary, gain};
 pub use shape::{DType, Dim, MAX_ELEMENTS, Shape, broadcast_shapes, broadcasts_to, checked_numel};
 pub use sparse::SparseParam;
@@ -71,6 +73,8 @@ pub struct Node {
 #[derive(Debug, Default)]
 pub struct Graph {
     state: RefCell<GraphState>,
+    /// Train or eval, shared with the functions compiled from the graph (see `mode`).
+    mode: SharedMode,
 }
 
 #[derive(Debug, Default)]

@@ -10,13 +10,15 @@
 //! computed and kept in `f64` instead, which is what gradient checks use.
 
 pub(crate) mod eval;
-mod init;
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 
 use crate::error::{Error, Location, Result};
-use crate::graph::{DType, Dim, Graph, MAX_ELEMENTS, NodeId, Op, Shape, Tensor, checked_numel};
+use crate::graph::{
+    DType, Dim, Graph, MAX_ELEMENTS, MODE_STEP_INPUT, Mode, NodeId, Op, Shape, TRAINING_INPUT, Tensor, checked_numel,
+};
 use crate::value::Value;
+pub use crate::value::{Feeds, ParamStore};
 
 /// The float precision the interpreter computes `f32` nodes in.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -28,75 +30,6 @@ pub enum Precision {
     F64,
 }
 
-/// Values for a graph's inputs, by input name.
-#[derive(Clone, Debug, Default, PartialEq)]
-pub struct Feeds(BTreeMap<String, Value>);
-
-impl Feeds {
-    /// No feeds.
-    pub fn new() -> Feeds {
-        Feeds::default()
-    }
-
-    /// Sets the value of the input `name`.
-    pub fn insert(&mut self, name: &str, value: Value) {
-        self.0.insert(name.to_string(), value);
-    }
-
-    /// These feeds plus `name = value`.
-    pub fn with(mut self, name: &str, value: Value) -> Feeds {
-        self.insert(name, value);
-        self
-    }
-
-    /// The value fed for `name`.
-    pub fn get(&self, name: &str) -> Option<&Value> {
-        self.0.get(name)
-    }
-}
-
-impl<const N: usize> From<[(&str, Value); N]> for Feeds {
-    fn from(pairs: [(&str, Value); N]) -> Feeds {
-        Feeds(pairs.into_iter().map(|(name, value)| (name.to_string(), value)).collect())
-    }
-}
-
-/// The values of a graph's params, by param name (dotted paths like `layer1.weight`).
-#[derive(Clone, Debug, Default, PartialEq)]
-pub struct ParamStore(BTreeMap<String, Value>);
-
-impl ParamStore {
-    /// An empty store.
-    pub fn new() -> ParamStore {
-        ParamStore::default()
-    }
-
-    /// The value of param `name`.
-    pub fn get(&self, name: &str) -> Option<&Value> {
-        self.0.get(name)
-    }
-
-    /// Sets the value of param `name`.
-    pub fn set(&mut self, name: &str, value: Value) {
-        self.0.insert(name.to_string(), value);
-    }
-
-    /// Every `(name, value)`, sorted by name.
-    pub fn iter(&self) -> impl Iterator<Item = (&str, &Value)> {
-        self.0.iter().map(|(name, value)| (name.as_str(), value))
-    }
-
-    /// Number of params held.
-    pub fn len(&self) -> usize {
-        self.0.len()
-    }
-
-    /// True if no param is held.
-    pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
-    }
-}
-
 /// Evaluates nodes of a graph. Cheap to create; holds no values between runs.
 ///
 /// ```
@@ -105,7 +38,7 @@ impl ParamStore {
 /// let x = g.input("x", [Dim::sym("B")])?;
 /// let y = (x * 2.0 + 1.0).sum_all()?;
 /// let feeds = Feeds::from([("x", Value::f32([3], vec![1.0, 2.0, 3.0]))]);
-/// let out = Interpreter::new(&g).run(&feeds, &ParamStore::new(), &[y])?;
+/// let out = Interpreter::new(&g).run_without_params(&feeds, &[y])?;
 /// assert_eq!(out[0].item(), Some(15.0));
 /// # Ok::<(), kiln_compiler::Error>(())
 /// ```
@@ -126,7 +59,9 @@ impl<'g> Interpreter<'g> {
         Interpreter { precision, ..self }
     }
 
-    /// Evaluates `outputs`, computing only the nodes they need.
+    /// Evaluates `outputs`, computing only the nodes they need, with the inputs in `feeds` and
+    /// the params in `params`. The mode inputs ([`TRAINING_INPUT`], [`MODE_STEP_INPUT`]) that
+    /// `feeds` leaves out are fed from the graph's mode ([`Graph::set_mode`]) and step 0.
     #[track_caller]
     pub fn run(&self, feeds: &Feeds, params: &ParamStore, outputs: &[Tensor<'g>]) -> Result<Vec<Value>> {
         let location = Location::caller();
@@ -142,7 +77,8 @@ impl<'g> Interpreter<'g> {
         for (index, node) in nodes.iter().enumerate() {
             let fed = match &node.op {
                 Op::Input { name } if needed[index] || feeds.get(name).is_some() => {
-                    self.fed_value(name, feeds.get(name), node, &mut symbols, "input")?
+                    let mode_value = feeds.get(name).is_none().then(|| mode_value(self.graph, name)).flatten();
+                    self.fed_value(name, feeds.get(name).or(mode_value.as_ref()), node, &mut symbols, "input")?
                 }
                 Op::Param { name, .. } if needed[index] => {
                     self.fed_value(name, params.get(name), node, &mut symbols, "param")?
@@ -174,6 +110,25 @@ impl<'g> Interpreter<'g> {
             }
         }
         Ok(ids.iter().map(|id| values[id.0].clone().expect("bug in kiln: output not evaluated")).collect())
+    }
+
+    /// Evaluates `outputs` of a graph without params (numpy-style code: inputs in, values out),
+    /// as [`Interpreter::run`] with no params. A graph with params needs their values: this
+    /// returns [`Error::MissingParam`] naming the first one needed (use [`Interpreter::run`]
+    /// with a [`ParamStore`], e.g. [`ParamStore::init`]).
+    ///
+    /// ```
+    /// use kiln_compiler::prelude::*;
+    /// let g = Graph::new();
+    /// let x = g.input("x", [Dim::sym("N")])?;
+    /// let y = (x * x).sum_all()?;
+    /// let out = Interpreter::new(&g).run_without_params(&Feeds::from([("x", Value::f32([2], vec![3.0, 4.0]))]), &[y])?;
+    /// assert_eq!(out[0].item(), Some(25.0));
+    /// # Ok::<(), kiln_compiler::Error>(())
+    /// ```
+    #[track_caller]
+    pub fn run_without_params(&self, feeds: &Feeds, outputs: &[Tensor<'g>]) -> Result<Vec<Value>> {
+        self.run(feeds, &ParamStore::new(), outputs)
     }
 
     fn output_id(&self, tensor: &Tensor<'g>, location: Location) -> Result<NodeId> {
@@ -243,18 +198,13 @@ impl<'g> Interpreter<'g> {
     }
 }
 
-impl ParamStore {
-    /// Values for every param of `graph`, drawn from each param's initializer. Each param's
-    /// stream depends only on `seed` and its name, so adding a param changes no other.
-    pub fn init(graph: &Graph, seed: u64) -> ParamStore {
-        let mut store = ParamStore::new();
-        for node in graph.nodes().iter() {
-            if let Op::Param { name, init, .. } = &node.op {
-                let shape = node.shape.as_static().expect("bug in kiln: params have static shapes");
-                store.set(name, init::initial_value(init, &shape, seed, name));
-            }
-        }
-        store
+/// The value a run feeds to the mode input `name` that the caller did not feed: the graph's mode
+/// for [`TRAINING_INPUT`], 0 for [`MODE_STEP_INPUT`]; `None` for any other input.
+fn mode_value(graph: &Graph, name: &str) -> Option<Value> {
+    match name {
+        TRAINING_INPUT => Some(Value::scalar(DType::Bool, f64::from(u8::from(graph.mode() == Mode::Train)))),
+        MODE_STEP_INPUT => Some(Value::scalar(DType::I64, 0.0)),
+        _ => None,
     }
 }
 

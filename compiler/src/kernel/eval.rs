@@ -19,9 +19,9 @@ use std::collections::HashMap;
 
 use super::{Expr, Index, Kernel, LoopKernel, MatMulKernel, Program, Reduce, Role, ScatterKernel, Size};
 use crate::graph::{Binary, Compare, DType, Dim, Distribution, Unary};
-use crate::interp::{Feeds, ParamStore};
 use crate::random;
 use crate::value::{Data, Value};
+use crate::value::{Feeds, ParamStore};
 use crate::{Error, Result};
 
 /// One element while a body is evaluated.

@@ -7,7 +7,7 @@
 
 use crate::error::{Error, Location, Result};
 use crate::graph::{DType, Dim, Graph, Init, Shape, SparseParam, Tensor};
-use crate::layers::module::{Layer, Module, Scope};
+use crate::layers::{Layer, Module, Scope};
 
 /// How a bag's rows are reduced.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

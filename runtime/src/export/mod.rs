@@ -55,8 +55,9 @@ use std::path::{Path, PathBuf};
 use kiln_compiler::codegen::object::{self, ObjectTarget};
 use kiln_compiler::compile::lower_to_kernels;
 use kiln_compiler::export::ArtifactPlan;
-use kiln_compiler::kernel::Program;
-use kiln_compiler::{Error, Graph, Location, Op, ParamStore, Result, Tensor};
+use kiln_compiler::graph::{MODE_STEP_INPUT, TRAINING_INPUT};
+use kiln_compiler::kernel::{Program, Role};
+use kiln_compiler::{DType, Error, Graph, Location, Op, ParamStore, Result, Tensor, Value};
 
 pub use kiln_compiler::codegen::object::{Cpu, ObjectTarget as Target, host_triple};
 pub use kiln_compiler::export::{ABI_VERSION, ErrorCode, Port};
@@ -150,6 +151,16 @@ fn export_ports<'g>(
         input_names.push(name);
     }
     let mut program = lower_to_kernels(graph, outputs, &[])?;
+    // An artifact runs in eval mode: the mode inputs (dropout's) become constants, false and 0.
+    for buffer in &mut program.buffers {
+        let value = match &buffer.role {
+            Role::Input(name) if input_names.contains(name) => continue,
+            Role::Input(name) if name == TRAINING_INPUT => Value::scalar(DType::Bool, 0.0),
+            Role::Input(name) if name == MODE_STEP_INPUT => Value::scalar(DType::I64, 0.0),
+            _ => continue,
+        };
+        buffer.role = Role::Constant(value);
+    }
     kiln_compiler::export::pretranspose_weights(&mut program, params)?;
     let plan = ArtifactPlan::new(&options.name, &program, &input_names, params)?;
     let object = object::emit_object(&program, &plan, &options.target)?;

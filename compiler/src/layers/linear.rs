@@ -1,6 +1,9 @@
-//! Layers: params declared under a dotted name prefix, plus the function that applies them.
+//! The fully connected layer.
+//!
+//! In: a scope and the layer's widths; then a tensor `[..., in]`. Out: the params `weight` and
+//! `bias`, and `x · weightᵀ + bias`.
 
-use super::Scope;
+use super::{Layer, Module, Scope};
 use crate::error::Result;
 use crate::graph::{Graph, Init, Tensor};
 
@@ -63,36 +66,20 @@ impl<'g> Linear<'g> {
     }
 }
 
-/// Layer normalisation over the last axis with params `{name}.weight` (ones) and
-/// `{name}.bias` (zeros), as PyTorch's `nn.LayerNorm`.
-#[derive(Clone, Copy, Debug)]
-pub struct LayerNorm<'g> {
-    /// The scale, `[dim]`.
-    pub weight: Tensor<'g>,
-    /// The shift, `[dim]`.
-    pub bias: Tensor<'g>,
-    /// Added to the variance before the square root.
-    pub eps: f64,
+impl<'g> Module<'g> for Linear<'g> {
+    fn kind(&self) -> String {
+        let dims = self.weight.shape().as_static().unwrap_or_default();
+        let (outputs, inputs) = (dims.first().unwrap_or(&0), dims.get(1).unwrap_or(&0));
+        format!("Linear(in_features={inputs}, out_features={outputs}, bias=True)")
+    }
+
+    fn own_parameters(&self) -> Vec<Tensor<'g>> {
+        vec![self.weight, self.bias]
+    }
 }
 
-impl<'g> LayerNorm<'g> {
-    /// Declares the layer's params in `graph`, with `eps = 1e-5`.
-    #[track_caller]
-    pub fn new(graph: &'g Graph, name: &str, dim: usize) -> Result<LayerNorm<'g>> {
-        Self::build(&Scope::with_prefix(graph, name), dim)
-    }
-
-    /// Declares the layer's params `weight` and `bias` in `scope`, with `eps = 1e-5`.
-    #[track_caller]
-    pub fn build(scope: &Scope<'g, '_>, dim: usize) -> Result<LayerNorm<'g>> {
-        let weight = scope.param("weight", &[dim], Init::ONES)?;
-        let bias = scope.param("bias", &[dim], Init::ZEROS)?;
-        Ok(LayerNorm { weight, bias, eps: 1e-5 })
-    }
-
-    /// Applies the layer to `x` (`[..., dim]`).
-    #[track_caller]
-    pub fn forward(&self, x: Tensor<'g>) -> Result<Tensor<'g>> {
-        super::layer_norm(x, self.weight, self.bias, self.eps)
+impl<'g> Layer<'g> for Linear<'g> {
+    fn apply(&self, x: Tensor<'g>) -> Result<Tensor<'g>> {
+        self.forward(x)
     }
 }
