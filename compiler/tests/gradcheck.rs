@@ -471,16 +471,16 @@ fn compare_case(cmp: BinaryFn) -> Case {
 }
 
 /// Equality cannot hold between two perturbed floats without breaking the finite
-/// differences, so `eq` is checked where equality is stable: an element against its row's
-/// maximum (which moves with it), and integer labels against a class.
-fn eq_case() -> Case {
-    Case::new(5, |s, trial| match trial % 2 {
+/// differences, so `eq` and `ne` are checked where equality is stable: an element against its
+/// row's maximum (which moves with it), and integer labels against a class.
+fn eq_case(cmp: BinaryFn) -> Case {
+    Case::new(5, move |s, trial| match trial % 2 {
         0 => {
             let shape = s.rng.shape((2, 3), (2, 4));
             let axis = s.rng.below(shape.len());
-            s.note(format!("x == max(x, axis={axis})"));
+            s.note(format!("x against max(x, axis={axis})"));
             let x = s.input("x", &shape, Dist::Distinct)?;
-            let is_max = x.eq(x.max(&[axis], true)?)?;
+            let is_max = cmp(x, x.max(&[axis], true)?)?;
             is_max.select(x.mul(3.0)?, x.sin()?)
         }
         _ => {
@@ -489,9 +489,9 @@ fn eq_case() -> Case {
             let labels = s.indices("labels", &[rows, 1], 3, DType::I64)?;
             let x = s.input("x", &[rows, cols], Dist::Normal(1.0))?;
             let y = s.input("y", &[cols], Dist::Normal(1.0))?;
-            s.note("labels == 1");
+            s.note("labels against 1");
             let class = s.g.typed_scalar(1.0, DType::I64);
-            labels.eq(class)?.select(x, y.mul(2.0)?)
+            cmp(labels, class)?.select(x, y.mul(2.0)?)
         }
     })
 }
@@ -952,7 +952,7 @@ fn case(kind: OpKind) -> Case {
         OpKind::Le => compare_case(|a, b| a.le(b)),
         OpKind::Gt => compare_case(|a, b| a.gt(b)),
         OpKind::Ge => compare_case(|a, b| a.ge(b)),
-        OpKind::Eq => eq_case(),
+        OpKind::Eq => eq_case(|a, b| a.eq(b)),
         OpKind::Select => select_case(),
         OpKind::Cast => cast_case(),
         OpKind::Reshape => reshape_case(),
@@ -966,6 +966,7 @@ fn case(kind: OpKind) -> Case {
         OpKind::Gather => gather_case(),
         OpKind::ScatterAdd => scatter_add_case(),
         OpKind::OneHot => one_hot_case(),
+        OpKind::Ne => eq_case(|a, b| a.ne(b)),
     }
 }
 

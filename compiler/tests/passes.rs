@@ -76,7 +76,7 @@ fn a_sum_of_a_broadcast_becomes_a_scaled_value() -> Result<()> {
     let rooted = passes::optimize(&g, &ids(&[out]));
     assert_listing(
         &rooted,
-        "%0 = input \"x\" : [B, 1] f32\n%1 = constant 4 : [] f32\n%2 = mul(%0, %1) : [B, 1] f32\n\
+        "%0 = input \"x\" : [B, 1] f32\n%1 = fill 4 : [] f32\n%2 = mul(%0, %1) : [B, 1] f32\n\
          %3 = reshape(%2) : [B] f32\noutputs: %3\n",
     );
     assert_same_values(&g, &[out], &rooted, &random_feeds(&[("x", vec![5, 1])], 1));
@@ -146,7 +146,7 @@ fn common_subexpressions_merge_and_dead_code_goes() -> Result<()> {
     assert_listing(
         &rooted,
         "%0 = input \"x\" : [4] f32\n%1 = input \"unused\" : [4] f32\n%2 = exp(%0) : [4] f32\n\
-         %3 = constant 2 : [] f32\n%4 = mul(%2, %3) : [4] f32\n%5 = add(%4, %4) : [4] f32\noutputs: %5\n",
+         %3 = fill 2 : [] f32\n%4 = mul(%2, %3) : [4] f32\n%5 = add(%4, %4) : [4] f32\noutputs: %5\n",
     );
     Ok(())
 }

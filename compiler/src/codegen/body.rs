@@ -480,6 +480,8 @@ pub(super) fn compare(builder: &mut FunctionBuilder, op: Compare, operand: DType
             Compare::Gt => FloatCC::GreaterThan,
             Compare::Ge => FloatCC::GreaterThanOrEqual,
             Compare::Eq => FloatCC::Equal,
+            // Unordered or unequal: NaN differs from everything, itself included.
+            Compare::Ne => FloatCC::NotEqual,
         };
         return builder.ins().fcmp(cc, a, b);
     }
@@ -489,6 +491,7 @@ pub(super) fn compare(builder: &mut FunctionBuilder, op: Compare, operand: DType
         Compare::Gt => IntCC::SignedGreaterThan,
         Compare::Ge => IntCC::SignedGreaterThanOrEqual,
         Compare::Eq => IntCC::Equal,
+        Compare::Ne => IntCC::NotEqual,
     };
     builder.ins().icmp(cc, a, b)
 }
