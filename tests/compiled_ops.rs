@@ -143,6 +143,40 @@ fn binary_ops_with_broadcasting_and_masks() -> Result<()> {
     Ok(())
 }
 
+/// Masks used as numbers (promoted to the float they meet, summed into counts), `ne`, a float
+/// mask in `select` and one-hot rows of each dtype, compiled against the interpreter.
+#[test]
+fn masks_as_numbers_ne_and_one_hot_of_each_dtype() -> Result<()> {
+    let g = Graph::new();
+    let x = g.input("x", [Dim::sym("B"), 6.into()])?;
+    let row = g.input("row", [6])?;
+    let labels = g.input_of("labels", [Dim::sym("B")], DType::I64)?;
+    let positive = x.gt(0.0)?;
+    let cases: Vec<(&str, Tensor, f64)> = vec![
+        ("ne", x.ne(x.maximum(row)?)?.select(x, 0.0)?, EXACT),
+        ("ne of integers", labels.ne(1)?.select(labels, 7)?, EXACT),
+        ("mask times x", positive * x, EXACT),
+        ("x times mask", x.mul(positive)?, EXACT),
+        ("one minus mask", 1.0 - positive, EXACT),
+        ("mask over x", positive.div(x.abs()? + 1.0)?, ARITHMETIC),
+        ("mask plus row", positive.add(row)?, ARITHMETIC),
+        ("mask sum", positive.sum(&[1], false)?, EXACT),
+        ("mask sum of all", positive.sum_all()?, EXACT),
+        ("float mask select", (positive * 3.0).select(x, row)?, EXACT),
+        ("one_hot f32", labels.one_hot_of(3, DType::F32)?, EXACT),
+        ("one_hot i32", labels.one_hot_of(4, DType::I32)?, EXACT),
+        ("one_hot i64", labels.one_hot_of(3, DType::I64)?.sum(&[0], false)?, EXACT),
+        ("one_hot bool", labels.one_hot_of(3, DType::Bool)?.select(g.ones_of([3], DType::F32), -1.0)?, EXACT),
+    ];
+    for batch in [1, 7, 100] {
+        let values = [normal(&[batch, 6], 12), normal(&[6], 13), indices(&[batch], 3, 14)];
+        for (name, y, tolerance) in &cases {
+            check(name, &g, &[x, row, labels], &values, &[*y], *tolerance);
+        }
+    }
+    Ok(())
+}
+
 #[test]
 fn movement_ops() -> Result<()> {
     let g = Graph::new();
