@@ -1578,3 +1578,28 @@ fn the_gradient_of_a_frozen_param_is_an_error_naming_it() -> Result<()> {
     }
     Ok(())
 }
+
+// ---- masks as numbers and f64 graphs ---------------------------------------------------
+
+/// Gradients through a mask promoted to a float (`mask * x`, `x * mask`), a number mask in
+/// `select` and `f64` one-hot rows, in an `f64` graph with exact constants: none flows into a
+/// mask, and the rest match finite differences.
+#[test]
+fn masks_used_as_numbers_have_the_gradients_of_their_float_forms() -> Result<()> {
+    let g = Graph::new();
+    let x = g.input_of("x", [2, 3], DType::F64)?;
+    let y = g.input_of("y", [3], DType::F64)?;
+    let labels = g.constant(Value::i64([2], vec![2, 0]));
+    let positive = x.gt(0.1)?;
+    let keep = (y + 1e-5).sin()? * x.lt(0.0)?; // a float mask of the branch's choosing
+    let picked = keep.select(x.square()?, y)?;
+    let weighted = labels.one_hot_of(3, DType::F64)? * x;
+    let loss = (positive * x.exp()? + x.le(0.1)? * y + picked + weighted).sum_all()?;
+    let feeds = Feeds::from([
+        ("x", Value::f64([2, 3], vec![0.7, -0.4, 1.3, -1.1, 0.5, -0.2])),
+        ("y", Value::f64([3], vec![0.3, -0.8, 1.6])),
+    ]);
+    let check = check_gradients(&g, loss, &[x, y], &feeds, &ParamStore::new(), STEP)?;
+    assert!(check.max_error < TOLERANCE, "{check:?}");
+    Ok(())
+}

@@ -132,6 +132,23 @@ fn constants_fold_and_random_ops_do_not() -> Result<()> {
     Ok(())
 }
 
+/// Folding computes in the node's dtype: an `f64` graph's folded constant is the double
+/// `0.1 + 1e-5`, an `f32` graph's the `f32` sum of the `f32` roundings, as before.
+#[test]
+fn folded_constants_keep_the_precision_of_their_dtype() -> Result<()> {
+    for (dtype, expected) in [(DType::F64, 0.1 + 1e-5), (DType::F32, f64::from(0.1f32 + 1e-5f32))] {
+        let g = Graph::new();
+        let x = g.input_of("x", [3], dtype)?;
+        let out = x.mul(g.scalar_of(0.1, dtype).add(1e-5)?)?;
+        let folded = passes::fold_constants(&g, &ids(&[out]));
+        let rooted = passes::eliminate_dead_code(&folded.graph, &folded.outputs);
+        let node = rooted.graph.node(NodeId(1));
+        let Op::Constant(value) = node.op else { panic!("{dtype}: not folded:\n{}", rooted.listing()) };
+        assert_eq!((value.dtype(), value.item()), (dtype, Some(expected)), "{dtype}");
+    }
+    Ok(())
+}
+
 #[test]
 fn common_subexpressions_merge_and_dead_code_goes() -> Result<()> {
     let g = Graph::new();
