@@ -201,8 +201,11 @@ fn f64_graphs_compile_with_exact_constants() -> Result<()> {
         ("casts", x.cast(DType::F32)?.cast(DType::F64)? + (x * 10.0).cast(DType::I64)?.cast(DType::F64)?, EXACT),
         ("one_hot f64", labels.one_hot_of(3, DType::F64)? * 0.1, EXACT),
         ("mask count", x.gt(0.0)?.sum_all()?, EXACT),
+        ("column sums", (x * 0.1).sum(&[0], false)?, ARITHMETIC),
+        ("a constant row", x * g.constant(Value::f64([3], vec![0.1, 1e-5, -3.0])), EXACT),
+        ("gather", (x * 0.1).gather(labels)?, EXACT),
     ];
-    for batch in [1, 7, 100] {
+    for batch in [3, 7, 100] {
         let values = [normal(&[batch, 3], 15).cast(DType::F64), indices(&[batch], 3, 16)];
         for (name, y, tolerance) in &cases {
             check(name, &g, &[x, labels], &values, &[*y], *tolerance);
