@@ -108,13 +108,15 @@ macro_rules! binary_methods {
 }
 
 binary_methods! {
-    /// `self + other`, broadcast.
+    /// `self + other`, broadcast. A mask meeting a float tensor becomes that float (0 or 1),
+    /// as in numpy; a number meeting a mask makes it `f32`.
     add => Binary::Add,
-    /// `self - other`, broadcast.
+    /// `self - other`, broadcast (masks as in [`Tensor::add`]).
     sub => Binary::Sub,
-    /// `self * other`, broadcast.
+    /// `self * other`, broadcast: `mask * x` keeps `x` where the mask holds and is 0 elsewhere
+    /// (masks as in [`Tensor::add`]).
     mul => Binary::Mul,
-    /// `self / other`, broadcast.
+    /// `self / other`, broadcast (masks as in [`Tensor::add`]).
     div => Binary::Div,
     /// Elementwise maximum, broadcast.
     maximum => Binary::Max,
@@ -264,7 +266,9 @@ impl<'g> Tensor<'g> {
     }
 
     /// Converts the elements to `dtype` (floats to integers truncate toward zero; masks
-    /// become 0 or 1).
+    /// become 0 or 1; numbers become masks that are true where nonzero). A mask meeting a
+    /// float in arithmetic converts by itself; `cast` is for the other cases, such as a
+    /// mask counted as `i32` or a mask's mean (`mean(mask.cast(DType::F32)?)`).
     #[track_caller]
     pub fn cast(self, dtype: DType) -> Result<Tensor<'g>> {
         let (id, shape, from) = self.parts()?;
