@@ -89,7 +89,7 @@ fn tagger<'g>(g: &'g Graph, vocab: &Vocab, dim: usize) -> Result<(Tensor<'g>, Te
     let ids = g.typed_input("ids", [Dim::sym("B"), LENGTH.into()], DType::I64)?;
     let targets = g.input("targets", [Dim::sym("B"), TOPICS.into()])?;
     // Padding (id 0) weighs nothing in the mean.
-    let present = (1.0 - ids.eq(0)?.cast(DType::F32)?).reshape([Dim::sym("B"), LENGTH.into(), 1.into()])?;
+    let present = (1.0 - ids.eq(0)?).reshape([Dim::sym("B"), LENGTH.into(), 1.into()])?;
     let count = present.sum(&[1], false)?.maximum(1.0)?;
     let mean = (words.forward(ids)? * present).sum(&[1], false)? / count;
     let logits = tags.forward(layers::relu(hidden.forward(mean)?)?)?;
@@ -98,7 +98,7 @@ fn tagger<'g>(g: &'g Graph, vocab: &Vocab, dim: usize) -> Result<(Tensor<'g>, Te
 
 /// Per tag: true positives, false positives, false negatives (summed over the batch).
 fn counts<'g>(logits: Tensor<'g>, targets: Tensor<'g>) -> Result<[Tensor<'g>; 3]> {
-    let predicted = logits.gt(0.0)?.cast(DType::F32)?;
+    let predicted = logits.gt(0.0)?;
     let true_positives = (predicted * targets).sum(&[0], false)?;
     let false_positives = (predicted * (1.0 - targets)).sum(&[0], false)?;
     let false_negatives = ((1.0 - predicted) * targets).sum(&[0], false)?;

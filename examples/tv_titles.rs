@@ -45,7 +45,7 @@ model! {
         // The notes' encoding: each character's embedding times its position's row.
         let encoded = self.chars(chars) * layers::positional_encoding(graph, LEN, DIM);
         // Attention over the positions; padding (id 0) gets no weight.
-        let padding = chars.eq(0)?.cast(DType::F32)?;
+        let padding = chars.eq(0)?;
         let scores = self.attention(encoded).sum(&[2], false)? - padding * 1e4;
         let weights = softmax(scores, 1).reshape([Dim::sym("B"), 32.into(), 1.into()])?;
         let pooled = (encoded * weights).sum(&[1], false)?;

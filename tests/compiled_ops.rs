@@ -143,6 +143,94 @@ fn binary_ops_with_broadcasting_and_masks() -> Result<()> {
     Ok(())
 }
 
+/// Masks used as numbers (promoted to the float they meet, summed into counts), `ne`, a float
+/// mask in `select` and one-hot rows of each dtype, compiled against the interpreter.
+#[test]
+fn masks_as_numbers_ne_and_one_hot_of_each_dtype() -> Result<()> {
+    let g = Graph::new();
+    let x = g.input("x", [Dim::sym("B"), 6.into()])?;
+    let row = g.input("row", [6])?;
+    let labels = g.input_of("labels", [Dim::sym("B")], DType::I64)?;
+    let positive = x.gt(0.0)?;
+    let cases: Vec<(&str, Tensor, f64)> = vec![
+        ("ne", x.ne(x.maximum(row)?)?.select(x, 0.0)?, EXACT),
+        ("ne of integers", labels.ne(1)?.select(labels, 7)?, EXACT),
+        ("mask times x", positive * x, EXACT),
+        ("x times mask", x.mul(positive)?, EXACT),
+        ("one minus mask", 1.0 - positive, EXACT),
+        ("mask over x", positive.div(x.abs()? + 1.0)?, ARITHMETIC),
+        ("mask plus row", positive.add(row)?, ARITHMETIC),
+        ("mask sum", positive.sum(&[1], false)?, EXACT),
+        ("mask sum of all", positive.sum_all()?, EXACT),
+        ("float mask select", (positive * 3.0).select(x, row)?, EXACT),
+        ("one_hot f32", labels.one_hot_of(3, DType::F32)?, EXACT),
+        ("one_hot i32", labels.one_hot_of(4, DType::I32)?, EXACT),
+        ("one_hot i64", labels.one_hot_of(3, DType::I64)?.sum(&[0], false)?, EXACT),
+        ("one_hot bool", labels.one_hot_of(3, DType::Bool)?.select(g.ones_of([3], DType::F32), -1.0)?, EXACT),
+    ];
+    for batch in [1, 7, 100] {
+        let values = [normal(&[batch, 6], 12), normal(&[6], 13), indices(&[batch], 3, 14)];
+        for (name, y, tolerance) in &cases {
+            check(name, &g, &[x, row, labels], &values, &[*y], *tolerance);
+        }
+    }
+    Ok(())
+}
+
+/// An `f64` graph compiles (arithmetic, masks, selects, casts, reductions, one-hots) and gives
+/// the interpreter's bits, its constants included: `1e-5` and `0.1` are the doubles written,
+/// not `f32` roundings of them.
+#[test]
+fn f64_graphs_compile_with_exact_constants() -> Result<()> {
+    let g = Graph::new();
+    let x = g.input_of("x", [Dim::sym("B"), 3.into()], DType::F64)?;
+    let labels = g.input_of("labels", [Dim::sym("B")], DType::I64)?;
+    let eps = g.scalar_of(1e-5, DType::F64);
+    let cases: Vec<(&str, Tensor, f64)> = vec![
+        ("plus 1e-5", x + 1e-5, EXACT),
+        ("times 0.1", x * 0.1, EXACT),
+        ("plus eps", eps + x, EXACT),
+        // The native tier's C compiler may fuse a product and a sum into one FMA.
+        ("times 0.1 plus 1e-5", x * 0.1 + 1e-5, ARITHMETIC),
+        ("division and sqrt", x / (x.square()? + eps).sqrt()?, ARITHMETIC),
+        ("recip, abs, neg, maximum", (x.abs()? + 0.5).recip()?.neg()?.maximum(x)?, EXACT),
+        ("mask times x", x.gt(0.1)? * x - x.ne(x)?, EXACT),
+        ("float mask select", (x * 0.1).select(x, eps)?, EXACT),
+        ("sum", (x * 0.1).sum(&[1], false)?, ARITHMETIC),
+        ("max", (x + 1e-5).max(&[0], false)?, EXACT),
+        ("casts", x.cast(DType::F32)?.cast(DType::F64)? + (x * 10.0).cast(DType::I64)?.cast(DType::F64)?, EXACT),
+        ("one_hot f64", labels.one_hot_of(3, DType::F64)? * 0.1, EXACT),
+        ("mask count", x.gt(0.0)?.sum_all()?, EXACT),
+        ("column sums", (x * 0.1).sum(&[0], false)?, ARITHMETIC),
+        ("a constant row", x * g.constant(Value::f64([3], vec![0.1, 1e-5, -3.0])), EXACT),
+        ("gather", (x * 0.1).gather(labels)?, EXACT),
+    ];
+    for batch in [3, 7, 100] {
+        let values = [normal(&[batch, 3], 15).cast(DType::F64), indices(&[batch], 3, 16)];
+        for (name, y, tolerance) in &cases {
+            check(name, &g, &[x, labels], &values, &[*y], *tolerance);
+        }
+    }
+    let mut f = function(&g, &[x, labels], &[cases[0].1, cases[1].1], &[])?;
+    let out = f.call(&[Value::f64([1, 3], vec![0.0, 1.0, -2.0]), Value::i64([1], vec![0])])?;
+    assert_eq!((out[0].dtype(), out[0].to_f64_vec()), (DType::F64, vec![1e-5, 1.0 + 1e-5, -2.0 + 1e-5]));
+    assert_eq!(out[1].to_f64_vec(), vec![0.0, 0.1, -0.2]);
+    Ok(())
+}
+
+#[test]
+fn f64_ops_without_code_are_refused_by_name() -> Result<()> {
+    let g = Graph::new();
+    let x = g.input_of("x", [3], DType::F64)?;
+    for (name, y) in
+        [("exp", x.exp()?), ("pow", x.powf(1.5)?), ("matmul", x.reshape([1, 3])?.matmul(x.reshape([3, 1])?)?)]
+    {
+        let error = function(&g, &[x], &[y], &[]).err().map(|e| e.to_string()).unwrap_or_default();
+        assert!(error.contains(&format!("compute `{name}` in f32 only")), "{name}: {error}");
+    }
+    Ok(())
+}
+
 #[test]
 fn movement_ops() -> Result<()> {
     let g = Graph::new();

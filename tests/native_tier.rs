@@ -176,3 +176,27 @@ fn the_transcendentals_of_the_two_tiers_agree_within_two_ulp() -> Result<()> {
     }
     Ok(())
 }
+
+/// An `f64` graph's constants reach the native tier's C as the doubles written (`1e-5`, `0.1`),
+/// and the JIT gives the same bits.
+#[test]
+fn f64_constants_are_exact_on_the_native_tier_and_the_jit() -> Result<()> {
+    if !has_compiler() {
+        return Ok(());
+    }
+    let g = Graph::new();
+    let x = g.input_of("x", [Dim::sym("B")], DType::F64)?;
+    let outputs = [x + 1e-5, x * 0.1, g.scalar_of(1e-5, DType::F64) - x];
+    let feed = [Value::f64([3], vec![0.0, 1.0, -2.0])];
+    let expected = [vec![1e-5, 1.0 + 1e-5, -2.0 + 1e-5], vec![0.0, 0.1, -0.2], vec![1e-5, 1e-5 - 1.0, 2.0 + 1e-5]];
+    for tier in [Tier::Native, Tier::Jit] {
+        let mut f = function_on(tier, &g, &[x], &outputs, &[], &Options::default())?;
+        assert_eq!(f.tier(), tier);
+        let out = f.call(&feed)?;
+        for (value, expected) in out.iter().zip(&expected) {
+            assert_eq!(value.dtype(), DType::F64, "{tier:?}");
+            assert_eq!(&value.to_f64_vec(), expected, "{tier:?}");
+        }
+    }
+    Ok(())
+}

@@ -176,18 +176,42 @@ fn dtype_mismatch_arithmetic_on_masks() -> Result<()> {
     let g = Graph::new();
     let mask = g.input("a", [3])?.gt(0.0)?;
     let (err, line) = (mask.add(mask).unwrap_err(), line!());
+    let detail = "two masks (bool) only support `eq` and `ne`; cast one to a number first";
+    let expected = format!("dtype mismatch in `add` at {}: {detail}", at(line));
+    assert_eq!(err.to_string(), expected);
+    Ok(())
+}
+
+/// Masks promote to floats only: counting into an integer tensor stays an explicit cast.
+#[test]
+fn dtype_mismatch_mask_plus_integers() -> Result<()> {
+    let g = Graph::new();
+    let mask = g.input("a", [3])?.gt(0.0)?;
+    let counts = g.input_of("counts", [3], DType::I64)?;
+    let (err, line) = (mask.add(counts).unwrap_err(), line!());
     let expected =
-        format!("dtype mismatch in `add` at {}: masks (bool) only support `eq`; cast them to a number first", at(line));
+        format!("dtype mismatch in `add` at {}: operands have dtypes bool and i64; cast one first", at(line));
     assert_eq!(err.to_string(), expected);
     Ok(())
 }
 
 #[test]
-fn dtype_mismatch_select_with_a_float_mask() -> Result<()> {
+fn dtype_mismatch_maximum_of_a_mask() -> Result<()> {
+    let g = Graph::new();
+    let mask = g.input("a", [3])?.gt(0.0)?;
+    let (err, line) = (mask.max(&[0], false).unwrap_err(), line!());
+    let detail = "cannot take the maximum of a mask; cast it to a number first";
+    assert_eq!(err.to_string(), format!("dtype mismatch in `reduce_max` at {}: {detail}", at(line)));
+    Ok(())
+}
+
+#[test]
+fn dtype_mismatch_select_branches() -> Result<()> {
     let g = Graph::new();
     let a = g.input("a", [3])?;
-    let (err, line) = (a.select(a, 0.0).unwrap_err(), line!());
-    let expected = format!("dtype mismatch in `select` at {}: the mask must be bool, got f32", at(line));
+    let b = g.input_of("b", [3], DType::F64)?;
+    let (err, line) = (a.select(a, b).unwrap_err(), line!());
+    let expected = format!("dtype mismatch in `select` at {}: the branches have dtypes f32 and f64", at(line));
     assert_eq!(err.to_string(), expected);
     Ok(())
 }

@@ -471,16 +471,16 @@ fn compare_case(cmp: BinaryFn) -> Case {
 }
 
 /// Equality cannot hold between two perturbed floats without breaking the finite
-/// differences, so `eq` is checked where equality is stable: an element against its row's
-/// maximum (which moves with it), and integer labels against a class.
-fn eq_case() -> Case {
-    Case::new(5, |s, trial| match trial % 2 {
+/// differences, so `eq` and `ne` are checked where equality is stable: an element against its
+/// row's maximum (which moves with it), and integer labels against a class.
+fn eq_case(cmp: BinaryFn) -> Case {
+    Case::new(5, move |s, trial| match trial % 2 {
         0 => {
             let shape = s.rng.shape((2, 3), (2, 4));
             let axis = s.rng.below(shape.len());
-            s.note(format!("x == max(x, axis={axis})"));
+            s.note(format!("x against max(x, axis={axis})"));
             let x = s.input("x", &shape, Dist::Distinct)?;
-            let is_max = x.eq(x.max(&[axis], true)?)?;
+            let is_max = cmp(x, x.max(&[axis], true)?)?;
             is_max.select(x.mul(3.0)?, x.sin()?)
         }
         _ => {
@@ -489,9 +489,9 @@ fn eq_case() -> Case {
             let labels = s.indices("labels", &[rows, 1], 3, DType::I64)?;
             let x = s.input("x", &[rows, cols], Dist::Normal(1.0))?;
             let y = s.input("y", &[cols], Dist::Normal(1.0))?;
-            s.note("labels == 1");
+            s.note("labels against 1");
             let class = s.g.typed_scalar(1.0, DType::I64);
-            labels.eq(class)?.select(x, y.mul(2.0)?)
+            cmp(labels, class)?.select(x, y.mul(2.0)?)
         }
     })
 }
@@ -952,7 +952,7 @@ fn case(kind: OpKind) -> Case {
         OpKind::Le => compare_case(|a, b| a.le(b)),
         OpKind::Gt => compare_case(|a, b| a.gt(b)),
         OpKind::Ge => compare_case(|a, b| a.ge(b)),
-        OpKind::Eq => eq_case(),
+        OpKind::Eq => eq_case(|a, b| a.eq(b)),
         OpKind::Select => select_case(),
         OpKind::Cast => cast_case(),
         OpKind::Reshape => reshape_case(),
@@ -966,6 +966,7 @@ fn case(kind: OpKind) -> Case {
         OpKind::Gather => gather_case(),
         OpKind::ScatterAdd => scatter_add_case(),
         OpKind::OneHot => one_hot_case(),
+        OpKind::Ne => eq_case(|a, b| a.ne(b)),
     }
 }
 
@@ -1575,5 +1576,30 @@ fn the_gradient_of_a_frozen_param_is_an_error_naming_it() -> Result<()> {
         let grads = g.grad(model.loss, &[model.layer1.weight])?;
         assert_eq!(grads[0].shape(), model.layer1.weight.shape());
     }
+    Ok(())
+}
+
+// ---- masks as numbers and f64 graphs ---------------------------------------------------
+
+/// Gradients through a mask promoted to a float (`mask * x`, `x * mask`), a number mask in
+/// `select` and `f64` one-hot rows, in an `f64` graph with exact constants: none flows into a
+/// mask, and the rest match finite differences.
+#[test]
+fn masks_used_as_numbers_have_the_gradients_of_their_float_forms() -> Result<()> {
+    let g = Graph::new();
+    let x = g.input_of("x", [2, 3], DType::F64)?;
+    let y = g.input_of("y", [3], DType::F64)?;
+    let labels = g.constant(Value::i64([2], vec![2, 0]));
+    let positive = x.gt(0.1)?;
+    let keep = (y + 1e-5).sin()? * x.lt(0.0)?; // a float mask of the branch's choosing
+    let picked = keep.select(x.square()?, y)?;
+    let weighted = labels.one_hot_of(3, DType::F64)? * x;
+    let loss = (positive * x.exp()? + x.le(0.1)? * y + picked + weighted).sum_all()?;
+    let feeds = Feeds::from([
+        ("x", Value::f64([2, 3], vec![0.7, -0.4, 1.3, -1.1, 0.5, -0.2])),
+        ("y", Value::f64([3], vec![0.3, -0.8, 1.6])),
+    ]);
+    let check = check_gradients(&g, loss, &[x, y], &feeds, &ParamStore::new(), STEP)?;
+    assert!(check.max_error < TOLERANCE, "{check:?}");
     Ok(())
 }

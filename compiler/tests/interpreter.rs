@@ -1098,3 +1098,94 @@ fn gradients_evaluate_to_hand_values() -> Result<()> {
     assert_eq!(out[1], f32s([2], &[4.0, 6.0]));
     Ok(())
 }
+
+// ---- masks and dtypes ------------------------------------------------------------------
+
+#[test]
+fn ne_is_true_where_values_differ_and_wherever_a_nan_is() -> Result<()> {
+    let g = Graph::new();
+    let a = g.constant(Value::f32([4], vec![1.0, f32::NAN, 2.0, -0.0]));
+    let b = g.constant(Value::f32([4], vec![1.0, f32::NAN, 3.0, 0.0]));
+    let labels = g.constant(Value::i64([3], vec![0, 1, 2]));
+    let out = run(&g, &Feeds::new(), &[a.ne(b)?, labels.ne(1)?])?;
+    assert_eq!(out[0].data(), &Data::Bool(vec![false, true, true, false]));
+    assert_eq!(out[1].data(), &Data::Bool(vec![true, false, true]));
+    Ok(())
+}
+
+#[test]
+fn a_mask_in_arithmetic_becomes_the_float_it_meets() -> Result<()> {
+    let g = Graph::new();
+    let x = g.constant(Value::f64([3], vec![-1.5, 0.25, 2.0]));
+    let positive = x.gt(0.0)?;
+    let (masked, flipped, doubled) = (positive * x, 1.0 - x.lt(0.0)?, x.gt(0.0)? * 2.0);
+    assert_eq!((masked.dtype(), flipped.dtype(), doubled.dtype()), (DType::F64, DType::F32, DType::F32));
+    let out = run(&g, &Feeds::new(), &[masked, flipped, doubled])?;
+    assert_eq!(out[0].data(), &Data::F64(vec![0.0, 0.25, 2.0]));
+    assert_eq!(out[1].data(), &Data::F32(vec![0.0, 1.0, 1.0]));
+    assert_eq!(out[2].data(), &Data::F32(vec![0.0, 2.0, 2.0]));
+    Ok(())
+}
+
+#[test]
+fn a_mask_sums_to_an_i64_count() -> Result<()> {
+    let g = Graph::new();
+    let x = g.constant(Value::f32([2, 3], vec![1.0, -1.0, 2.0, -3.0, -4.0, 5.0]));
+    let (rows, all) = (x.gt(0.0)?.sum(&[1], false)?, x.gt(0.0)?.sum_all()?);
+    assert_eq!((rows.dtype(), all.dtype()), (DType::I64, DType::I64));
+    let out = run(&g, &Feeds::new(), &[rows, all])?;
+    assert_eq!(out[0].data(), &Data::I64(vec![2, 1]));
+    assert_eq!(out[1].data(), &Data::I64(vec![3]));
+    Ok(())
+}
+
+#[test]
+fn select_reads_a_number_mask_as_nonzero_is_true() -> Result<()> {
+    let g = Graph::new();
+    let mask = g.constant(Value::f64([5], vec![1.0, 0.0, -0.0, f64::NAN, 0.5]));
+    let counts = g.constant(Value::i32([5], vec![0, 3, 0, -1, 0]));
+    let a = g.constant(Value::f64([5], vec![1.0, 2.0, 3.0, 4.0, 5.0]));
+    let out = run(&g, &Feeds::new(), &[mask.select(a, -1.0)?, counts.select(a, 0.0)?])?;
+    assert_eq!(out[0].data(), &Data::F64(vec![1.0, -1.0, -1.0, 4.0, 5.0]));
+    assert_eq!(out[1].data(), &Data::F64(vec![0.0, 2.0, 0.0, 4.0, 0.0]));
+    Ok(())
+}
+
+#[test]
+fn constructors_of_a_dtype_make_that_dtype() -> Result<()> {
+    let g = Graph::new();
+    let x = g.input_of("x", [2], DType::F64)?;
+    let (zeros, ones, half) = (g.zeros_of([2], DType::F64), g.ones_of([2], DType::I32), g.scalar_of(0.5, DType::F64));
+    let labels = g.constant(Value::i64([2], vec![1, 0]));
+    let rows = labels.one_hot_of(2, DType::F64)?;
+    let dtypes = [x.dtype(), zeros.dtype(), ones.dtype(), half.dtype(), rows.dtype(), labels.one_hot(2)?.dtype()];
+    assert_eq!(dtypes, [DType::F64, DType::F64, DType::I32, DType::F64, DType::F64, DType::F32]);
+    let feeds = Feeds::from([("x", Value::f64([2], vec![3.0, 4.0]))]);
+    let out = run(&g, &feeds, &[x * half + zeros, ones, rows])?;
+    assert_eq!(out[0].data(), &Data::F64(vec![1.5, 2.0]));
+    assert_eq!(out[1].data(), &Data::I32(vec![1, 1]));
+    assert_eq!(out[2].data(), &Data::F64(vec![0.0, 1.0, 1.0, 0.0]));
+    Ok(())
+}
+
+/// A constant is the number written, in `f64` graphs and in `f32` graphs computed at
+/// `Precision::F64`, and its `f32` rounding (the same bits as an `f32` literal) at `f32`.
+#[test]
+fn constants_keep_their_f64_value_until_computed() -> Result<()> {
+    let g = Graph::new();
+    let x = g.input_of("x", [2], DType::F64)?;
+    let y = g.input("y", [2])?;
+    let in_f64 = [x + 1e-5, x * 0.1, x + g.scalar_of(1e-5, DType::F64)];
+    let in_f32 = [y + 1e-5, y * 0.1];
+    let feeds = Feeds::from([("x", Value::f64([2], vec![0.0, 1.0])), ("y", Value::f32([2], vec![0.0, 1.0]))]);
+    let declared = run(&g, &feeds, &[in_f64[0], in_f64[1], in_f64[2], in_f32[0], in_f32[1]])?;
+    assert_eq!(declared[0].data(), &Data::F64(vec![1e-5, 1.0 + 1e-5]));
+    assert_eq!(declared[1].data(), &Data::F64(vec![0.0, 0.1]));
+    assert_eq!(declared[2].data(), &Data::F64(vec![1e-5, 1.0 + 1e-5]));
+    assert_eq!(declared[3].data(), &Data::F32(vec![1e-5f32, 1.0 + 1e-5f32]));
+    assert_eq!(declared[4].data(), &Data::F32(vec![0.0, 0.1f32]));
+    let wide = Interpreter::new(&g).precision(Precision::F64).run(&feeds, &ParamStore::new(), &in_f32)?;
+    assert_eq!(wide[0].data(), &Data::F64(vec![1e-5, 1.0 + 1e-5]));
+    assert_eq!(wide[1].data(), &Data::F64(vec![0.0, 0.1]));
+    Ok(())
+}

@@ -76,7 +76,7 @@ fn a_sum_of_a_broadcast_becomes_a_scaled_value() -> Result<()> {
     let rooted = passes::optimize(&g, &ids(&[out]));
     assert_listing(
         &rooted,
-        "%0 = input \"x\" : [B, 1] f32\n%1 = constant 4 : [] f32\n%2 = mul(%0, %1) : [B, 1] f32\n\
+        "%0 = input \"x\" : [B, 1] f32\n%1 = fill 4 : [] f32\n%2 = mul(%0, %1) : [B, 1] f32\n\
          %3 = reshape(%2) : [B] f32\noutputs: %3\n",
     );
     assert_same_values(&g, &[out], &rooted, &random_feeds(&[("x", vec![5, 1])], 1));
@@ -132,6 +132,23 @@ fn constants_fold_and_random_ops_do_not() -> Result<()> {
     Ok(())
 }
 
+/// Folding computes in the node's dtype: an `f64` graph's folded constant is the double
+/// `0.1 + 1e-5`, an `f32` graph's the `f32` sum of the `f32` roundings, as before.
+#[test]
+fn folded_constants_keep_the_precision_of_their_dtype() -> Result<()> {
+    for (dtype, expected) in [(DType::F64, 0.1 + 1e-5), (DType::F32, f64::from(0.1f32 + 1e-5f32))] {
+        let g = Graph::new();
+        let x = g.input_of("x", [3], dtype)?;
+        let out = x.mul(g.scalar_of(0.1, dtype).add(1e-5)?)?;
+        let folded = passes::fold_constants(&g, &ids(&[out]));
+        let rooted = passes::eliminate_dead_code(&folded.graph, &folded.outputs);
+        let node = rooted.graph.node(NodeId(1));
+        let Op::Constant(value) = node.op else { panic!("{dtype}: not folded:\n{}", rooted.listing()) };
+        assert_eq!((value.dtype(), value.item()), (dtype, Some(expected)), "{dtype}");
+    }
+    Ok(())
+}
+
 #[test]
 fn common_subexpressions_merge_and_dead_code_goes() -> Result<()> {
     let g = Graph::new();
@@ -146,7 +163,7 @@ fn common_subexpressions_merge_and_dead_code_goes() -> Result<()> {
     assert_listing(
         &rooted,
         "%0 = input \"x\" : [4] f32\n%1 = input \"unused\" : [4] f32\n%2 = exp(%0) : [4] f32\n\
-         %3 = constant 2 : [] f32\n%4 = mul(%2, %3) : [4] f32\n%5 = add(%4, %4) : [4] f32\noutputs: %5\n",
+         %3 = fill 2 : [] f32\n%4 = mul(%2, %3) : [4] f32\n%5 = add(%4, %4) : [4] f32\noutputs: %5\n",
     );
     Ok(())
 }

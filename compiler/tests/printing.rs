@@ -33,7 +33,7 @@ fn listing_of_a_small_graph() -> Result<()> {
 %7 = mul(%6, %3) : [B, 2] f32
 %8 = tanh(%7) : [B, 2] f32
 %9 = sum(%8) axes=[1] keepdims : [B, 1] f32
-%10 = constant 0.5 : [] f32
+%10 = fill 0.5 : [] f32
 %11 = mul(%9, %10) : [B, 1] f32  # out
 "#;
     assert_text(&g.listing(), expected);
@@ -66,7 +66,7 @@ fn dot_of_a_small_graph() -> Result<()> {
   n7 -> n8;
   n9 [label="%9 sum axes=[1] keepdims\n[B, 1] f32", shape=ellipse];
   n8 -> n9;
-  n10 [label="%10 constant 0.5\n[] f32", shape=plaintext];
+  n10 [label="%10 fill 0.5\n[] f32", shape=plaintext];
   n11 [label="%11 mul\n[B, 1] f32\nout", shape=ellipse];
   n9 -> n11;
   n10 -> n11;

@@ -388,3 +388,28 @@ fn the_c_side_runs_clean_under_address_and_undefined_behaviour_sanitizers() {
     assert_eq!(String::from_utf8_lossy(&output.stdout).lines().count(), 607);
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// An `f64` model with constants and masks: its C is the JIT bit for bit, and the constants are
+/// the doubles written (`1e-5` is printed as `1e-5`, not an `f32` rounding of it).
+fn f64_model(g: &Graph) -> Result<(Vec<Tensor<'_>>, Vec<Tensor<'_>>)> {
+    let x = g.input_of("x", [Dim::sym("B"), 3.into()], DType::F64)?;
+    let labels = g.input_of("labels", [Dim::sym("B")], DType::I64)?;
+    let shifted = x + 1e-5;
+    let scaled = x * 0.1;
+    let picked = x.ne(0.0)?.select(labels.one_hot_of(3, DType::F64)?, -1.0)? * x.gt(0.0)?;
+    Ok((vec![x, labels], vec![shifted, scaled, picked]))
+}
+
+#[test]
+fn the_c_source_of_an_f64_model_keeps_its_constants_exact() {
+    let x: Vec<f64> = vec![0.0, 1.0, -2.0, 0.5, 3.0, -0.25];
+    let run = run_c("doubles", f64_model, &[Value::f64([2, 3], x.clone()), Value::i64([2], vec![2, 0])], &[]);
+    assert!(run.source.contains("1e-5") && !run.source.contains("1e-5f"), "the literal 1e-5 as a double");
+    let doubles = |bytes: &[u8]| -> Vec<f64> {
+        bytes.chunks_exact(8).map(|c| f64::from_le_bytes(c.try_into().unwrap())).collect()
+    };
+    assert_eq!(doubles(&run.c[0]), x.iter().map(|v| v + 1e-5).collect::<Vec<f64>>());
+    assert_eq!(doubles(&run.c[1]), x.iter().map(|v| v * 0.1).collect::<Vec<f64>>());
+    assert_eq!(doubles(&run.c[2]), vec![-0.0, 0.0, 0.0, 1.0, 0.0, 0.0]);
+    assert_eq!(run.c, run.jit, "the JIT's bits");
+}

@@ -407,7 +407,7 @@ pub(super) fn unary(
         Unary::Abs => builder.ins().fabs(x),
         Unary::Sqrt => builder.ins().sqrt(x),
         Unary::Recip => {
-            let one = builder.ins().f32const(1.0);
+            let one = if dtype == DType::F64 { builder.ins().f64const(1.0) } else { builder.ins().f32const(1.0) };
             let one = if vector { builder.ins().splat(types::F32X4, one) } else { one };
             builder.ins().fdiv(one, x)
         }
@@ -507,6 +507,8 @@ pub(super) fn compare(builder: &mut FunctionBuilder, op: Compare, operand: DType
             Compare::Gt => FloatCC::GreaterThan,
             Compare::Ge => FloatCC::GreaterThanOrEqual,
             Compare::Eq => FloatCC::Equal,
+            // Unordered or unequal: NaN differs from everything, itself included.
+            Compare::Ne => FloatCC::NotEqual,
         };
         return builder.ins().fcmp(cc, a, b);
     }
@@ -516,6 +518,7 @@ pub(super) fn compare(builder: &mut FunctionBuilder, op: Compare, operand: DType
         Compare::Gt => IntCC::SignedGreaterThan,
         Compare::Ge => IntCC::SignedGreaterThanOrEqual,
         Compare::Eq => IntCC::Equal,
+        Compare::Ne => IntCC::NotEqual,
     };
     builder.ins().icmp(cc, a, b)
 }
@@ -525,14 +528,16 @@ pub(super) fn compare(builder: &mut FunctionBuilder, op: Compare, operand: DType
 pub(super) fn cast(builder: &mut FunctionBuilder, from: DType, to: DType, x: Value) -> Value {
     match (from, to) {
         _ if from == to => x,
-        (DType::F32, DType::Bool) => {
-            let zero = builder.ins().f32const(0.0);
+        (DType::F32, DType::F64) => builder.ins().fpromote(types::F64, x),
+        (DType::F64, DType::F32) => builder.ins().fdemote(types::F32, x),
+        (DType::F32 | DType::F64, DType::Bool) => {
+            let zero = constant(builder, from, 0.0, 0);
             builder.ins().fcmp(FloatCC::NotEqual, x, zero)
         }
-        (DType::F32, int) => builder.ins().fcvt_to_sint_sat(scalar_type(int), x),
-        (DType::Bool, DType::F32) => {
+        (DType::F32 | DType::F64, int) => builder.ins().fcvt_to_sint_sat(scalar_type(int), x),
+        (DType::Bool, float @ (DType::F32 | DType::F64)) => {
             let wide = builder.ins().uextend(types::I32, x);
-            builder.ins().fcvt_from_uint(types::F32, wide)
+            builder.ins().fcvt_from_uint(scalar_type(float), wide)
         }
         (DType::Bool, int) => builder.ins().uextend(scalar_type(int), x),
         (int, other) => convert_int(builder, x, int, other),

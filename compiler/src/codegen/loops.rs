@@ -173,6 +173,10 @@ fn vector_level(kernel: &LoopKernel, program: &Program) -> Option<usize> {
 fn vectorizable_at(kernel: &LoopKernel, program: &Program, level: usize) -> bool {
     let moves_by_0_or_1 =
         |index: &Index| index.strides.get(level).is_none_or(|s| matches!(s.as_fixed(), Some(0) | Some(1)));
+    // `f64` values have no lanes here: a kernel holding any runs one element at a time.
+    if kernel.body.iter().any(|(_, dtype)| *dtype == DType::F64) {
+        return false;
+    }
     let uniform = uniform_exprs(kernel, level);
     let body_ok = kernel.body.iter().enumerate().all(|(id, (expr, dtype))| {
         if uniform[id] {

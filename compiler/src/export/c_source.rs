@@ -326,6 +326,7 @@ pub(crate) fn expression(
                 Compare::Gt => ">",
                 Compare::Ge => ">=",
                 Compare::Eq => "==",
+                Compare::Ne => "!=",
             };
             format!("(uint8_t)(t{a} {symbol} t{b})")
         }

@@ -41,9 +41,13 @@ impl<'g> Operand<'g> for i32 {
 }
 
 /// A scalar constant of `like`'s dtype holding `value`; a failed tensor if `value` would be
-/// truncated (a fraction combined with an integer tensor).
+/// truncated (a fraction combined with an integer tensor). A number meeting a mask is an `f32`
+/// scalar (kiln's default float, as in JAX), so `mask * 2.0` and `1.0 - mask` are `f32`.
 pub(crate) fn number_like<'g>(value: f64, like: Tensor<'g>, location: Location) -> Tensor<'g> {
-    let dtype = like.dtype();
+    let dtype = match like.dtype() {
+        DType::Bool => DType::F32,
+        dtype => dtype,
+    };
     if dtype.is_int() && value.fract() != 0.0 {
         let detail = format!("the number {value} is not an integer, but the tensor is {dtype}; cast the tensor first");
         return like.graph.fail(Error::DType { op: "number", detail, location });
@@ -104,13 +108,15 @@ macro_rules! binary_methods {
 }
 
 binary_methods! {
-    /// `self + other`, broadcast.
+    /// `self + other`, broadcast. A mask meeting a float tensor becomes that float (0 or 1),
+    /// as in numpy; a number meeting a mask makes it `f32`.
     add => Binary::Add,
-    /// `self - other`, broadcast.
+    /// `self - other`, broadcast (masks as in [`Tensor::add`]).
     sub => Binary::Sub,
-    /// `self * other`, broadcast.
+    /// `self * other`, broadcast: `mask * x` keeps `x` where the mask holds and is 0 elsewhere
+    /// (masks as in [`Tensor::add`]).
     mul => Binary::Mul,
-    /// `self / other`, broadcast.
+    /// `self / other`, broadcast (masks as in [`Tensor::add`]).
     div => Binary::Div,
     /// Elementwise maximum, broadcast.
     maximum => Binary::Max,
@@ -126,6 +132,9 @@ binary_methods! {
     ge => Compare::Ge,
     /// Mask of `self == other`.
     eq => Compare::Eq,
+    /// Mask of `self != other` (true where either is NaN, as in numpy; no gradient flows
+    /// through it, as through every comparison).
+    ne => Compare::Ne,
 }
 
 impl<'g> Tensor<'g> {
@@ -180,18 +189,28 @@ impl<'g> Tensor<'g> {
         self.mul(self)
     }
 
+    /// A binary op or comparison of `self` and `other`. A mask (bool) meeting a float operand
+    /// is first converted to that float dtype (0 or 1), as numpy and JAX promote: `mask * x`
+    /// zeroes `x` where the mask is false. Masks meet integers and other masks only in `eq`
+    /// and `ne`.
     pub(crate) fn binary_like(self, op: Op, other: Tensor<'g>, location: Location) -> Result<Tensor<'g>> {
         let name = op.name();
         self.check_same_graph(&other, name, location)?;
-        let (a, a_shape, a_dtype) = self.parts()?;
-        let (b, b_shape, b_dtype) = other.parts()?;
+        let (self_dtype, other_dtype) = (self.parts()?.2, other.parts()?.2);
+        let (left, right) = match (self_dtype, other_dtype) {
+            (DType::Bool, float) if float.is_float() => (self.cast(float)?, other),
+            (float, DType::Bool) if float.is_float() => (self, other.cast(float)?),
+            _ => (self, other),
+        };
+        let (a, a_shape, a_dtype) = left.parts()?;
+        let (b, b_shape, b_dtype) = right.parts()?;
         if a_dtype != b_dtype {
             let detail = format!("operands have dtypes {a_dtype} and {b_dtype}; cast one first");
             return Err(Error::DType { op: name, detail, location });
         }
         let is_compare = matches!(op, Op::Compare(_));
-        if a_dtype == DType::Bool && !matches!(op, Op::Compare(Compare::Eq)) {
-            let detail = "masks (bool) only support `eq`; cast them to a number first".to_string();
+        if a_dtype == DType::Bool && !matches!(op, Op::Compare(Compare::Eq | Compare::Ne)) {
+            let detail = "two masks (bool) only support `eq` and `ne`; cast one to a number first".to_string();
             return Err(Error::DType { op: name, detail, location });
         }
         let Some(shape) = broadcast_shapes(&a_shape, &b_shape) else {
@@ -203,21 +222,36 @@ impl<'g> Tensor<'g> {
         Ok(self.push(op, vec![a, b], shape, dtype))
     }
 
-    /// `self ? on_true : on_false` elementwise, where `self` is a bool mask; all three
-    /// broadcast. `on_false` may be a number, which takes `on_true`'s dtype.
+    /// `self ? on_true : on_false` elementwise; all three broadcast. `on_false` may be a
+    /// number, which takes `on_true`'s dtype.
+    ///
+    /// The mask is a bool mask, or a number tensor read as numpy reads one: nonzero (NaN
+    /// included) is true. So a float 0/1 mask works as it is, and so does a mask that was
+    /// multiplied or summed on the way.
+    ///
+    /// ```
+    /// use kiln_compiler::prelude::*;
+    /// let g = Graph::new();
+    /// let x = g.constant(Value::f32([3], vec![-1.0, 2.0, -3.0]));
+    /// let keep = g.constant(Value::f32([3], vec![1.0, 0.0, 1.0]));
+    /// let picked = keep.select(x, 10.0)?;
+    /// let out = Interpreter::new(&g).run(&Feeds::new(), &ParamStore::new(), &[picked])?;
+    /// assert_eq!(out[0].to_f32_vec(), vec![-1.0, 10.0, -3.0]);
+    /// # Ok::<(), kiln_compiler::Error>(())
+    /// ```
     #[track_caller]
     pub fn select(self, on_true: Tensor<'g>, on_false: impl Operand<'g>) -> Result<Tensor<'g>> {
         let location = Location::caller();
-        let (mask, mask_shape, mask_dtype) = self.parts()?;
         let on_false = on_false.into_tensor(on_true);
         self.check_same_graph(&on_true, "select", location)?;
         self.check_same_graph(&on_false, "select", location)?;
+        let mask = match self.parts()?.2 {
+            DType::Bool => self,
+            _ => self.binary_like(Op::Compare(Compare::Ne), number_like(0.0, self, location), location)?,
+        };
+        let (mask, mask_shape, _) = mask.parts()?;
         let (a, a_shape, a_dtype) = on_true.parts()?;
         let (b, b_shape, b_dtype) = on_false.parts()?;
-        if mask_dtype != DType::Bool {
-            let detail = format!("the mask must be bool, got {mask_dtype}");
-            return Err(Error::DType { op: "select", detail, location });
-        }
         if a_dtype != b_dtype {
             let detail = format!("the branches have dtypes {a_dtype} and {b_dtype}");
             return Err(Error::DType { op: "select", detail, location });
@@ -232,7 +266,9 @@ impl<'g> Tensor<'g> {
     }
 
     /// Converts the elements to `dtype` (floats to integers truncate toward zero; masks
-    /// become 0 or 1).
+    /// become 0 or 1; numbers become masks that are true where nonzero). A mask meeting a
+    /// float in arithmetic converts by itself; `cast` is for the other cases, such as a
+    /// mask counted as `i32` or a mask's mean (`mean(mask.cast(DType::F32)?)`).
     #[track_caller]
     pub fn cast(self, dtype: DType) -> Result<Tensor<'g>> {
         let (id, shape, from) = self.parts()?;
@@ -361,13 +397,15 @@ impl<'g> Tensor<'g> {
         Ok(first.push(Op::Concat { axis }, ids, out, dtype))
     }
 
-    /// Sums over `axes`, keeping them as size-1 dims if `keepdims`.
+    /// Sums over `axes`, keeping them as size-1 dims if `keepdims`. A mask sums to an `i64`
+    /// count of its true elements (as numpy counts; JAX's `int32` would overflow on counts
+    /// past 2³¹): `x.gt(0.0)?.sum_all()?` is how many elements are positive.
     #[track_caller]
     pub fn sum(self, axes: &[usize], keepdims: bool) -> Result<Tensor<'g>> {
         self.reduce(axes, keepdims, false, Location::caller())
     }
 
-    /// Sums every element into a scalar.
+    /// Sums every element into a scalar (a mask's into an `i64` count, see [`Tensor::sum`]).
     #[track_caller]
     pub fn sum_all(self) -> Result<Tensor<'g>> {
         let axes: Vec<usize> = (0..self.rank()).collect();
@@ -382,11 +420,14 @@ impl<'g> Tensor<'g> {
 
     fn reduce(self, axes: &[usize], keepdims: bool, is_max: bool, location: Location) -> Result<Tensor<'g>> {
         let op_name = if is_max { "reduce_max" } else { "sum" };
-        let (id, shape, dtype) = self.parts()?;
-        if dtype == DType::Bool {
-            let detail = "cannot reduce a mask; cast it to a number first".to_string();
+        let (_, _, dtype) = self.parts()?;
+        if dtype == DType::Bool && is_max {
+            let detail = "cannot take the maximum of a mask; cast it to a number first".to_string();
             return Err(Error::DType { op: op_name, detail, location });
         }
+        // A mask sums to a count, as in numpy: its elements become `i64` 0s and 1s first.
+        let counted = if dtype == DType::Bool { self.cast(DType::I64)? } else { self };
+        let (id, shape, dtype) = counted.parts()?;
         let mut axes = axes.to_vec();
         axes.sort_unstable();
         axes.dedup();
@@ -398,7 +439,7 @@ impl<'g> Tensor<'g> {
             }
         }
         if axes.is_empty() {
-            return Ok(self);
+            return Ok(counted);
         }
         let out = reduced_shape(&shape, &axes, keepdims);
         let op = if is_max { Op::ReduceMax { axes, keepdims } } else { Op::Sum { axes, keepdims } };
@@ -472,10 +513,33 @@ impl<'g> Tensor<'g> {
         Ok(self.push(Op::ScatterAdd, vec![idx, upd], out, dtype))
     }
 
-    /// `f32` one-hot rows: `[I...]` integer indices to `[I..., depth]`.
+    /// `f32` one-hot rows: `[I...]` integer indices to `[I..., depth]` (see
+    /// [`Tensor::one_hot_of`] for another dtype).
     #[track_caller]
     pub fn one_hot(self, depth: usize) -> Result<Tensor<'g>> {
-        let location = Location::caller();
+        self.one_hot_in(depth, DType::F32, Location::caller())
+    }
+
+    /// One-hot rows of the given dtype: `[I...]` integer indices to `[I..., depth]`, 1 where
+    /// the index matches the class, else 0 (`true`/`false` for `Bool`). An `f64` model takes
+    /// `labels.one_hot_of(classes, DType::F64)` with no cast after it.
+    ///
+    /// ```
+    /// use kiln_compiler::prelude::*;
+    /// let g = Graph::new();
+    /// let labels = g.constant(Value::i64([2], vec![2, 0]));
+    /// let rows = labels.one_hot_of(3, DType::F64)?;
+    /// assert_eq!(rows.dtype(), DType::F64);
+    /// let out = Interpreter::new(&g).run(&Feeds::new(), &ParamStore::new(), &[rows])?;
+    /// assert_eq!(out[0].to_f64_vec(), vec![0.0, 0.0, 1.0, 1.0, 0.0, 0.0]);
+    /// # Ok::<(), kiln_compiler::Error>(())
+    /// ```
+    #[track_caller]
+    pub fn one_hot_of(self, depth: usize, dtype: DType) -> Result<Tensor<'g>> {
+        self.one_hot_in(depth, dtype, Location::caller())
+    }
+
+    fn one_hot_in(self, depth: usize, out_dtype: DType, location: Location) -> Result<Tensor<'g>> {
         let (id, shape, dtype) = self.parts()?;
         if !dtype.is_int() {
             let detail = format!("indices must be i32 or i64, got {dtype}");
@@ -488,7 +552,7 @@ impl<'g> Tensor<'g> {
         let mut out = shape;
         out.0.push(Dim::Static(depth));
         let out = addressable("one_hot", out, location)?;
-        Ok(self.push(Op::OneHot { depth }, vec![id], out, DType::F32))
+        Ok(self.push(Op::OneHot { depth }, vec![id], out, out_dtype))
     }
 }
 

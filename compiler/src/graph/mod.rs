@@ -159,13 +159,21 @@ impl Graph {
         }
     }
 
-    /// A graph input: a value fed by name on every run (`f32`).
+    /// A graph input: a value fed by name on every run (`f32`; [`Graph::input_of`] takes a
+    /// dtype).
     #[track_caller]
     pub fn input(&self, name: &str, shape: impl Into<Shape>) -> Result<Tensor<'_>> {
         self.typed_input(name, shape, DType::F32)
     }
 
-    /// A graph input of a given dtype (labels and indices are `I64` or `I32`).
+    /// A graph input of a given dtype: `F64` for a double-precision model, `I64` or `I32` for
+    /// labels and indices.
+    #[track_caller]
+    pub fn input_of(&self, name: &str, shape: impl Into<Shape>, dtype: DType) -> Result<Tensor<'_>> {
+        self.typed_input(name, shape, dtype)
+    }
+
+    /// A graph input of a given dtype (the same as [`Graph::input_of`], under its older name).
     #[track_caller]
     pub fn typed_input(&self, name: &str, shape: impl Into<Shape>, dtype: DType) -> Result<Tensor<'_>> {
         let location = Location::caller();
@@ -292,13 +300,38 @@ impl Graph {
         self.push(Op::Constant(value), vec![], shape, dtype)
     }
 
-    /// An `f32` scalar constant.
+    /// An `f32` scalar constant ([`Graph::scalar_of`] takes a dtype; a number combined with a
+    /// tensor, as in `x * 0.5`, takes the tensor's dtype by itself).
     pub fn scalar(&self, value: f64) -> Tensor<'_> {
         self.typed_scalar(value, DType::F32)
     }
 
-    /// A scalar constant of the given dtype.
+    /// A scalar constant of the given dtype holding `value` converted to it: exactly `value`
+    /// for `F64` (`g.scalar_of(1e-5, DType::F64)` is the double nearest 1e-5, not an `f32`
+    /// rounding of it), the nearest `f32` for `F32`, truncated for integers, `value != 0` for
+    /// `Bool`.
+    ///
+    /// ```
+    /// use kiln_compiler::prelude::*;
+    /// let g = Graph::new();
+    /// let eps = g.scalar_of(1e-5, DType::F64);
+    /// let out = Interpreter::new(&g).run(&Feeds::new(), &ParamStore::new(), &[eps])?;
+    /// assert_eq!(out[0].item(), Some(1e-5));
+    /// # Ok::<(), kiln_compiler::Error>(())
+    /// ```
+    pub fn scalar_of(&self, value: f64, dtype: DType) -> Tensor<'_> {
+        self.typed_scalar(value, dtype)
+    }
+
+    /// A scalar constant of the given dtype (the same as [`Graph::scalar_of`], under its older
+    /// name).
     pub fn typed_scalar(&self, value: f64, dtype: DType) -> Tensor<'_> {
+        // A float scalar keeps its `f64` value (a fill of no dims) until the node is computed:
+        // an `f32` graph rounds it there, exactly as before, while the interpreter's
+        // `Precision::F64` and an `f64` graph see the number as written, not an `f32` rounding.
+        if dtype.is_float() {
+            return self.push(Op::Fill(value), vec![], Shape::scalar(), dtype);
+        }
         self.constant(Value::scalar(dtype, value))
     }
 
@@ -312,16 +345,28 @@ impl Graph {
         }
     }
 
-    /// `f32` zeros of the given shape.
+    /// `f32` zeros of the given shape ([`Graph::zeros_of`] takes a dtype).
     #[track_caller]
     pub fn zeros(&self, shape: impl Into<Shape>) -> Tensor<'_> {
         self.fill(shape, DType::F32, 0.0)
     }
 
-    /// `f32` ones of the given shape.
+    /// Zeros of the given shape and dtype.
+    #[track_caller]
+    pub fn zeros_of(&self, shape: impl Into<Shape>, dtype: DType) -> Tensor<'_> {
+        self.fill(shape, dtype, 0.0)
+    }
+
+    /// `f32` ones of the given shape ([`Graph::ones_of`] takes a dtype).
     #[track_caller]
     pub fn ones(&self, shape: impl Into<Shape>) -> Tensor<'_> {
         self.fill(shape, DType::F32, 1.0)
+    }
+
+    /// Ones of the given shape and dtype.
+    #[track_caller]
+    pub fn ones_of(&self, shape: impl Into<Shape>, dtype: DType) -> Tensor<'_> {
+        self.fill(shape, dtype, 1.0)
     }
 
     /// A scalar of the given float dtype holding the product of the runtime sizes of `dims`

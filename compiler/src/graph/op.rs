@@ -60,6 +60,8 @@ pub enum Compare {
     Ge,
     /// `a == b`.
     Eq,
+    /// `a != b` (true where either is NaN, as in IEEE 754, numpy and Rust).
+    Ne,
 }
 
 /// The distribution a [`Op::Random`] node draws from.
@@ -209,7 +211,9 @@ pub enum Op {
     },
     /// A tensor known when the graph is built.
     Constant(Value),
-    /// Every element equal to the value (`zeros`, `ones`, of possibly symbolic shape).
+    /// Every element equal to the value (`zeros`, `ones`, of possibly symbolic shape, and the
+    /// float scalars of `Graph::scalar_of` and of numbers combined with tensors). The value is
+    /// kept in `f64` and rounded to the node's dtype only when computed.
     Fill(f64),
     /// A scalar: the product of the runtime sizes of these dims (e.g. the batch size `B`).
     DimSize(Vec<crate::graph::Dim>),
@@ -318,6 +322,7 @@ impl Op {
                 Compare::Gt => OpKind::Gt,
                 Compare::Ge => OpKind::Ge,
                 Compare::Eq => OpKind::Eq,
+                Compare::Ne => OpKind::Ne,
             },
             Op::Select => OpKind::Select,
             Op::Cast(_) => OpKind::Cast,
@@ -434,6 +439,9 @@ op_kinds! {
     Gather => "gather",
     ScatterAdd => "scatter_add",
     OneHot => "one_hot",
+    // Added after the others, so that each older kind keeps its place in `ALL` (the gradient
+    // checks seed each kind's random trials by that place).
+    Ne => "ne",
 }
 
 impl fmt::Display for OpKind {

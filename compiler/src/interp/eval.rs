@@ -172,6 +172,7 @@ fn compare_op(compare: Compare, a: &Value, b: &Value, shape: &[usize]) -> Data {
             Compare::Gt => x > y,
             Compare::Ge => x >= y,
             Compare::Eq => x == y,
+            Compare::Ne => x != y,
         }
     }
     let a_offsets = broadcast_offsets(a.shape(), shape);

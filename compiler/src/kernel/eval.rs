@@ -548,6 +548,7 @@ fn compare(op: Compare, a: Scalar, b: Scalar, operands: DType) -> Scalar {
             Compare::Gt => x > y,
             Compare::Ge => x >= y,
             Compare::Eq => x == y,
+            Compare::Ne => x != y,
         }
     }
     Scalar::Bool(if operands.is_float() {

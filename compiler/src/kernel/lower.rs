@@ -16,7 +16,7 @@ use super::{
     Size,
 };
 use crate::error::{Error, Result};
-use crate::graph::{Binary, Compare, DType, Dim, Graph, Node, NodeId, Op, Shape};
+use crate::graph::{Binary, Compare, DType, Dim, Graph, Node, NodeId, Op, Shape, Unary};
 use crate::value::Value;
 
 /// Why a node was fused or given a buffer.
@@ -70,16 +70,25 @@ pub fn lower(
     Ok((program, notes))
 }
 
-/// The compiler handles `f32`, the integer dtypes and masks; `f64` graphs run in the
-/// interpreter.
+/// The compiler handles `f32`, the integer dtypes and masks in full. In `f64` it computes
+/// arithmetic, comparisons, selects, casts, sums, maxima, data movement, gathers and one-hots
+/// (in scalar loops); the `f64` transcendentals, powers and matmuls, which have no code
+/// generator yet, run in the interpreter.
 /// The scatter kernel adds `f32` rows only (an embedding's gradient); integer scatter-adds run
 /// in the interpreter.
 fn check_supported(nodes: &[Node]) -> Result<()> {
-    if let Some((index, node)) = nodes.iter().enumerate().find(|(_, node)| node.dtype == DType::F64) {
+    let f64_without_code = |node: &&Node| {
+        let transcendental = matches!(node.op, Op::Unary(unary) if !matches!(unary, Unary::Neg | Unary::Abs | Unary::Sqrt | Unary::Recip));
+        node.dtype == DType::F64 && (transcendental || matches!(node.op, Op::PowScalar(_) | Op::MatMul))
+    };
+    if let Some((index, node)) = nodes.iter().enumerate().find(|(_, node)| f64_without_code(node)) {
         return Err(Error::Eval {
             node: index,
             op: node.op.name(),
-            detail: "compiled functions support f32, i32, i64 and bool; run f64 graphs in the interpreter".to_string(),
+            detail: format!(
+                "compiled functions compute `{}` in f32 only; run this f64 graph in the interpreter, or cast to f32",
+                node.op.name()
+            ),
         });
     }
     let integer_scatter = |node: &&Node| matches!(node.op, Op::ScatterAdd) && node.dtype != DType::F32;

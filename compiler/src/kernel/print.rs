@@ -3,6 +3,7 @@
 use std::fmt::{self, Write};
 
 use super::{Expr, Index, Kernel, Program, Role, Size};
+use crate::graph::DType;
 
 impl Size {
     fn write(&self, out: &mut String, symbols: &[String]) {
@@ -77,7 +78,7 @@ impl Program {
                 };
                 let _ = writeln!(out, "kernel {} [{}]{reduce}", k.name, loops.join(", "));
                 for (id, (expr, dtype)) in k.body.iter().enumerate() {
-                    let _ = writeln!(out, "  v{id}: {dtype} = {}", self.expr(expr));
+                    let _ = writeln!(out, "  v{id}: {dtype} = {}", self.expr(expr, *dtype));
                 }
                 for (value, buffer, index) in &k.stores {
                     let _ = writeln!(out, "  b{buffer}[{}] = v{value}", self.index(index));
@@ -130,9 +131,11 @@ impl Program {
         out
     }
 
-    fn expr(&self, expr: &Expr) -> String {
+    fn expr(&self, expr: &Expr, dtype: DType) -> String {
         match expr {
             Expr::Load { buffer, index } => format!("load b{buffer}[{}]", self.index(index)),
+            // The number the kernel computes with: an `f32` constant as its `f32` rounding.
+            Expr::Const(v) if dtype == DType::F32 => format!("{}", f64::from(*v as f32)),
             Expr::Const(v) => format!("{v}"),
             Expr::Size(s) => format!("size {}", self.size(s)),
             Expr::LoopIndex(l) => format!("i{l}"),

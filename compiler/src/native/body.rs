@@ -201,6 +201,7 @@ impl Body<'_> {
                     Compare::Gt => ">",
                     Compare::Ge => ">=",
                     Compare::Eq => "==",
+                    Compare::Ne => "!=",
                 };
                 let compared = format!("({} {symbol} {})", l(a), l(b));
                 if of(a) == DType::I64 { format!("kiln_narrow{compared}") } else { compared }
