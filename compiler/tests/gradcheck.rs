@@ -901,8 +901,11 @@ fn scatter_add_case() -> Case {
         let (indices, updates, rows, dtype) = FIXED[trial];
         let i = s.indices("indices", indices, rows, dtype)?;
         let u = s.input("updates", updates, Dist::Normal(1.0))?;
+        // The table the rows are added into: its gradient is checked too.
+        let table_shape: Vec<usize> = std::iter::once(rows).chain(updates[indices.len()..].iter().copied()).collect();
+        let table = s.input("table", &table_shape, Dist::Normal(1.0))?;
         s.note(format!("rows {rows}"));
-        let scattered = i.scatter_add(u, rows)?;
+        let scattered = table.scatter_add(i, u)?;
         // Squaring makes each row's gradient depend on every update summed into it.
         scattered.mul(scattered)
     })
