@@ -169,6 +169,30 @@ fn movement_ops() -> Result<()> {
     Ok(())
 }
 
+/// Strided slices over several axes (grouped ranges, and ranges whose last element is joined
+/// on alone), numpy's `transpose(perm)`, `t()`, the minimum over axes and the plain layer norm,
+/// compiled against the interpreter.
+#[test]
+fn strided_slices_transposes_minimums_and_plain_layer_norm() -> Result<()> {
+    let g = Graph::new();
+    let x = g.input("x", [Dim::sym("B"), 7.into(), 5.into()])?;
+    let rows = x.transpose(&[1, 2, 0])?.slice_nd(&[(1, 7, 2), (0, 5, 3)])?;
+    let cases: Vec<(&str, Tensor, f64)> = vec![
+        ("slice_nd, steps that fit the axis", x.transpose(&[1, 2, 0])?.slice_nd(&[(0, 6, 3), (1, 5, 2)])?, EXACT),
+        ("slice_nd, a last element joined on", x.transpose(&[1, 2, 0])?.slice_nd(&[(2, 7, 2), (0, 5, 4)])?, EXACT),
+        ("slice_nd of a computed tensor", rows.exp()? * 2.0, APPROXIMATE),
+        ("transpose(perm) then t()", x.transpose(&[2, 0, 1])?.t()? + 1.0, EXACT),
+        ("min over axes", x.min(&[0, 2], true)?, EXACT),
+        ("layer_norm without scale and shift", layers::layer_norm(x, 1e-5)?, APPROXIMATE),
+    ];
+    for batch in [1, 3] {
+        for (name, y, tolerance) in &cases {
+            check(name, &g, &[x], &[normal(&[batch, 7, 5], 11)], &[*y], *tolerance);
+        }
+    }
+    Ok(())
+}
+
 #[test]
 fn casts_and_integer_arithmetic() -> Result<()> {
     let g = Graph::new();

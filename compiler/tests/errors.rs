@@ -279,6 +279,60 @@ fn transpose_with_a_bad_permutation_names_transpose() -> Result<()> {
     Ok(())
 }
 
+#[test]
+fn slice_nd_with_a_zero_step_names_the_axis() -> Result<()> {
+    let g = Graph::new();
+    let x = g.input("x", [4, 6])?;
+    let (err, line) = (x.slice_nd(&[(0, 4, 1), (0, 6, 0)]).unwrap_err(), line!());
+    let expected =
+        format!("invalid argument to `slice_nd` at {}: the step for axis 1 is 0; a step must be at least 1", at(line));
+    assert_eq!(err.to_string(), expected);
+    Ok(())
+}
+
+#[test]
+fn slice_nd_out_of_bounds_names_the_axis_and_its_size() -> Result<()> {
+    let g = Graph::new();
+    let x = g.input("x", [4, 6])?;
+    let (err, line) = (x.slice_nd(&[(0, 4, 2), (2, 7, 1)]).unwrap_err(), line!());
+    let expected =
+        format!("invalid argument to `slice_nd` at {}: range 2..7 does not fit axis 1 of [4, 6] (size 6)", at(line));
+    assert_eq!(err.to_string(), expected);
+    let (err, line) = (x.slice_nd(&[(3, 1, 1)]).unwrap_err(), line!());
+    let expected =
+        format!("invalid argument to `slice_nd` at {}: range 3..1 does not fit axis 0 of [4, 6] (size 4)", at(line));
+    assert_eq!(err.to_string(), expected);
+    let (err, line) = (x.slice_nd(&[(0, 1, 1), (0, 1, 1), (0, 1, 1)]).unwrap_err(), line!());
+    let expected =
+        format!("axis out of range in `slice_nd` at {}: 3 ranges given for [4, 6], which has 2 axes", at(line));
+    assert_eq!(err.to_string(), expected);
+    let b = g.input("b", [Dim::sym("B"), 2.into()])?;
+    let (err, line) = (b.slice_nd(&[(0, 1, 1)]).unwrap_err(), line!());
+    let expected = format!(
+        "invalid argument to `slice_nd` at {}: axis 0 of [B, 2] is symbolic; only static axes can be sliced",
+        at(line)
+    );
+    assert_eq!(err.to_string(), expected);
+    Ok(())
+}
+
+#[test]
+fn min_of_integers_asks_for_a_cast() -> Result<()> {
+    let g = Graph::new();
+    let x = g.typed_input("x", [3], DType::I32)?;
+    let (err, line) = (x.min(&[0], false).unwrap_err(), line!());
+    let expected = format!(
+        "dtype mismatch in `reduce_min` at {}: the minimum over axes needs a float operand, got i32; cast it first",
+        at(line)
+    );
+    assert_eq!(err.to_string(), expected);
+    let y = g.input("y", [3])?;
+    let (err, line) = (y.min(&[1], false).unwrap_err(), line!());
+    let expected = format!("axis out of range in `reduce_min` at {}: axis 1 does not exist in [3] (rank 1)", at(line));
+    assert_eq!(err.to_string(), expected);
+    Ok(())
+}
+
 // ---- reshape ---------------------------------------------------------------------------
 
 #[test]
@@ -751,7 +805,7 @@ fn layer_norm_of_a_scalar() -> Result<()> {
     let g = Graph::new();
     let x = g.input("x", Shape::scalar())?;
     let w = g.param("w", Shape::scalar(), Init::ONES)?;
-    let (err, line) = (layers::layer_norm(x, w, w, 1e-5).unwrap_err(), line!());
+    let (err, line) = (layers::layer_norm_affine(x, w, w, 1e-5).unwrap_err(), line!());
     let expected = format!("shape mismatch in `layer_norm` at {}: needs at least one dim, got a scalar", at(line));
     assert_eq!(err.to_string(), expected);
     Ok(())

@@ -629,6 +629,66 @@ fn scatter_add_with_repeated_indices() -> Result<()> {
 }
 
 #[test]
+fn slice_nd_keeps_every_step_th_element_of_each_range() -> Result<()> {
+    let g = Graph::new();
+    let x = g.input("x", [5, 4])?;
+    // numpy: x[0:5:2, 1:4:2] and x[1:4:3, 0:4:1].
+    let outputs = [x.slice_nd(&[(0, 5, 2), (1, 4, 2)])?, x.slice_nd(&[(1, 4, 3)])?];
+    let values: Vec<f32> = (0..20).map(|v| v as f32).collect();
+    let out = run(&g, &Feeds::from([("x", f32s([5, 4], &values))]), &outputs)?;
+    assert_eq!(out[0], f32s([3, 2], &[1.0, 3.0, 9.0, 11.0, 17.0, 19.0]));
+    assert_eq!(out[1], f32s([1, 4], &[4.0, 5.0, 6.0, 7.0]));
+    Ok(())
+}
+
+#[test]
+fn transpose_permutes_as_numpy_and_t_swaps_the_last_two() -> Result<()> {
+    let g = Graph::new();
+    let x = g.input("x", [2, 3])?;
+    let cube = g.input("cube", [1, 2, 3])?;
+    let outputs = [x.transpose(&[1, 0])?, x.t()?, cube.transpose(&[2, 0, 1])?, cube.t()?];
+    let values = [1.0, 2.0, 3.0, 4.0, 5.0, 6.0];
+    let feeds = Feeds::from([("x", f32s([2, 3], &values)), ("cube", f32s([1, 2, 3], &values))]);
+    let out = run(&g, &feeds, &outputs)?;
+    let transposed = [1.0, 4.0, 2.0, 5.0, 3.0, 6.0];
+    assert_eq!(out[0], f32s([3, 2], &transposed));
+    assert_eq!(out[1], f32s([3, 2], &transposed));
+    assert_eq!(out[2], f32s([3, 1, 2], &transposed));
+    assert_eq!(out[3], f32s([1, 3, 2], &transposed));
+    Ok(())
+}
+
+#[test]
+fn min_reduces_and_minimum_is_elementwise() -> Result<()> {
+    let g = Graph::new();
+    let x = g.input("x", [2, 3])?;
+    let outputs = [x.min(&[1], false)?, x.minimum(0.0)?, x.max(&[0], true)?, x.maximum(0.0)?];
+    let feeds = Feeds::from([("x", f32s([2, 3], &[3.0, -1.0, 2.0, 0.5, 4.0, -6.0]))]);
+    let out = run(&g, &feeds, &outputs)?;
+    assert_eq!(out[0], f32s([2], &[-1.0, -6.0]));
+    assert_eq!(out[1], f32s([2, 3], &[0.0, -1.0, 0.0, 0.0, 0.0, -6.0]));
+    assert_eq!(out[2], f32s([1, 3], &[3.0, 4.0, 2.0]));
+    assert_eq!(out[3], f32s([2, 3], &[3.0, 0.0, 2.0, 0.5, 4.0, 0.0]));
+    Ok(())
+}
+
+#[test]
+fn scatter_add_keeps_the_table_s_rows() -> Result<()> {
+    let g = Graph::new();
+    let table = g.input("table", [3, 2])?;
+    let idx = g.typed_input("idx", [3], DType::I32)?;
+    let updates = g.input("updates", [3, 2])?;
+    let feeds = Feeds::from([
+        ("table", f32s([3, 2], &[1.0, 1.0, 2.0, 2.0, 3.0, 3.0])),
+        ("idx", Value::i32([3], vec![2, 0, 2])),
+        ("updates", f32s([3, 2], &[10.0, 20.0, 30.0, 40.0, 50.0, 60.0])),
+    ]);
+    let out = run1(&g, &feeds, table.scatter_add(idx, updates)?)?;
+    assert_eq!(out, f32s([3, 2], &[31.0, 41.0, 2.0, 2.0, 63.0, 83.0]));
+    Ok(())
+}
+
+#[test]
 fn scatter_add_into_a_symbolic_number_of_rows() -> Result<()> {
     let g = Graph::new();
     let table = g.input("table", [Dim::sym("N"), 1.into()])?;
@@ -913,8 +973,8 @@ fn layer_norm_against_hand_values() -> Result<()> {
     let x = g.input("x", [2, 4])?;
     let gamma = g.param("ln.weight", [4], Init::Values(f32s([4], &[1.0, 1.0, 2.0, 2.0])))?;
     let beta = g.param("ln.bias", [4], Init::Values(f32s([4], &[0.0, 0.0, 0.0, 1.0])))?;
-    let plain = layers::layer_norm(x, gamma, beta, 0.0)?;
-    let smoothed = layers::layer_norm(x, gamma, beta, 1.0)?;
+    let plain = layers::layer_norm_affine(x, gamma, beta, 0.0)?;
+    let smoothed = layers::layer_norm_affine(x, gamma, beta, 1.0)?;
     let feeds = Feeds::from([("x", f32s([2, 4], &[1.0, 2.0, 3.0, 4.0, 5.0, 5.0, 5.0, 5.0]))]);
     let out = run(&g, &feeds, &[plain, smoothed])?;
     // Row 0: mean 2.5, variance 1.25, so (x - 2.5) / 1.1180339887 = ±1.3416407865, ±0.4472135955.
@@ -924,6 +984,9 @@ fn layer_norm_against_hand_values() -> Result<()> {
     assert_close(&out[0], &[2, 4], &[-a, -b, 2.0 * b, 2.0 * a + 1.0, n, n, n, n]);
     // With eps = 1: row 0 divides by sqrt(2.25) = 1.5; the constant row gives beta.
     assert_close(&out[1], &[2, 4], &[-1.0, -1.0 / 3.0, 2.0 / 3.0, 3.0, 0.0, 0.0, 0.0, 1.0]);
+    // Without scale and shift: the normalised rows alone.
+    let normalised = run1(&g, &feeds, layers::layer_norm(x, 1.0)?)?;
+    assert_close(&normalised, &[2, 4], &[-1.0, -1.0 / 3.0, 1.0 / 3.0, 1.0, 0.0, 0.0, 0.0, 0.0]);
     // The layer module uses eps = 1e-5 and starts at weight 1, bias 0.
     let g = Graph::new();
     let x = g.input("x", [1, 4])?;

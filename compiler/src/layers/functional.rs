@@ -148,28 +148,56 @@ pub fn mse<'g>(prediction: Tensor<'g>, target: Tensor<'g>) -> Result<Tensor<'g>>
     mean_all(prediction.sub(target)?.square()?)
 }
 
-/// Normalises over the last axis, then scales by `gamma` and shifts by `beta` (each of the
-/// last axis' size), as PyTorch's `layer_norm`.
+/// Normalises over the last axis to mean 0 and variance 1, `(x - mean) / sqrt(var + eps)`,
+/// with no scale or shift: PyTorch's `layer_norm(x, shape, eps=eps)` without weight and bias.
+/// [`layer_norm_affine`] scales and shifts too, as the `LayerNorm` layer does.
+///
+/// ```
+/// # use kiln_compiler::graph::{Graph, Shape};
+/// # use kiln_compiler::layers;
+/// let g = Graph::new();
+/// let x = g.input("x", [8, 16]).unwrap();
+/// assert_eq!(layers::layer_norm(x, 1e-5).unwrap().shape(), Shape::from([8, 16]));
+/// ```
 #[track_caller]
-pub fn layer_norm<'g>(x: Tensor<'g>, gamma: Tensor<'g>, beta: Tensor<'g>, eps: f64) -> Result<Tensor<'g>> {
+pub fn layer_norm(x: Tensor<'_>, eps: f64) -> Result<Tensor<'_>> {
     let location = Location::caller();
-    let Some(last) = x.rank().checked_sub(1) else {
-        let detail = "needs at least one dim, got a scalar".to_string();
-        return Err(Error::Shape { op: "layer_norm", detail, location });
-    };
-    in_layer("layer_norm", build_layer_norm(x, last, (gamma, beta), eps))
+    let last = last_axis(x, location)?;
+    in_layer("layer_norm", build_layer_norm(x, last, eps))
+}
+
+/// Normalises over the last axis as [`layer_norm`], then scales by `gamma` and shifts by
+/// `beta` (each of the last axis' size), as PyTorch's `layer_norm` with weight and bias.
+#[track_caller]
+pub fn layer_norm_affine<'g>(x: Tensor<'g>, gamma: Tensor<'g>, beta: Tensor<'g>, eps: f64) -> Result<Tensor<'g>> {
+    let location = Location::caller();
+    let last = last_axis(x, location)?;
+    in_layer("layer_norm", build_affine_layer_norm(x, last, (gamma, beta), eps))
 }
 
 #[track_caller]
-fn build_layer_norm<'g>(
+fn build_affine_layer_norm<'g>(
     x: Tensor<'g>,
     last: usize,
     (gamma, beta): (Tensor<'g>, Tensor<'g>),
     eps: f64,
 ) -> Result<Tensor<'g>> {
+    build_layer_norm(x, last, eps)?.mul(gamma)?.add(beta)
+}
+
+/// The last axis of a layer norm's input, or the error for a scalar.
+fn last_axis(x: Tensor<'_>, location: Location) -> Result<usize> {
+    x.rank().checked_sub(1).ok_or_else(|| {
+        let detail = "needs at least one dim, got a scalar".to_string();
+        Error::Shape { op: "layer_norm", detail, location }
+    })
+}
+
+#[track_caller]
+fn build_layer_norm(x: Tensor<'_>, last: usize, eps: f64) -> Result<Tensor<'_>> {
     let centered = x.sub(mean(x, &[last], true)?)?;
     let inv_std = var(x, &[last], true)?.add(eps)?.sqrt()?.recip()?;
-    centered.mul(inv_std)?.mul(gamma)?.add(beta)
+    centered.mul(inv_std)
 }
 
 /// `x · weightᵀ + bias` with PyTorch's `[out, in]` weight layout.

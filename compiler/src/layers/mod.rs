@@ -12,8 +12,8 @@ mod modules;
 
 pub use bag::{BagMode, EmbeddingBag};
 pub use functional::{
-    binary_cross_entropy_with_logits, cross_entropy, layer_norm, linear, log_softmax, mean, mean_all, mse,
-    positional_encoding, relu, sigmoid, softmax, softplus, var,
+    binary_cross_entropy_with_logits, cross_entropy, layer_norm, layer_norm_affine, linear, log_softmax, mean,
+    mean_all, mse, positional_encoding, relu, sigmoid, softmax, softplus, var,
 };
 pub use module::{
     Activation, DeclaredDim, Dropout, Embedding, InitRule, Layer, Module, ParamSpec, Scope, Sequential, ShapeCheck,
