@@ -181,6 +181,7 @@ fn strided_slices_transposes_minimums_and_plain_layer_norm() -> Result<()> {
         ("slice_nd, steps that fit the axis", x.transpose(&[1, 2, 0])?.slice_nd(&[(0, 6, 3), (1, 5, 2)])?, EXACT),
         ("slice_nd, a last element joined on", x.transpose(&[1, 2, 0])?.slice_nd(&[(2, 7, 2), (0, 5, 4)])?, EXACT),
         ("slice_nd of a computed tensor", rows.exp()? * 2.0, APPROXIMATE),
+        ("slice_nd past a whole batch axis", x.slice_nd(&[Tensor::WHOLE_AXIS, (1, 6, 2), (4, 5, 1)])?, EXACT),
         ("transpose(perm) then t()", x.transpose(&[2, 0, 1])?.t()? + 1.0, EXACT),
         ("min over axes", x.min(&[0, 2], true)?, EXACT),
         ("layer_norm without scale and shift", layers::layer_norm(x, 1e-5)?, APPROXIMATE),

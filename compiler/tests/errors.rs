@@ -309,7 +309,7 @@ fn slice_nd_out_of_bounds_names_the_axis_and_its_size() -> Result<()> {
     let b = g.input("b", [Dim::sym("B"), 2.into()])?;
     let (err, line) = (b.slice_nd(&[(0, 1, 1)]).unwrap_err(), line!());
     let expected = format!(
-        "invalid argument to `slice_nd` at {}: axis 0 of [B, 2] is symbolic; only static axes can be sliced",
+        "invalid argument to `slice_nd` at {}: axis 0 of [B, 2] is symbolic; only static axes can be sliced (keep it with WHOLE_AXIS)",
         at(line)
     );
     assert_eq!(err.to_string(), expected);

@@ -1134,7 +1134,7 @@ fn plain_layer_norm_case() -> Case {
 /// A strided slice over one to three leading axes, steps 1 to 3, ranges anywhere inside each
 /// axis (so both the grouped and the grouped-plus-last-element forms appear).
 fn slice_nd_case() -> Case {
-    Case::new(8, |s, _| {
+    Case::new(8, |s, trial| {
         let shape = s.rng.shape((1, 3), (1, 7));
         let axes = s.rng.int(1, shape.len());
         let mut ranges = Vec::new();
@@ -1142,6 +1142,9 @@ fn slice_nd_case() -> Case {
             let start = s.rng.int(0, size - 1);
             let end = s.rng.int(start + 1, size);
             ranges.push((start, end, s.rng.int(1, 3)));
+        }
+        if trial == 0 {
+            ranges[0] = Tensor::WHOLE_AXIS;
         }
         s.note(format!("ranges {ranges:?}"));
         let x = s.input("x", &shape, Dist::Normal(1.0))?;

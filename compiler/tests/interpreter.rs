@@ -638,6 +638,13 @@ fn slice_nd_keeps_every_step_th_element_of_each_range() -> Result<()> {
     let out = run(&g, &Feeds::from([("x", f32s([5, 4], &values))]), &outputs)?;
     assert_eq!(out[0], f32s([3, 2], &[1.0, 3.0, 9.0, 11.0, 17.0, 19.0]));
     assert_eq!(out[1], f32s([1, 4], &[4.0, 5.0, 6.0, 7.0]));
+    // numpy's x[:, ::3] over a symbolic batch.
+    let g = Graph::new();
+    let x = g.input("x", [Dim::sym("B"), 4.into()])?;
+    let every_third = x.slice_nd(&[Tensor::WHOLE_AXIS, (0, 4, 3)])?;
+    assert_eq!(every_third.shape(), Shape::from([Dim::sym("B"), 2.into()]));
+    let out = run1(&g, &Feeds::from([("x", f32s([2, 4], &values[..8]))]), every_third)?;
+    assert_eq!(out, f32s([2, 2], &[0.0, 3.0, 4.0, 7.0]));
     Ok(())
 }
 

@@ -401,6 +401,15 @@ impl<'g> Tensor<'g> {
 
     /// Maximum over `axes`, keeping them as size-1 dims if `keepdims`: a reduction, as numpy's
     /// `max`. The elementwise maximum of two tensors is [`Tensor::maximum`], as numpy's.
+    ///
+    /// ```
+    /// # use kiln_compiler::graph::{Graph, Shape};
+    /// let g = Graph::new();
+    /// let x = g.input("x", [4, 3]).unwrap();
+    /// assert_eq!(x.max(&[1], false).unwrap().shape(), Shape::from([4])); // reduces
+    /// assert_eq!(x.min(&[0], true).unwrap().shape(), Shape::from([1, 3])); // reduces
+    /// assert_eq!(x.maximum(0.0).unwrap().shape(), Shape::from([4, 3])); // elementwise
+    /// ```
     #[track_caller]
     pub fn max(self, axes: &[usize], keepdims: bool) -> Result<Tensor<'g>> {
         self.reduce(axes, keepdims, true, Location::caller())

@@ -11,11 +11,16 @@ use super::{Dim, Shape, Tensor};
 use crate::error::{Error, Location, Result};
 
 impl<'g> Tensor<'g> {
+    /// The range of [`Tensor::slice_nd`] that keeps an axis whole, numpy's `:`: the only range
+    /// a symbolic axis (a batch `B`) accepts, so `x.slice_nd(&[Tensor::WHOLE_AXIS, (0, 4, 2)])`
+    /// is `x[:, 0:4:2]` for any batch size.
+    pub const WHOLE_AXIS: (usize, usize, usize) = (0, usize::MAX, 1);
+
     /// Every `step`-th element of `start..end` along each of the leading axes, one
     /// `(start, end, step)` per axis, as numpy's `x[start:end:step, ...]`; axes past the list
-    /// are kept whole. Each sliced axis must be static; a range must lie inside its axis
-    /// (`start <= end <= size`, no clamping) and a step must be at least 1 (a reversed slice
-    /// is not offered).
+    /// are kept whole, and so is an axis given [`Tensor::WHOLE_AXIS`]. Each other axis must be
+    /// static; a range must lie inside its axis (`start <= end <= size`, no clamping) and a step
+    /// must be at least 1 (a reversed slice is not offered).
     ///
     /// ```
     /// # use kiln_compiler::graph::{Graph, Shape};
@@ -35,6 +40,9 @@ impl<'g> Tensor<'g> {
         }
         let mut sliced = self;
         for (axis, &(start, end, step)) in ranges.iter().enumerate() {
+            if (start, end, step) == Tensor::WHOLE_AXIS {
+                continue;
+            }
             let size = check_range(&shape, axis, (start, end, step), location)?;
             if (start, end, step) != (0, size, 1) {
                 sliced = sliced.slice_with_step(axis, start, end, step)?;
@@ -84,7 +92,8 @@ impl<'g> Tensor<'g> {
 fn check_range(shape: &Shape, axis: usize, range: (usize, usize, usize), location: Location) -> Result<usize> {
     let (start, end, step) = range;
     let Some(size) = shape.0[axis].as_static() else {
-        let detail = format!("axis {axis} of {shape} is symbolic; only static axes can be sliced");
+        let detail =
+            format!("axis {axis} of {shape} is symbolic; only static axes can be sliced (keep it with WHOLE_AXIS)");
         return Err(Error::Argument { op: "slice_nd", detail, location });
     };
     if step == 0 {
