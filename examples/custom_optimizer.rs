@@ -104,7 +104,7 @@ fn objective<'g>(g: &'g Graph, model: &Mlp<'g>) -> Result<Objective<'g>> {
     let logits = model.forward(points)?;
     let loss = layers::cross_entropy(logits, labels)?;
     let predicted_one = logits.slice(1, 1, 2)?.gt(logits.slice(1, 0, 1)?)?.cast(DType::I64)?.reshape([BATCH])?;
-    let accuracy = layers::mean_all(predicted_one.eq(labels)?.cast(DType::F32)?)?;
+    let accuracy = layers::mean_all(predicted_one.eq(labels)?)?;
     Ok(Objective { loss, inputs: vec![step], metrics: vec![("accuracy".into(), accuracy)] })
 }
 

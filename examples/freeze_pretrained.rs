@@ -44,7 +44,7 @@ fn labels<'g>(points: Tensor<'g>, disc: bool) -> Result<Tensor<'g>> {
 
 fn accuracy<'g>(logits: Tensor<'g>, labels: Tensor<'g>) -> Result<Tensor<'g>> {
     let predicted_one = logits.slice(1, 1, 2)?.gt(logits.slice(1, 0, 1)?)?.cast(DType::I64)?.reshape([BATCH])?;
-    layers::mean_all(predicted_one.eq(labels)?.cast(DType::F32)?)
+    layers::mean_all(predicted_one.eq(labels)?)
 }
 
 /// The training objective of `model` on a task, with a fresh batch per step.

@@ -132,7 +132,7 @@ fn classify_target<'g>(points: Tensor<'g>, n: impl Into<Dim>) -> Result<Tensor<'
 /// The fraction of rows whose larger logit is the label's.
 fn accuracy<'g>(logits: Tensor<'g>, labels: Tensor<'g>, n: usize) -> Result<Tensor<'g>> {
     let predicted_one = logits.slice(1, 1, 2)?.gt(logits.slice(1, 0, 1)?)?.cast(DType::I64)?.reshape([n])?;
-    layers::mean_all(predicted_one.eq(labels)?.cast(DType::F32)?)
+    layers::mean_all(predicted_one.eq(labels)?)
 }
 
 /// The model, its params started as `start` says.

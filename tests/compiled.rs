@@ -282,7 +282,12 @@ mod random_construction {
         let b = pick(rng);
         let axis = rng.below(3);
         match rng.below(29) {
-            24 => a.scatter_add(b, 1 + rng.below(3)),
+            24 => {
+                // A zero table of 1 to 3 rows, each shaped as the updates' rows would be.
+                let row = b.shape().dims().get(a.rank()..).map(<[Dim]>::to_vec).unwrap_or_default();
+                let shape = Shape(std::iter::once(Dim::Static(1 + rng.below(3))).chain(row).collect());
+                a.graph().fill(shape, b.dtype(), 0.0).scatter_add(a, b)
+            }
             25 => a.permute(&[1, 0]),
             // The counter comes from the integer `ids`: a float rounded to a counter could round
             // differently in the two evaluators and draw entirely different numbers.
@@ -305,7 +310,7 @@ mod random_construction {
             11 => a.sum(&[axis], rng.chance(50)),
             12 => a.max(&[axis], rng.chance(50)),
             13 => a.matmul(b),
-            14 => a.transpose(),
+            14 => a.t(),
             15 => a.cast([DType::F32, DType::I64, DType::I32, DType::Bool][rng.below(4)]),
             16 => a.one_hot(1 + rng.below(4)),
             17 => a.gather(b),

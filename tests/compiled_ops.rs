@@ -257,6 +257,31 @@ fn movement_ops() -> Result<()> {
     Ok(())
 }
 
+/// Strided slices over several axes (grouped ranges, and ranges whose last element is joined
+/// on alone), numpy's `transpose(perm)`, `t()`, the minimum over axes and the plain layer norm,
+/// compiled against the interpreter.
+#[test]
+fn strided_slices_transposes_minimums_and_plain_layer_norm() -> Result<()> {
+    let g = Graph::new();
+    let x = g.input("x", [Dim::sym("B"), 7.into(), 5.into()])?;
+    let rows = x.transpose(&[1, 2, 0])?.slice_nd(&[(1, 7, 2), (0, 5, 3)])?;
+    let cases: Vec<(&str, Tensor, f64)> = vec![
+        ("slice_nd, steps that fit the axis", x.transpose(&[1, 2, 0])?.slice_nd(&[(0, 6, 3), (1, 5, 2)])?, EXACT),
+        ("slice_nd, a last element joined on", x.transpose(&[1, 2, 0])?.slice_nd(&[(2, 7, 2), (0, 5, 4)])?, EXACT),
+        ("slice_nd of a computed tensor", rows.exp()? * 2.0, APPROXIMATE),
+        ("slice_nd past a whole batch axis", x.slice_nd(&[Tensor::WHOLE_AXIS, (1, 6, 2), (4, 5, 1)])?, EXACT),
+        ("transpose(perm) then t()", x.transpose(&[2, 0, 1])?.t()? + 1.0, EXACT),
+        ("min over axes", x.min(&[0, 2], true)?, EXACT),
+        ("layer_norm without scale and shift", layers::layer_norm(x, 1e-5)?, APPROXIMATE),
+    ];
+    for batch in [1, 3] {
+        for (name, y, tolerance) in &cases {
+            check(name, &g, &[x], &[normal(&[batch, 7, 5], 11)], &[*y], *tolerance);
+        }
+    }
+    Ok(())
+}
+
 #[test]
 fn casts_and_integer_arithmetic() -> Result<()> {
     let g = Graph::new();
@@ -320,10 +345,10 @@ fn gather_scatter_and_one_hot() -> Result<()> {
     let updates = g.input("updates", [Dim::sym("B"), 3.into(), 4.into()])?;
     let cases: Vec<(&str, Tensor, f64)> = vec![
         ("gather", table.gather(ids)? * 2.0, EXACT),
-        ("scatter_add", ids.scatter_add(updates, 10)?, APPROXIMATE),
+        ("scatter_add", g.zeros([10, 4]).scatter_add(ids, updates)?, APPROXIMATE),
         (
-            "scatter_add of computed rows",
-            ids.scatter_add((updates * 2.0).tanh()? + table.sum(&[0], false)?, 10)?,
+            "scatter_add of computed rows into the table",
+            table.scatter_add(ids, (updates * 2.0).tanh()? + table.sum(&[0], false)?)?,
             APPROXIMATE,
         ),
         ("one_hot", ids.one_hot(10)?, EXACT),
@@ -404,7 +429,7 @@ mod matmuls {
             let b_shape: Vec<usize> = if transpose_b { vec![n, k] } else { vec![k, n] };
             let a = g.input("a", a_shape.clone()).expect("a");
             let b = g.input("b", b_shape.clone()).expect("b");
-            let a_matrix = if transpose_a { a.transpose().expect("transposes") } else { a };
+            let a_matrix = if transpose_a { a.t().expect("transposes") } else { a };
             let b_matrix = if transpose_b { b.t().expect("transposes") } else { b };
             let product = a_matrix.matmul(b_matrix).expect("multiplies");
             let values = [normal(&a_shape, seed), normal(&b_shape, seed + 1)];
@@ -508,7 +533,7 @@ fn an_empty_batch_gives_empty_results() -> Result<()> {
     let layer = layers::Linear::new(&g, "layer", 3, 4)?;
     let h = layers::relu(layer.forward(x + table.gather(ids)?)?)?;
     let total = h.sum(&[0], false)?;
-    let scattered = ids.scatter_add(x * 2.0, 5)?;
+    let scattered = g.zeros([5, 3]).scatter_add(ids, x * 2.0)?;
     let mut f = function(&g, &[x, ids], &[h, total, scattered], &[])?;
     let out = f.call(&[Value::f32([0, 3], vec![]), Value::i64([0], vec![])])?;
     assert_eq!(out[0].shape(), &[0, 4]);

@@ -91,7 +91,7 @@ fn data_dependent_errors_name_the_index_and_its_position() -> Result<()> {
     let (ids, rows) = (g.typed_input("ids", [2], DType::I64)?, g.input("rows", [2, 3])?);
     let values = [ids_value.clone(), normal(&[2, 3], 4)];
     let expected = "index 4 at position 1 of `ids` is out of range for 4 rows";
-    both_fail("scatter_add", &g, &[ids, rows], &values, ids.scatter_add(rows, 4)?, expected)?;
+    both_fail("scatter_add", &g, &[ids, rows], &values, g.zeros([4, 3]).scatter_add(ids, rows)?, expected)?;
     let g = Graph::new();
     let (ids, divisor) = (g.typed_input("ids", [2], DType::I64)?, g.typed_input("divisor", [2], DType::I64)?);
     let values = [ids_value, Value::i64([2], vec![1, 0])];

@@ -289,7 +289,7 @@ fn casts_of_values_uniform_along_the_vector_loop_compile_and_agree() -> Result<(
 fn an_integer_scatter_add_is_refused_by_the_compiler_not_miscomputed() -> Result<()> {
     let g = Graph::new();
     let ids = g.typed_input("ids", [Dim::sym("B")], DType::I64)?;
-    let sums = ids.scatter_add(ids, 3)?;
+    let sums = g.fill([3], DType::I64, 0.0).scatter_add(ids, ids)?;
     let error = function(&g, &[ids], &[sums], &[]).expect_err("an i64 scatter-add").to_string();
     assert!(error.contains("`scatter_add`") && error.contains("f32 rows only, not i64"), "{error}");
     let out = interpret(&g, Feeds::from([("ids", Value::i64([2], vec![2, 2]))]), &[sums])?;

@@ -135,7 +135,7 @@ pub fn seed_mlp_accuracy(g: &Graph) -> Result<Step<'_>> {
     let x = g.input("x", [Dim::sym("N"), 2.into()])?;
     let logits = mlp(g, x, &[2, 20, 20, 2])?;
     let predicted = logits.slice(1, 1, 2)?.gt(logits.slice(1, 0, 1)?)?.cast(DType::I64)?.reshape([Dim::sym("N")])?;
-    let accuracy = layers::mean_all(predicted.eq(classify(x, "N")?)?.cast(DType::F32)?)?;
+    let accuracy = layers::mean_all(predicted.eq(classify(x, "N")?)?)?;
     let feed = Box::new(|_| vec![Value::f32([10_000, 2], normal_values(20_000, 99))]);
     Ok(Step { inputs: vec![x], outputs: vec![accuracy], updates: vec![], feed })
 }

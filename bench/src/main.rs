@@ -19,7 +19,8 @@
 //! data-parallel ranks (see `scale_out.rs`), and rank 0 prints the JSON line with `"ranks":N`.
 //!
 //! `matmul` calibrates the GEMM threshold: every matmul shape of the workloads, timed in the
-//! register tile and in the tuned GEMM.
+//! register tile and in the tuned GEMM. A contraction shorter than `GEMM_MIN_K` always runs
+//! in the tile, so for those shapes the GEMM column is `null` (there is no GEMM to time).
 //!
 //! Prints one JSON line per workload and repeat:
 //! `{"workload":"w1","threads":1,"compile_ms":..,"steps":..,"seconds":..,"steps_per_s":..,"quality":..}`
@@ -165,8 +166,11 @@ fn word_tags(workload: &'static str, vocabulary: usize) -> Result<Run> {
 }
 
 /// Calibration of the GEMM threshold: each matmul shape of W1, W3 and W4 (and a few between)
-/// timed in the register tile and in the tuned GEMM, medians of 15 calls.
+/// timed in the register tile and in the tuned GEMM, medians of 15 calls. Generated code sends
+/// a product with `k < GEMM_MIN_K` to the tile whatever `KILN_GEMM_MIN_WORK` says, so such a
+/// shape prints `"gemm_us":null` rather than a second timing of the tile.
 fn matmul_paths(threads: usize) {
+    let min_k = kiln::compiler::codegen::gemm::GEMM_MIN_K as usize;
     let shapes: [(usize, usize, usize); 14] = [
         (1, 2, 20),
         (1, 20, 20),
@@ -205,11 +209,15 @@ fn matmul_paths(threads: usize) {
             samples.sort_by(f64::total_cmp);
             Ok(samples[samples.len() / 2])
         };
-        match (time(i64::MAX), time(0)) {
-            (Ok(tile), Ok(gemm)) => println!(
-                r#"{{"workload":"matmul","threads":{threads},"m":{m},"k":{k},"n":{n},"work":{},"tile_us":{tile:.2},"gemm_us":{gemm:.2}}}"#,
-                m * k * n
-            ),
+        let gemm = if k < min_k { Ok(None) } else { time(0).map(Some) };
+        match (time(i64::MAX), gemm) {
+            (Ok(tile), Ok(gemm)) => {
+                let gemm = gemm.map_or("null".to_string(), |us| format!("{us:.2}"));
+                println!(
+                    r#"{{"workload":"matmul","threads":{threads},"m":{m},"k":{k},"n":{n},"work":{},"tile_us":{tile:.2},"gemm_us":{gemm}}}"#,
+                    m * k * n
+                )
+            }
             (Err(e), _) | (_, Err(e)) => eprintln!("matmul {m}x{k}x{n} failed: {e}"),
         }
     }

@@ -29,8 +29,13 @@ fn compare(what: &str, g: &Graph, step: &Step, steps: usize, tolerance: f64) -> 
         let mut wanted = step.outputs.clone();
         wanted.extend(step.updates.iter().map(|(_, value)| *value));
         let out = interpreter.run(&feeds, &reference, &wanted)?;
+        // Counts, shapes and dtypes first: `zip` would pass a missing or short output unseen.
+        assert_eq!((evaluated.len(), jit.len()), (step.outputs.len(), step.outputs.len()), "{what} step {s}: outputs");
+        assert_eq!(out.len(), wanted.len(), "{what} step {s}: interpreter outputs");
         for (i, ((e, r), c)) in evaluated.iter().zip(&out).zip(&jit).enumerate() {
             assert_eq!(e.shape(), r.shape(), "{what} step {s}: output {i} shape");
+            assert_eq!(c.shape(), r.shape(), "{what} step {s}: compiled output {i} shape");
+            assert_eq!((e.dtype(), c.dtype()), (r.dtype(), r.dtype()), "{what} step {s}: output {i} dtype");
             for (k, ((x, z), y)) in e.to_f64_vec().iter().zip(r.to_f64_vec()).zip(c.to_f64_vec()).enumerate() {
                 assert!(close(*x, z), "{what} step {s}: output {i} element {k}: evaluator {x}, interpreter {z}");
                 assert!(close(*x, y), "{what} step {s}: output {i} element {k}: evaluator {x}, compiled {y}");
@@ -42,9 +47,11 @@ fn compare(what: &str, g: &Graph, step: &Step, steps: usize, tolerance: f64) -> 
     }
     let (evaluated, jit) = (evaluator.params(), compiled.params());
     assert_eq!(evaluated.len(), reference.len(), "{what}: the same params");
+    assert_eq!(jit.len(), reference.len(), "{what}: the same compiled params");
     for (name, value) in reference.iter() {
-        let e = evaluated.get(name).expect("the same params").to_f64_vec();
-        let c = jit.get(name).expect("the same params").to_f64_vec();
+        let (e, c) = (evaluated.get(name).expect("the same params"), jit.get(name).expect("the same params"));
+        assert_eq!((e.shape(), c.shape()), (value.shape(), value.shape()), "{what}: param {name} shape");
+        let (e, c) = (e.to_f64_vec(), c.to_f64_vec());
         for (k, ((x, z), y)) in e.iter().zip(value.to_f64_vec()).zip(c).enumerate() {
             assert!(close(*x, z), "{what}: param {name}[{k}] after {steps} steps: evaluator {x}, interpreter {z}");
             assert!(close(*x, y), "{what}: param {name}[{k}] after {steps} steps: evaluator {x}, compiled {y}");

@@ -43,8 +43,12 @@ fn w6_word_tags_with_sparse_adam_against_the_interpreter() -> Result<()> {
         reference.sparse.apply_to_store(&mut store, &out[1..outputs], w6::LR, s as u64 + 1)?;
     }
     let params = f.params();
+    assert_eq!(params.len(), store.len(), "the same params");
     for (name, value) in store.iter() {
-        let got = params.get(name).expect("the same params").to_f64_vec();
+        let got = params.get(name).expect("the same params");
+        // `zip` stops at the shorter side: the shapes first, so a short param cannot pass.
+        assert_eq!(got.shape(), value.shape(), "{name}: shape");
+        let got = got.to_f64_vec();
         for (k, (a, b)) in got.iter().zip(value.to_f64_vec()).enumerate() {
             assert!(close(*a, b, 1e-4), "{name}[{k}] after {STEPS} steps: compiled {a}, interpreter {b}");
         }

@@ -22,7 +22,12 @@ fn compare(what: &str, g: &Graph, step: &Step, steps: usize, tolerance: f64) -> 
         let mut wanted = step.outputs.clone();
         wanted.extend(step.updates.iter().map(|(_, value)| *value));
         let out = interpreter.run(&feeds, &reference, &wanted)?;
+        // `zip` stops at the shorter side, so a missing output or a short one would pass
+        // unseen: the counts, shapes and dtypes are compared before the elements.
+        assert_eq!(compiled.len(), step.outputs.len(), "{what} step {s}: compiled output count");
+        assert_eq!(out.len(), wanted.len(), "{what} step {s}: interpreter output count");
         for (i, (c, r)) in compiled.iter().zip(&out).enumerate() {
+            assert_same_layout(&format!("{what} step {s}: output {i}"), c, r);
             for (k, (a, b)) in c.to_f64_vec().iter().zip(r.to_f64_vec()).enumerate() {
                 assert!(close(*a, b), "{what} step {s}: output {i} element {k}: compiled {a}, interpreter {b}");
             }
@@ -32,13 +37,21 @@ fn compare(what: &str, g: &Graph, step: &Step, steps: usize, tolerance: f64) -> 
         }
     }
     let compiled = f.params();
+    assert_eq!(compiled.len(), reference.len(), "{what}: param count");
     for (name, value) in reference.iter() {
         let got = compiled.get(name).expect("the same params");
+        assert_same_layout(&format!("{what}: param {name}"), got, value);
         for (k, (a, b)) in got.to_f64_vec().iter().zip(value.to_f64_vec()).enumerate() {
             assert!(close(*a, b), "{what}: param {name}[{k}] after {steps} steps: compiled {a}, interpreter {b}");
         }
     }
     Ok(())
+}
+
+/// The compiled value has the reference's shape and dtype (so it has as many elements).
+fn assert_same_layout(what: &str, compiled: &Value, reference: &Value) {
+    assert_eq!(compiled.shape(), reference.shape(), "{what}: shape");
+    assert_eq!(compiled.dtype(), reference.dtype(), "{what}: dtype");
 }
 
 #[test]

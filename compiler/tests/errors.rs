@@ -280,17 +280,79 @@ fn axis_out_of_range_in_concat() -> Result<()> {
 }
 
 #[test]
-fn transpose_of_a_vector() -> Result<()> {
+fn t_of_a_vector() -> Result<()> {
     let g = Graph::new();
     let a = g.input("a", [3])?;
-    let (err, line) = (a.transpose().unwrap_err(), line!());
-    let expected =
-        format!("axis out of range in `transpose` at {}: transpose needs at least 2 dims, got [3]", at(line));
-    assert_eq!(err.to_string(), expected);
-    // The short form reports its own caller too.
     let (err, line) = (a.t().unwrap_err(), line!());
     let expected =
-        format!("axis out of range in `transpose` at {}: transpose needs at least 2 dims, got [3]", at(line));
+        format!("axis out of range in `t` at {}: swapping the last two dims needs at least 2 dims, got [3]", at(line));
+    assert_eq!(err.to_string(), expected);
+    Ok(())
+}
+
+#[test]
+fn transpose_with_a_bad_permutation_names_transpose() -> Result<()> {
+    let g = Graph::new();
+    let a = g.input("a", [2, 3, 4])?;
+    let (err, line) = (a.transpose(&[0, 2]).unwrap_err(), line!());
+    let expected = format!(
+        "axis out of range in `transpose` at {}: [0, 2] is not a permutation of the dims of [2, 3, 4]",
+        at(line)
+    );
+    assert_eq!(err.to_string(), expected);
+    Ok(())
+}
+
+#[test]
+fn slice_nd_with_a_zero_step_names_the_axis() -> Result<()> {
+    let g = Graph::new();
+    let x = g.input("x", [4, 6])?;
+    let (err, line) = (x.slice_nd(&[(0, 4, 1), (0, 6, 0)]).unwrap_err(), line!());
+    let expected =
+        format!("invalid argument to `slice_nd` at {}: the step for axis 1 is 0; a step must be at least 1", at(line));
+    assert_eq!(err.to_string(), expected);
+    Ok(())
+}
+
+#[test]
+fn slice_nd_out_of_bounds_names_the_axis_and_its_size() -> Result<()> {
+    let g = Graph::new();
+    let x = g.input("x", [4, 6])?;
+    let (err, line) = (x.slice_nd(&[(0, 4, 2), (2, 7, 1)]).unwrap_err(), line!());
+    let expected =
+        format!("invalid argument to `slice_nd` at {}: range 2..7 does not fit axis 1 of [4, 6] (size 6)", at(line));
+    assert_eq!(err.to_string(), expected);
+    let (err, line) = (x.slice_nd(&[(3, 1, 1)]).unwrap_err(), line!());
+    let expected =
+        format!("invalid argument to `slice_nd` at {}: range 3..1 does not fit axis 0 of [4, 6] (size 4)", at(line));
+    assert_eq!(err.to_string(), expected);
+    let (err, line) = (x.slice_nd(&[(0, 1, 1), (0, 1, 1), (0, 1, 1)]).unwrap_err(), line!());
+    let expected =
+        format!("axis out of range in `slice_nd` at {}: 3 ranges given for [4, 6], which has 2 axes", at(line));
+    assert_eq!(err.to_string(), expected);
+    let b = g.input("b", [Dim::sym("B"), 2.into()])?;
+    let (err, line) = (b.slice_nd(&[(0, 1, 1)]).unwrap_err(), line!());
+    let expected = format!(
+        "invalid argument to `slice_nd` at {}: axis 0 of [B, 2] is symbolic; only static axes can be sliced (keep it with WHOLE_AXIS)",
+        at(line)
+    );
+    assert_eq!(err.to_string(), expected);
+    Ok(())
+}
+
+#[test]
+fn min_of_integers_asks_for_a_cast() -> Result<()> {
+    let g = Graph::new();
+    let x = g.typed_input("x", [3], DType::I32)?;
+    let (err, line) = (x.min(&[0], false).unwrap_err(), line!());
+    let expected = format!(
+        "dtype mismatch in `reduce_min` at {}: the minimum over axes needs a float operand, got i32; cast it first",
+        at(line)
+    );
+    assert_eq!(err.to_string(), expected);
+    let y = g.input("y", [3])?;
+    let (err, line) = (y.min(&[1], false).unwrap_err(), line!());
+    let expected = format!("axis out of range in `reduce_min` at {}: axis 1 does not exist in [3] (rank 1)", at(line));
     assert_eq!(err.to_string(), expected);
     Ok(())
 }
@@ -340,8 +402,40 @@ fn scatter_add_with_float_indices() -> Result<()> {
     let g = Graph::new();
     let idx = g.input("idx", [3])?;
     let updates = g.input("updates", [3, 2])?;
-    let (err, line) = (idx.scatter_add(updates, 5).unwrap_err(), line!());
+    let (err, line) = (g.zeros([5, 2]).scatter_add(idx, updates).unwrap_err(), line!());
     let expected = format!("dtype mismatch in `scatter_add` at {}: indices must be i32 or i64, got f32", at(line));
+    assert_eq!(err.to_string(), expected);
+    Ok(())
+}
+
+#[test]
+fn scatter_add_into_a_table_of_other_rows() -> Result<()> {
+    let g = Graph::new();
+    let table = g.input("table", [5, 3])?;
+    let idx = g.typed_input("idx", [4], DType::I64)?;
+    let updates = g.input("updates", [4, 2])?;
+    let (err, line) = (table.scatter_add(idx, updates).unwrap_err(), line!());
+    let expected = format!(
+        "shape mismatch in `scatter_add` at {}: updates [4, 2] at indices [4] give rows of [2], but the table is [5, 3]",
+        at(line)
+    );
+    assert_eq!(err.to_string(), expected);
+    Ok(())
+}
+
+#[test]
+fn scatter_add_into_a_table_of_another_dtype() -> Result<()> {
+    let g = Graph::new();
+    let table = g.typed_input("table", [5, 2], DType::F64)?;
+    let idx = g.typed_input("idx", [4], DType::I64)?;
+    let updates = g.input("updates", [4, 2])?;
+    let (err, line) = (table.scatter_add(idx, updates).unwrap_err(), line!());
+    let expected = format!("dtype mismatch in `scatter_add` at {}: the table is f64 but the updates are f32", at(line));
+    assert_eq!(err.to_string(), expected);
+    let scalar = g.scalar(1.0);
+    let (err, line) = (scalar.scatter_add(idx, updates).unwrap_err(), line!());
+    let expected =
+        format!("shape mismatch in `scatter_add` at {}: the table must have at least one dim, got a scalar", at(line));
     assert_eq!(err.to_string(), expected);
     Ok(())
 }
@@ -351,7 +445,7 @@ fn scatter_add_with_updates_of_the_wrong_shape() -> Result<()> {
     let g = Graph::new();
     let idx = g.typed_input("idx", [3], DType::I64)?;
     let updates = g.input("updates", [4, 2])?;
-    let (err, line) = (idx.scatter_add(updates, 5).unwrap_err(), line!());
+    let (err, line) = (g.zeros([5, 2]).scatter_add(idx, updates).unwrap_err(), line!());
     let expected = format!(
         "shape mismatch in `scatter_add` at {}: updates [4, 2] must start with the indices' shape [3]",
         at(line)
@@ -735,7 +829,7 @@ fn layer_norm_of_a_scalar() -> Result<()> {
     let g = Graph::new();
     let x = g.input("x", Shape::scalar())?;
     let w = g.param("w", Shape::scalar(), Init::ONES)?;
-    let (err, line) = (layers::layer_norm(x, w, w, 1e-5).unwrap_err(), line!());
+    let (err, line) = (layers::layer_norm_affine(x, w, w, 1e-5).unwrap_err(), line!());
     let expected = format!("shape mismatch in `layer_norm` at {}: needs at least one dim, got a scalar", at(line));
     assert_eq!(err.to_string(), expected);
     Ok(())
@@ -917,12 +1011,12 @@ fn scatter_add_index_out_of_range() -> Result<()> {
     let g = Graph::new();
     let idx = g.typed_input("idx", [2], DType::I32)?;
     let updates = g.input("updates", [2])?;
-    let y = idx.scatter_add(updates, 4)?;
+    let y = g.zeros([4]).scatter_add(idx, updates)?;
     let feeds = Feeds::from([("idx", Value::i32([2], vec![1, 4])), ("updates", Value::f32([2], vec![1.0, 2.0]))]);
     let err = run(&g, &feeds, &ParamStore::new(), &[y]);
     assert_eq!(
         err.to_string(),
-        "evaluation failed at node %2 (`scatter_add`): index 4 at position 1 of `idx` is out of range for 4 rows"
+        "evaluation failed at node %3 (`scatter_add`): index 4 at position 1 of `idx` is out of range for 4 rows"
     );
     Ok(())
 }

@@ -901,8 +901,11 @@ fn scatter_add_case() -> Case {
         let (indices, updates, rows, dtype) = FIXED[trial];
         let i = s.indices("indices", indices, rows, dtype)?;
         let u = s.input("updates", updates, Dist::Normal(1.0))?;
+        // The table the rows are added into: its gradient is checked too.
+        let table_shape: Vec<usize> = std::iter::once(rows).chain(updates[indices.len()..].iter().copied()).collect();
+        let table = s.input("table", &table_shape, Dist::Normal(1.0))?;
         s.note(format!("rows {rows}"));
-        let scattered = i.scatter_add(u, rows)?;
+        let scattered = table.scatter_add(i, u)?;
         // Squaring makes each row's gradient depend on every update summed into it.
         scattered.mul(scattered)
     })
@@ -1117,7 +1120,57 @@ fn layer_norm_case() -> Case {
         let x = s.input("x", &shape, Dist::Normal(1.5))?;
         let gamma = s.input("gamma", &[features], Dist::Normal(1.0))?;
         let beta = s.input("beta", &[features], Dist::Normal(1.0))?;
-        layers::layer_norm(x, gamma, beta, 1e-5)
+        layers::layer_norm_affine(x, gamma, beta, 1e-5)
+    })
+}
+
+fn plain_layer_norm_case() -> Case {
+    Case::new(4, |s, _| {
+        let mut shape = s.rng.shape((1, 2), (1, 3));
+        shape.push(s.rng.int(2, 5));
+        layers::layer_norm(s.input("x", &shape, Dist::Normal(1.5))?, 1e-5)
+    })
+}
+
+/// A strided slice over one to three leading axes, steps 1 to 3, ranges anywhere inside each
+/// axis (so both the grouped and the grouped-plus-last-element forms appear).
+fn slice_nd_case() -> Case {
+    Case::new(8, |s, trial| {
+        let shape = s.rng.shape((1, 3), (1, 7));
+        let axes = s.rng.int(1, shape.len());
+        let mut ranges = Vec::new();
+        for &size in &shape[..axes] {
+            let start = s.rng.int(0, size - 1);
+            let end = s.rng.int(start + 1, size);
+            ranges.push((start, end, s.rng.int(1, 3)));
+        }
+        if trial == 0 {
+            ranges[0] = Tensor::WHOLE_AXIS;
+        }
+        s.note(format!("ranges {ranges:?}"));
+        let x = s.input("x", &shape, Dist::Normal(1.0))?;
+        x.slice_nd(&ranges)?.sin()
+    })
+}
+
+/// The minimum over axes (`-max(-x)`), distinct inputs so no ties.
+fn reduce_min_case() -> Case {
+    Case::new(4, |s, trial| {
+        let shape = s.rng.shape((1, 3), (1, 4));
+        let axes = if trial == 0 { (0..shape.len()).collect() } else { s.rng.axes(shape.len()) };
+        s.note(format!("axes {axes:?}"));
+        s.input("x", &shape, Dist::Distinct)?.min(&axes, trial % 2 == 1)
+    })
+}
+
+/// numpy's `transpose(perm)` of a rank-3 tensor, and `t()` of it.
+fn transpose_case() -> Case {
+    Case::new(2, |s, trial| {
+        let shape = s.rng.shape((3, 3), (1, 4));
+        let x = s.input("x", &shape, Dist::Normal(1.0))?;
+        let perm: &[usize] = if trial == 0 { &[2, 0, 1] } else { &[1, 2, 0] };
+        s.note(format!("perm {perm:?}"));
+        x.transpose(perm)?.t()?.sin()
     })
 }
 
@@ -1177,6 +1230,10 @@ fn composite_cases() -> Vec<(&'static str, Case)> {
         ("linear", linear_case()),
         ("Linear", linear_module_case()),
         ("LayerNorm", layer_norm_module_case()),
+        ("layer_norm without scale and shift", plain_layer_norm_case()),
+        ("slice_nd", slice_nd_case()),
+        ("min over axes", reduce_min_case()),
+        ("transpose(perm) then t()", transpose_case()),
     ]
 }
 

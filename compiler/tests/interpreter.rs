@@ -357,7 +357,7 @@ fn permute_of_rank_3() -> Result<()> {
     // x[i, j, k] = 6i + 3j + k.
     let data: Vec<f32> = (0..12).map(|v| v as f32).collect();
     let feeds = Feeds::from([("x", Value::f32([2, 2, 3], data))]);
-    let out = run(&g, &feeds, &[x.permute(&[1, 2, 0])?, x.permute(&[2, 1, 0])?, x.transpose()?])?;
+    let out = run(&g, &feeds, &[x.permute(&[1, 2, 0])?, x.permute(&[2, 1, 0])?, x.t()?])?;
     // out[i, j, k] = x[k, i, j] = 6k + 3i + j.
     assert_eq!(out[0], f32s([2, 3, 2], &[0.0, 6.0, 1.0, 7.0, 2.0, 8.0, 3.0, 9.0, 4.0, 10.0, 5.0, 11.0]));
     // out[i, j, k] = x[k, j, i] = 6k + 3j + i.
@@ -616,7 +616,7 @@ fn scatter_add_with_repeated_indices() -> Result<()> {
     let idx = g.typed_input("idx", [4], DType::I64)?;
     let updates = g.input("updates", [4, 2])?;
     let counts = g.typed_input("counts", [4], DType::I32)?;
-    let outputs = [idx.scatter_add(updates, 3)?, idx.scatter_add(counts, 2)?];
+    let outputs = [g.zeros([3, 2]).scatter_add(idx, updates)?, g.fill([2], DType::I32, 0.0).scatter_add(idx, counts)?];
     let feeds = Feeds::from([
         ("idx", Value::i64([4], vec![1, 0, 1, 1])),
         ("updates", f32s([4, 2], &[1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0])),
@@ -629,13 +629,81 @@ fn scatter_add_with_repeated_indices() -> Result<()> {
 }
 
 #[test]
+fn slice_nd_keeps_every_step_th_element_of_each_range() -> Result<()> {
+    let g = Graph::new();
+    let x = g.input("x", [5, 4])?;
+    // numpy: x[0:5:2, 1:4:2] and x[1:4:3, 0:4:1].
+    let outputs = [x.slice_nd(&[(0, 5, 2), (1, 4, 2)])?, x.slice_nd(&[(1, 4, 3)])?];
+    let values: Vec<f32> = (0..20).map(|v| v as f32).collect();
+    let out = run(&g, &Feeds::from([("x", f32s([5, 4], &values))]), &outputs)?;
+    assert_eq!(out[0], f32s([3, 2], &[1.0, 3.0, 9.0, 11.0, 17.0, 19.0]));
+    assert_eq!(out[1], f32s([1, 4], &[4.0, 5.0, 6.0, 7.0]));
+    // numpy's x[:, ::3] over a symbolic batch.
+    let g = Graph::new();
+    let x = g.input("x", [Dim::sym("B"), 4.into()])?;
+    let every_third = x.slice_nd(&[Tensor::WHOLE_AXIS, (0, 4, 3)])?;
+    assert_eq!(every_third.shape(), Shape::from([Dim::sym("B"), 2.into()]));
+    let out = run1(&g, &Feeds::from([("x", f32s([2, 4], &values[..8]))]), every_third)?;
+    assert_eq!(out, f32s([2, 2], &[0.0, 3.0, 4.0, 7.0]));
+    Ok(())
+}
+
+#[test]
+fn transpose_permutes_as_numpy_and_t_swaps_the_last_two() -> Result<()> {
+    let g = Graph::new();
+    let x = g.input("x", [2, 3])?;
+    let cube = g.input("cube", [1, 2, 3])?;
+    let outputs = [x.transpose(&[1, 0])?, x.t()?, cube.transpose(&[2, 0, 1])?, cube.t()?];
+    let values = [1.0, 2.0, 3.0, 4.0, 5.0, 6.0];
+    let feeds = Feeds::from([("x", f32s([2, 3], &values)), ("cube", f32s([1, 2, 3], &values))]);
+    let out = run(&g, &feeds, &outputs)?;
+    let transposed = [1.0, 4.0, 2.0, 5.0, 3.0, 6.0];
+    assert_eq!(out[0], f32s([3, 2], &transposed));
+    assert_eq!(out[1], f32s([3, 2], &transposed));
+    assert_eq!(out[2], f32s([3, 1, 2], &transposed));
+    assert_eq!(out[3], f32s([1, 3, 2], &transposed));
+    Ok(())
+}
+
+#[test]
+fn min_reduces_and_minimum_is_elementwise() -> Result<()> {
+    let g = Graph::new();
+    let x = g.input("x", [2, 3])?;
+    let outputs = [x.min(&[1], false)?, x.minimum(0.0)?, x.max(&[0], true)?, x.maximum(0.0)?];
+    let feeds = Feeds::from([("x", f32s([2, 3], &[3.0, -1.0, 2.0, 0.5, 4.0, -6.0]))]);
+    let out = run(&g, &feeds, &outputs)?;
+    assert_eq!(out[0], f32s([2], &[-1.0, -6.0]));
+    assert_eq!(out[1], f32s([2, 3], &[0.0, -1.0, 0.0, 0.0, 0.0, -6.0]));
+    assert_eq!(out[2], f32s([1, 3], &[3.0, 4.0, 2.0]));
+    assert_eq!(out[3], f32s([2, 3], &[3.0, 0.0, 2.0, 0.5, 4.0, 0.0]));
+    Ok(())
+}
+
+#[test]
+fn scatter_add_keeps_the_table_s_rows() -> Result<()> {
+    let g = Graph::new();
+    let table = g.input("table", [3, 2])?;
+    let idx = g.typed_input("idx", [3], DType::I32)?;
+    let updates = g.input("updates", [3, 2])?;
+    let feeds = Feeds::from([
+        ("table", f32s([3, 2], &[1.0, 1.0, 2.0, 2.0, 3.0, 3.0])),
+        ("idx", Value::i32([3], vec![2, 0, 2])),
+        ("updates", f32s([3, 2], &[10.0, 20.0, 30.0, 40.0, 50.0, 60.0])),
+    ]);
+    let out = run1(&g, &feeds, table.scatter_add(idx, updates)?)?;
+    assert_eq!(out, f32s([3, 2], &[31.0, 41.0, 2.0, 2.0, 63.0, 83.0]));
+    Ok(())
+}
+
+#[test]
 fn scatter_add_into_a_symbolic_number_of_rows() -> Result<()> {
     let g = Graph::new();
     let table = g.input("table", [Dim::sym("N"), 1.into()])?;
     let idx = g.typed_input("idx", [2], DType::I64)?;
-    let rows = idx.scatter_add(table.gather(idx)?, Dim::sym("N"))?;
+    // The table is the base: its rows stay, and the picked row gains itself twice.
+    let rows = table.scatter_add(idx, table.gather(idx)?)?;
     let feeds = Feeds::from([("table", f32s([3, 1], &[1.0, 2.0, 3.0])), ("idx", Value::i64([2], vec![2, 2]))]);
-    assert_eq!(run1(&g, &feeds, rows)?, f32s([3, 1], &[0.0, 0.0, 6.0]));
+    assert_eq!(run1(&g, &feeds, rows)?, f32s([3, 1], &[1.0, 2.0, 9.0]));
     Ok(())
 }
 
@@ -912,8 +980,8 @@ fn layer_norm_against_hand_values() -> Result<()> {
     let x = g.input("x", [2, 4])?;
     let gamma = g.param("ln.weight", [4], Init::Values(f32s([4], &[1.0, 1.0, 2.0, 2.0])))?;
     let beta = g.param("ln.bias", [4], Init::Values(f32s([4], &[0.0, 0.0, 0.0, 1.0])))?;
-    let plain = layers::layer_norm(x, gamma, beta, 0.0)?;
-    let smoothed = layers::layer_norm(x, gamma, beta, 1.0)?;
+    let plain = layers::layer_norm_affine(x, gamma, beta, 0.0)?;
+    let smoothed = layers::layer_norm_affine(x, gamma, beta, 1.0)?;
     let feeds = Feeds::from([("x", f32s([2, 4], &[1.0, 2.0, 3.0, 4.0, 5.0, 5.0, 5.0, 5.0]))]);
     let out = run(&g, &feeds, &[plain, smoothed])?;
     // Row 0: mean 2.5, variance 1.25, so (x - 2.5) / 1.1180339887 = ±1.3416407865, ±0.4472135955.
@@ -923,6 +991,9 @@ fn layer_norm_against_hand_values() -> Result<()> {
     assert_close(&out[0], &[2, 4], &[-a, -b, 2.0 * b, 2.0 * a + 1.0, n, n, n, n]);
     // With eps = 1: row 0 divides by sqrt(2.25) = 1.5; the constant row gives beta.
     assert_close(&out[1], &[2, 4], &[-1.0, -1.0 / 3.0, 2.0 / 3.0, 3.0, 0.0, 0.0, 0.0, 1.0]);
+    // Without scale and shift: the normalised rows alone.
+    let normalised = run1(&g, &feeds, layers::layer_norm(x, 1.0)?)?;
+    assert_close(&normalised, &[2, 4], &[-1.0, -1.0 / 3.0, 1.0 / 3.0, 1.0, 0.0, 0.0, 0.0, 0.0]);
     // The layer module uses eps = 1e-5 and starts at weight 1, bias 0.
     let g = Graph::new();
     let x = g.input("x", [1, 4])?;
@@ -1136,6 +1207,21 @@ fn a_mask_sums_to_an_i64_count() -> Result<()> {
     let out = run(&g, &Feeds::new(), &[rows, all])?;
     assert_eq!(out[0].data(), &Data::I64(vec![2, 1]));
     assert_eq!(out[1].data(), &Data::I64(vec![3]));
+    Ok(())
+}
+
+#[test]
+fn the_mean_of_a_mask_is_the_f32_fraction_true_and_integers_average_untruncated() -> Result<()> {
+    let g = Graph::new();
+    let x = g.constant(Value::f32([2, 3], vec![1.0, -1.0, 2.0, -3.0, -4.0, 5.0]));
+    let ids = g.constant(Value::i64([2, 2], vec![1, 2, 3, 3]));
+    let (rows, all) = (layers::mean(x.gt(0.0)?, &[1], false)?, layers::mean_all(x.gt(0.0)?)?);
+    let halves = layers::mean(ids, &[1], false)?;
+    assert_eq!((rows.dtype(), all.dtype(), halves.dtype()), (DType::F32, DType::F32, DType::F32));
+    let out = run(&g, &Feeds::new(), &[rows, all, halves])?;
+    assert_close(&out[0], &[2], &[2.0 / 3.0, 1.0 / 3.0]);
+    assert_close(&out[1], &[], &[0.5]);
+    assert_eq!(out[2].data(), &Data::F32(vec![1.5, 3.0]));
     Ok(())
 }
 

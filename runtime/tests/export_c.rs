@@ -11,6 +11,11 @@
 //! - a gather (an embedding of i64 ids): the gathered rows bit for bit (they are loads), their
 //!   sum within 1e-6; an id out of range returns status 11;
 //! - integer paths (i64 and i32 arithmetic, integer division, maximum, casts): bit for bit;
+//! - a scatter-add of fed rows into a param table (repeated ids summed in order): bit for bit
+//!   against the JIT, with the zeroing and adding loop checked in the source; an id out of
+//!   range returns status 11;
+//! - every case's C outputs against the reference interpreter too: bits where the arithmetic
+//!   is the same (gathered rows, integers), else within the JIT's tolerance;
 //! - the sanitizer job: the C source, and the Cranelift object with the numeric and the text
 //!   executables' `main`s, built with `-fsanitize=address,undefined` and run on good, short and
 //!   malformed input with no sanitizer report. Skipped, with a printed note, only when the C
@@ -117,11 +122,13 @@ fn compile(dir: &Path, flags: &[&str], sources: &[&str]) {
     assert!(built.status.success(), "{cc} {}: {}", args.join(" "), String::from_utf8_lossy(&built.stderr));
 }
 
-/// What one export run gives: the C source, the outputs' bytes from C and from the JIT.
+/// What one export run gives: the C source, the outputs' bytes from C, from the JIT and from
+/// the reference interpreter.
 struct Run {
     source: String,
     c: Vec<Vec<u8>>,
     jit: Vec<Vec<u8>>,
+    interpreter: Vec<Vec<u8>>,
     fma: bool,
 }
 
@@ -142,13 +149,24 @@ fn run_c(name: &str, build: Build, inputs: &[Value], flags: &[&str]) -> Run {
     let ran = Command::new(dir.join("test")).current_dir(&dir).output().unwrap();
     assert!(ran.status.success(), "{}: {}", ran.status, String::from_utf8_lossy(&ran.stderr));
     assert!(ran.stderr.is_empty(), "stderr: {}", String::from_utf8_lossy(&ran.stderr));
-    let c = (0..outs.len()).map(|j| std::fs::read(dir.join(format!("output{j}.bin"))).unwrap()).collect();
+    let c: Vec<Vec<u8>> = (0..outs.len()).map(|j| std::fs::read(dir.join(format!("output{j}.bin"))).unwrap()).collect();
     let fma = artifact.target().fma().unwrap();
     let mut f = function_with(&g, &ins, &outs, &[], &Options { gemm: false, fma }).unwrap();
     f.set_params(&params).unwrap();
-    let jit = f.call(inputs).unwrap().iter().map(bytes_of).collect();
+    let jit: Vec<Vec<u8>> = f.call(inputs).unwrap().iter().map(bytes_of).collect();
+    let mut feeds = Feeds::new();
+    for (input, value) in ins.iter().zip(inputs) {
+        feeds.insert(&input.name().expect("inputs are named"), value.clone());
+    }
+    let interpreted = Interpreter::new(&g).run(&feeds, &params, &outs).unwrap();
+    let interpreter: Vec<Vec<u8>> = interpreted.iter().map(bytes_of).collect();
+    // Every output present and of the interpreter's length in all three, before any element
+    // is compared (a short output would otherwise pass a zip).
+    let lengths = |outputs: &[Vec<u8>]| outputs.iter().map(Vec::len).collect::<Vec<_>>();
+    assert_eq!(lengths(&c), lengths(&interpreter), "{name}: C output bytes against the interpreter's");
+    assert_eq!(lengths(&jit), lengths(&interpreter), "{name}: JIT output bytes against the interpreter's");
     let _ = std::fs::remove_dir_all(&dir);
-    Run { source: artifact.c_source().unwrap(), c, jit, fma }
+    Run { source: artifact.c_source().unwrap(), c, jit, interpreter, fma }
 }
 
 fn floats(bytes: &[u8]) -> Vec<f32> {
@@ -192,6 +210,7 @@ fn the_c_source_of_the_mlp_is_the_jit_bit_for_bit_without_fma() {
         let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
         assert_eq!(bits(&got), bits(&want), "2000 outputs bit for bit");
     }
+    assert_close(&got, &floats(&run.interpreter[0]), 1e-5);
 }
 
 #[test]
@@ -211,6 +230,7 @@ fn the_c_source_of_a_softmax_over_12_classes_runs_its_reduction_loops() {
     assert!(run.source.contains("< (12LL); i1++"), "a loop over the 12 classes:\n{}", run.source);
     let (got, want) = (floats(&run.c[0]), floats(&run.jit[0]));
     assert_close(&got, &want, 1e-5);
+    assert_close(&got, &floats(&run.interpreter[0]), 1e-5);
     for row in got.chunks(12) {
         assert!((row.iter().sum::<f32>() - 1.0).abs() < 1e-5);
     }
@@ -229,7 +249,9 @@ fn the_c_source_of_a_gather_matches_the_jit() {
     let run = run_c("embedding", embedding_model, &[Value::i64([300, 5], ids(1500, 3, 10))], &[]);
     assert!(run.source.contains("row") && run.source.contains("status[0] = 1"), "a checked gather in the source");
     assert_eq!(run.c[0], run.jit[0], "the gathered rows bit for bit");
+    assert_eq!(run.c[0], run.interpreter[0], "the gathered rows bit for bit, against the interpreter");
     assert_close(&floats(&run.c[1]), &floats(&run.jit[1]), 1e-6);
+    assert_close(&floats(&run.c[1]), &floats(&run.interpreter[1]), 1e-6);
 }
 
 #[test]
@@ -267,6 +289,49 @@ fn the_c_source_of_integer_arithmetic_is_the_jit_bit_for_bit() {
     assert!(run.source.contains("int64_t") && run.source.contains("(uint64_t)"), "integer code in the source");
     assert_eq!(run.c[0], run.jit[0], "i64 outputs");
     assert_eq!(run.c[1], run.jit[1], "i32 products cast to f32");
+    assert_eq!(run.c[0], run.interpreter[0], "i64 outputs against the interpreter");
+    assert_eq!(run.c[1], run.interpreter[1], "i32 products cast to f32 against the interpreter");
+}
+
+fn scatter_model(g: &Graph) -> Result<(Vec<Tensor<'_>>, Vec<Tensor<'_>>)> {
+    let ids = g.typed_input("ids", [Dim::sym("B"), 4.into()], DType::I64)?;
+    let rows = g.input("rows", [Dim::sym("B"), 4.into(), 3.into()])?;
+    let table = g.param("table", [6, 3], Init::Normal { mean: 0.0, std: 1.0 })?;
+    // The fed rows added into the table at their ids (the adjoint of a gather); with 200 ids
+    // over 6 rows, every row sums many updates, in order of position.
+    Ok((vec![ids, rows], vec![table.scatter_add(ids, rows)?]))
+}
+
+#[test]
+fn the_c_source_of_a_scatter_add_is_the_jit_bit_for_bit() {
+    let ids_value = Value::i64([50, 4], ids(200, 21, 6));
+    let rows = Value::f32([50, 4, 3], uniform(600, 22, 2.0));
+    let run = run_c("scatter", scatter_model, &[ids_value, rows], &[]);
+    assert!(
+        run.source.contains("for (int64_t p = 0; p < positions; p++)") && run.source.contains("status[0] = 1"),
+        "a checked scatter loop over the positions in the source:\n{}",
+        run.source
+    );
+    assert_eq!(run.c[0], run.jit[0], "the table plus the scattered rows, bit for bit");
+    // The interpreter accumulates its sums otherwise (not bit for bit), so within 1e-6.
+    assert_close(&floats(&run.c[0]), &floats(&run.interpreter[0]), 1e-6);
+}
+
+#[test]
+fn the_c_source_reports_a_scatter_id_outside_the_table() {
+    let g = Graph::new();
+    let (ins, outs) = scatter_model(&g).unwrap();
+    let params = ParamStore::init(&g, 5);
+    let artifact = Model::with_ports(&g, &ins, &outs).export(&params, &ExportOptions::new("scatter")).unwrap();
+    let dir = temp_dir("bad-scatter-id");
+    artifact.write_c_source(&dir).unwrap();
+    std::fs::write(dir.join("test.c"), harness(&artifact, 1)).unwrap();
+    std::fs::write(dir.join("input0.bin"), bytes_of(&Value::i64([1, 4], vec![0, 6, 2, 3]))).unwrap();
+    std::fs::write(dir.join("input1.bin"), bytes_of(&Value::f32([1, 4, 3], vec![1.0; 12]))).unwrap();
+    compile(&dir, &[], &["test.c", "scatter.c"]);
+    let ran = Command::new(dir.join("test")).current_dir(&dir).output().unwrap();
+    assert_eq!(String::from_utf8_lossy(&ran.stdout), "status 11\n");
+    let _ = std::fs::remove_dir_all(&dir);
 }
 
 /// Whether `cc` links and runs a program under AddressSanitizer and UBSan.
@@ -328,6 +393,9 @@ fn the_c_side_runs_clean_under_address_and_undefined_behaviour_sanitizers() {
     assert_eq!(run.c[0], run.jit[0]);
     let (a, b) = (Value::i64([3, 4], (0..12).collect()), Value::i32([3, 4], (1..13).collect()));
     let run = run_c("integers", integer_model, &[a, b], &SANITIZE);
+    assert_eq!(run.c[0], run.jit[0]);
+    let scatter_inputs = [Value::i64([5, 4], ids(20, 4, 6)), Value::f32([5, 4, 3], uniform(60, 5, 1.0))];
+    let run = run_c("scatter", scatter_model, &scatter_inputs, &SANITIZE);
     assert_eq!(run.c[0], run.jit[0]);
 
     // The Cranelift object with the numeric executable's main, sanitized, on good, short and

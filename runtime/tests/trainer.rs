@@ -21,7 +21,7 @@ fn notebook(g: &Graph) -> Result<Objective<'_>> {
     }
     let loss = layers::cross_entropy(h, labels)?;
     let predicted = h.slice(1, 1, 2)?.gt(h.slice(1, 0, 1)?)?.cast(DType::I64)?.reshape([500])?;
-    let accuracy = layers::mean_all(predicted.eq(labels)?.cast(DType::F32)?)?;
+    let accuracy = layers::mean_all(predicted.eq(labels)?)?;
     Ok(Objective { loss, inputs: vec![step], metrics: vec![("accuracy".into(), accuracy)] })
 }
 

@@ -27,7 +27,7 @@ pub struct RowGradient<'g> {
     pub name: String,
     /// For each gather reading the param: its integer indices (`[I...]`) and the gradient
     /// of the loss with respect to the rows it gathered (`[I..., D...]`). The param's dense
-    /// gradient would be the sum over these of `indices.scatter_add(rows)`.
+    /// gradient would be the sum over these of `zeros.scatter_add(indices, rows)`.
     pub parts: Vec<(Tensor<'g>, Tensor<'g>)>,
     /// How the param is sparse (its padding id).
     pub sparse: SparseParam,

@@ -6,7 +6,7 @@
 //! or where none was asked for: a rule builds no node that nobody reads). Rules are built from primitive ops only, so the
 //! gradients they build can be differentiated again. Broadcasting is undone by summing.
 
-use crate::error::Result;
+use crate::error::{Location, Result};
 use crate::graph::{Binary, Dim, Graph, Node, Op, Shape, Tensor, Unary};
 
 /// The contributions of one node's adjoint to its inputs' adjoints.
@@ -87,14 +87,14 @@ pub(super) fn vjp<'g>(
         Op::MatMul => {
             let (a, b) = (inputs[0], inputs[1]);
             vec![
-                only_if(0, &|| unbroadcast(grad.matmul(b.transpose()?)?, &a.shape()))?,
-                only_if(1, &|| unbroadcast(a.transpose()?.matmul(grad)?, &b.shape()))?,
+                only_if(0, &|| unbroadcast(grad.matmul(b.t()?)?, &a.shape()))?,
+                only_if(1, &|| unbroadcast(a.t()?.matmul(grad)?, &b.shape()))?,
             ]
         }
         Op::Gather => {
             let (table, indices) = (inputs[0], inputs[1]);
             let rows = table.shape().0[0].clone();
-            vec![only_if(0, &|| indices.scatter_add(grad, rows.clone()))?, None]
+            vec![only_if(0, &|| indices.scatter_rows(grad, rows.clone(), Location::caller()))?, None]
         }
         Op::ScatterAdd => vec![None, only_if(1, &|| grad.gather(inputs[0]))?],
     };

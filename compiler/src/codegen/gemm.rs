@@ -26,7 +26,8 @@ pub const GEMM_MIN_WORK: i64 = 4096;
 
 /// ...and contractions shorter than this run in the tile whatever their size: with `k = 2`
 /// (the first layer's input gradient in W1) packing costs more than it saves (10000×2×20:
-/// the tile 151 µs, the GEMM 174).
+/// the tile 151 µs, the GEMM 174, measured before this bound existed; `kiln-bench matmul`
+/// now prints no GEMM time for such shapes, since the generated code never calls it there).
 pub const GEMM_MIN_K: i64 = 8;
 
 /// The threshold in force: [`GEMM_MIN_WORK`], or `KILN_GEMM_MIN_WORK` if set (`0` sends every

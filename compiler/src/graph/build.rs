@@ -118,9 +118,11 @@ binary_methods! {
     mul => Binary::Mul,
     /// `self / other`, broadcast (masks as in [`Tensor::add`]).
     div => Binary::Div,
-    /// Elementwise maximum, broadcast.
+    /// Elementwise maximum of two tensors, broadcast (numpy's `maximum`). The reduction over
+    /// axes is [`Tensor::max`], as numpy's `max`.
     maximum => Binary::Max,
-    /// Elementwise minimum, broadcast.
+    /// Elementwise minimum of two tensors, broadcast (numpy's `minimum`). The reduction over
+    /// axes is [`Tensor::min`], as numpy's `min`.
     minimum => Binary::Min,
     /// Mask of `self < other`.
     lt => Compare::Lt,
@@ -268,7 +270,7 @@ impl<'g> Tensor<'g> {
     /// Converts the elements to `dtype` (floats to integers truncate toward zero; masks
     /// become 0 or 1; numbers become masks that are true where nonzero). A mask meeting a
     /// float in arithmetic converts by itself; `cast` is for the other cases, such as a
-    /// mask counted as `i32` or a mask's mean (`mean(mask.cast(DType::F32)?)`).
+    /// mask counted as `i32` (a mask's mean, `layers::mean`, is already `f32`).
     #[track_caller]
     pub fn cast(self, dtype: DType) -> Result<Tensor<'g>> {
         let (id, shape, from) = self.parts()?;
@@ -294,38 +296,61 @@ impl<'g> Tensor<'g> {
         Ok(self.push(Op::Reshape, vec![id], to, dtype))
     }
 
-    /// Reorders the dims: output dim `i` is input dim `perm[i]`.
+    /// Reorders the dims: output dim `i` is input dim `perm[i]` (PyTorch's `permute`, numpy's
+    /// `transpose(axes)`; [`Tensor::transpose`] is the same op under numpy's name).
     #[track_caller]
     pub fn permute(self, perm: &[usize]) -> Result<Tensor<'g>> {
+        self.permute_as("permute", perm, Location::caller())
+    }
+
+    fn permute_as(self, op: &'static str, perm: &[usize], location: Location) -> Result<Tensor<'g>> {
         let (id, shape, dtype) = self.parts()?;
         let mut seen = vec![false; shape.rank()];
         let valid = perm.len() == shape.rank()
             && perm.iter().all(|&p| p < seen.len() && !std::mem::replace(&mut seen[p], true));
         if !valid {
             let detail = format!("{perm:?} is not a permutation of the dims of {shape}");
-            return Err(Error::Axis { op: "permute", detail, location: Location::caller() });
+            return Err(Error::Axis { op, detail, location });
         }
         let out = Shape(perm.iter().map(|&p| shape.0[p].clone()).collect());
         Ok(self.push(Op::Permute(perm.to_vec()), vec![id], out, dtype))
     }
 
-    /// Swaps the last two dims (a matrix transpose, batched over leading dims).
+    /// Reorders the dims as numpy's `transpose(axes)`: output dim `i` is input dim `perm[i]`
+    /// (the same as [`Tensor::permute`]). To swap the last two dims (a matrix transpose), use
+    /// [`Tensor::t`].
+    ///
+    /// ```
+    /// # use kiln_compiler::graph::{Graph, Shape};
+    /// let g = Graph::new();
+    /// let x = g.input("x", [2, 3, 4]).unwrap();
+    /// assert_eq!(x.transpose(&[2, 0, 1]).unwrap().shape(), Shape::from([4, 2, 3]));
+    /// ```
     #[track_caller]
-    pub fn transpose(self) -> Result<Tensor<'g>> {
+    pub fn transpose(self, perm: &[usize]) -> Result<Tensor<'g>> {
+        self.permute_as("transpose", perm, Location::caller())
+    }
+
+    /// Swaps the last two dims: a matrix transpose, batched over leading dims (PyTorch's
+    /// `x.mT`, and its `x.t()` for a matrix). Any other reordering is [`Tensor::transpose`].
+    ///
+    /// ```
+    /// # use kiln_compiler::graph::{Graph, Shape};
+    /// let g = Graph::new();
+    /// let x = g.input("x", [5, 2, 3]).unwrap();
+    /// assert_eq!(x.t().unwrap().shape(), Shape::from([5, 3, 2]));
+    /// ```
+    #[track_caller]
+    pub fn t(self) -> Result<Tensor<'g>> {
+        let location = Location::caller();
         let rank = self.parts()?.1.rank();
         if rank < 2 {
-            let detail = format!("transpose needs at least 2 dims, got {}", self.shape());
-            return Err(Error::Axis { op: "transpose", detail, location: Location::caller() });
+            let detail = format!("swapping the last two dims needs at least 2 dims, got {}", self.shape());
+            return Err(Error::Axis { op: "t", detail, location });
         }
         let mut perm: Vec<usize> = (0..rank).collect();
         perm.swap(rank - 2, rank - 1);
-        self.permute(&perm)
-    }
-
-    /// Short for [`Tensor::transpose`].
-    #[track_caller]
-    pub fn t(self) -> Result<Tensor<'g>> {
-        self.transpose()
+        self.permute_as("t", &perm, location)
     }
 
     /// Broadcasts to `shape` by numpy rules.
@@ -412,14 +437,51 @@ impl<'g> Tensor<'g> {
         self.reduce(&axes, false, false, Location::caller())
     }
 
-    /// Maximum over `axes`, keeping them as size-1 dims if `keepdims`.
+    /// Maximum over `axes`, keeping them as size-1 dims if `keepdims`: a reduction, as numpy's
+    /// `max`. The elementwise maximum of two tensors is [`Tensor::maximum`], as numpy's.
+    ///
+    /// ```
+    /// # use kiln_compiler::graph::{Graph, Shape};
+    /// let g = Graph::new();
+    /// let x = g.input("x", [4, 3]).unwrap();
+    /// assert_eq!(x.max(&[1], false).unwrap().shape(), Shape::from([4])); // reduces
+    /// assert_eq!(x.min(&[0], true).unwrap().shape(), Shape::from([1, 3])); // reduces
+    /// assert_eq!(x.maximum(0.0).unwrap().shape(), Shape::from([4, 3])); // elementwise
+    /// ```
     #[track_caller]
     pub fn max(self, axes: &[usize], keepdims: bool) -> Result<Tensor<'g>> {
         self.reduce(axes, keepdims, true, Location::caller())
     }
 
+    /// Minimum over `axes`, keeping them as size-1 dims if `keepdims`: a reduction, as numpy's
+    /// `min`, computed as `-max(-x)` (so floats only: an integer's negation can overflow). The
+    /// elementwise minimum of two tensors is [`Tensor::minimum`], as numpy's.
+    #[track_caller]
+    pub fn min(self, axes: &[usize], keepdims: bool) -> Result<Tensor<'g>> {
+        let location = Location::caller();
+        let dtype = self.parts()?.2;
+        if !dtype.is_float() {
+            let detail = format!("the minimum over axes needs a float operand, got {dtype}; cast it first");
+            return Err(Error::DType { op: "reduce_min", detail, location });
+        }
+        let negated = self.unary(Unary::Neg, location)?;
+        negated.reduce_as("reduce_min", axes, keepdims, true, location)?.unary(Unary::Neg, location)
+    }
+
     fn reduce(self, axes: &[usize], keepdims: bool, is_max: bool, location: Location) -> Result<Tensor<'g>> {
         let op_name = if is_max { "reduce_max" } else { "sum" };
+        self.reduce_as(op_name, axes, keepdims, is_max, location)
+    }
+
+    /// A sum or max reduction whose errors name `op_name` (the op the user called).
+    fn reduce_as(
+        self,
+        op_name: &'static str,
+        axes: &[usize],
+        keepdims: bool,
+        is_max: bool,
+        location: Location,
+    ) -> Result<Tensor<'g>> {
         let (_, _, dtype) = self.parts()?;
         if dtype == DType::Bool && is_max {
             let detail = "cannot take the maximum of a mask; cast it to a number first".to_string();
@@ -490,11 +552,51 @@ impl<'g> Tensor<'g> {
         Ok(self.push(Op::Gather, vec![table, idx], out, dtype))
     }
 
-    /// The adjoint of [`Tensor::gather`]: rows of `updates` (`[I..., D...]`) added into a
-    /// zero table of `rows` rows at these integer indices (`[I...]`), giving `[rows, D...]`.
+    /// This table (`[N, D...]`) plus the rows of `updates` (`[I..., D...]`) added at the integer
+    /// `indices` (`[I...]`), rows summed where indices repeat: the adjoint of
+    /// [`Tensor::gather`], and PyTorch's `table.index_add(0, indices, updates)`. The result has
+    /// the table's shape and dtype; for a sum into zeros, start from a table of zeros
+    /// (`g.fill([n, d], dtype, 0.0)`), which the simplifier then drops.
+    ///
+    /// ```
+    /// # use kiln_compiler::graph::{DType, Graph, Shape};
+    /// let g = Graph::new();
+    /// let table = g.input("table", [10, 4]).unwrap();
+    /// let ids = g.typed_input("ids", [3], DType::I32).unwrap();
+    /// let rows = g.input("rows", [3, 4]).unwrap();
+    /// assert_eq!(table.scatter_add(ids, rows).unwrap().shape(), Shape::from([10, 4]));
+    /// ```
     #[track_caller]
-    pub fn scatter_add(self, updates: Tensor<'g>, rows: impl Into<Dim>) -> Result<Tensor<'g>> {
+    pub fn scatter_add(self, indices: Tensor<'g>, updates: Tensor<'g>) -> Result<Tensor<'g>> {
         let location = Location::caller();
+        self.check_same_graph(&indices, "scatter_add", location)?;
+        let (_, table_shape, table_dtype) = self.parts()?;
+        let Some(rows) = table_shape.0.first().cloned() else {
+            let detail = "the table must have at least one dim, got a scalar".to_string();
+            return Err(Error::Shape { op: "scatter_add", detail, location });
+        };
+        let scattered = indices.scatter_rows(updates, rows, location)?;
+        let (_, scattered_shape, dtype) = scattered.parts()?;
+        if dtype != table_dtype {
+            let detail = format!("the table is {table_dtype} but the updates are {dtype}");
+            return Err(Error::DType { op: "scatter_add", detail, location });
+        }
+        if scattered_shape != table_shape {
+            let detail = format!(
+                "updates {} at indices {} give rows of {}, but the table is {table_shape}",
+                updates.shape(),
+                indices.shape(),
+                Shape(scattered_shape.0[1..].to_vec())
+            );
+            return Err(Error::Shape { op: "scatter_add", detail, location });
+        }
+        self.binary_like(Op::Binary(Binary::Add), scattered, location)
+    }
+
+    /// The primitive behind [`Tensor::scatter_add`]: rows of `updates` (`[I..., D...]`) added
+    /// into a zero table of `rows` rows at these integer indices (`self`, `[I...]`), giving
+    /// `[rows, D...]`.
+    pub(crate) fn scatter_rows(self, updates: Tensor<'g>, rows: Dim, location: Location) -> Result<Tensor<'g>> {
         self.check_same_graph(&updates, "scatter_add", location)?;
         let (idx, idx_shape, idx_dtype) = self.parts()?;
         let (upd, upd_shape, dtype) = updates.parts()?;
@@ -508,7 +610,7 @@ impl<'g> Tensor<'g> {
             return Err(Error::Shape { op: "scatter_add", detail, location });
         }
         let row_dims = upd_shape.0[idx_shape.rank()..].iter().cloned();
-        let out = Shape(std::iter::once(rows.into()).chain(row_dims).collect());
+        let out = Shape(std::iter::once(rows).chain(row_dims).collect());
         let out = addressable("scatter_add", out, location)?;
         Ok(self.push(Op::ScatterAdd, vec![idx, upd], out, dtype))
     }

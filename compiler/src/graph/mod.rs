@@ -18,6 +18,7 @@ mod operators;
 mod print;
 mod shape;
 mod sparse;
+mod strided;
 
 pub mod op;
 

@@ -1,7 +1,7 @@
 //! Composite functions: activations, reductions, losses and normalisation.
 
 use crate::error::{Error, Location, Result};
-use crate::graph::{Dim, Graph, Tensor};
+use crate::graph::{DType, Dim, Graph, Tensor};
 use crate::value::Value;
 
 /// `max(x, 0)`, with gradient 0 at 0 (as PyTorch and JAX). NaN stays NaN, as in PyTorch: the
@@ -50,8 +50,12 @@ fn count<'g>(x: Tensor<'g>, axes: &[usize]) -> Result<Tensor<'g>> {
 }
 
 /// Mean over `axes`. Works over symbolic dims: the count is taken when the graph runs.
+///
+/// A mask or an integer tensor is averaged as `f32`, as JAX does (numpy uses `f64`): the mean
+/// of a mask is the fraction of true elements, and the mean of integers is not truncated.
 #[track_caller]
 pub fn mean<'g>(x: Tensor<'g>, axes: &[usize], keepdims: bool) -> Result<Tensor<'g>> {
+    let x = if x.dtype().is_float() { x } else { x.cast(DType::F32)? };
     let sum = x.sum(axes, keepdims)?;
     sum.div(count(x, axes)?)
 }
@@ -148,28 +152,56 @@ pub fn mse<'g>(prediction: Tensor<'g>, target: Tensor<'g>) -> Result<Tensor<'g>>
     mean_all(prediction.sub(target)?.square()?)
 }
 
-/// Normalises over the last axis, then scales by `gamma` and shifts by `beta` (each of the
-/// last axis' size), as PyTorch's `layer_norm`.
+/// Normalises over the last axis to mean 0 and variance 1, `(x - mean) / sqrt(var + eps)`,
+/// with no scale or shift: PyTorch's `layer_norm(x, shape, eps=eps)` without weight and bias.
+/// [`layer_norm_affine`] scales and shifts too, as the `LayerNorm` layer does.
+///
+/// ```
+/// # use kiln_compiler::graph::{Graph, Shape};
+/// # use kiln_compiler::layers;
+/// let g = Graph::new();
+/// let x = g.input("x", [8, 16]).unwrap();
+/// assert_eq!(layers::layer_norm(x, 1e-5).unwrap().shape(), Shape::from([8, 16]));
+/// ```
 #[track_caller]
-pub fn layer_norm<'g>(x: Tensor<'g>, gamma: Tensor<'g>, beta: Tensor<'g>, eps: f64) -> Result<Tensor<'g>> {
+pub fn layer_norm(x: Tensor<'_>, eps: f64) -> Result<Tensor<'_>> {
     let location = Location::caller();
-    let Some(last) = x.rank().checked_sub(1) else {
-        let detail = "needs at least one dim, got a scalar".to_string();
-        return Err(Error::Shape { op: "layer_norm", detail, location });
-    };
-    in_layer("layer_norm", build_layer_norm(x, last, (gamma, beta), eps))
+    let last = last_axis(x, location)?;
+    in_layer("layer_norm", build_layer_norm(x, last, eps))
+}
+
+/// Normalises over the last axis as [`layer_norm`], then scales by `gamma` and shifts by
+/// `beta` (each of the last axis' size), as PyTorch's `layer_norm` with weight and bias.
+#[track_caller]
+pub fn layer_norm_affine<'g>(x: Tensor<'g>, gamma: Tensor<'g>, beta: Tensor<'g>, eps: f64) -> Result<Tensor<'g>> {
+    let location = Location::caller();
+    let last = last_axis(x, location)?;
+    in_layer("layer_norm", build_affine_layer_norm(x, last, (gamma, beta), eps))
 }
 
 #[track_caller]
-fn build_layer_norm<'g>(
+fn build_affine_layer_norm<'g>(
     x: Tensor<'g>,
     last: usize,
     (gamma, beta): (Tensor<'g>, Tensor<'g>),
     eps: f64,
 ) -> Result<Tensor<'g>> {
+    build_layer_norm(x, last, eps)?.mul(gamma)?.add(beta)
+}
+
+/// The last axis of a layer norm's input, or the error for a scalar.
+fn last_axis(x: Tensor<'_>, location: Location) -> Result<usize> {
+    x.rank().checked_sub(1).ok_or_else(|| {
+        let detail = "needs at least one dim, got a scalar".to_string();
+        Error::Shape { op: "layer_norm", detail, location }
+    })
+}
+
+#[track_caller]
+fn build_layer_norm(x: Tensor<'_>, last: usize, eps: f64) -> Result<Tensor<'_>> {
     let centered = x.sub(mean(x, &[last], true)?)?;
     let inv_std = var(x, &[last], true)?.add(eps)?.sqrt()?.recip()?;
-    centered.mul(inv_std)?.mul(gamma)?.add(beta)
+    centered.mul(inv_std)
 }
 
 /// `x · weightᵀ + bias` with PyTorch's `[out, in]` weight layout.

@@ -22,8 +22,8 @@ pub use bag::{BagMode, EmbeddingBag};
 pub use dropout::Dropout;
 pub use embedding::Embedding;
 pub use functional::{
-    binary_cross_entropy_with_logits, cross_entropy, layer_norm, linear, log_softmax, mean, mean_all, mse,
-    positional_encoding, relu, sigmoid, softmax, softplus, var,
+    binary_cross_entropy_with_logits, cross_entropy, layer_norm, layer_norm_affine, linear, log_softmax, mean,
+    mean_all, mse, positional_encoding, relu, sigmoid, softmax, softplus, var,
 };
 pub use linear::Linear;
 pub use module::{Layer, Module, Summary, named_parameters, parameter_counts, summary};

@@ -37,7 +37,7 @@ impl<'g> LayerNorm<'g> {
     /// Applies the layer to `x` (`[..., dim]`).
     #[track_caller]
     pub fn forward(&self, x: Tensor<'g>) -> Result<Tensor<'g>> {
-        super::layer_norm(x, self.weight, self.bias, self.eps)
+        super::layer_norm_affine(x, self.weight, self.bias, self.eps)
     }
 }
 

@@ -153,5 +153,5 @@ fn transposed(graph: &Graph, id: NodeId) -> Option<crate::graph::Tensor<'_>> {
     if node.op == Op::Permute(vec![1, 0]) {
         return Some(graph.handle(node.inputs[0]));
     }
-    graph.handle(id).transpose().ok()
+    graph.handle(id).t().ok()
 }
