@@ -21,6 +21,7 @@
 
 mod body;
 pub mod build;
+mod narrow;
 mod print;
 
 use std::sync::Once;

@@ -14,13 +14,16 @@
 //!   over the innermost loop keeps one accumulator per lane and folds them in lane order;
 //! - a matmul runs blocks of `CHUNK_ROWS` rows by `CHUNK_COLUMNS` columns: the tuned GEMM for
 //!   big products (one call per block, as the JIT), else a tile of 4 rows by one vector of
-//!   columns summing over `k` in order; its epilogue runs on each finished block;
+//!   columns summing over `k` in order; its epilogue runs on each finished block; a narrow
+//!   product (see `kernel::narrow_tile`) runs a tile that finishes its results in registers
+//!   instead (see `narrow`);
 //! - a scatter-add runs columns `start..end` of every row, adding the updates in order of
 //!   position.
 
 use std::fmt::Write;
 
 use super::body::{Body, plan};
+use super::narrow;
 use crate::codegen::gemm;
 use crate::error::Result;
 use crate::export::c_source::{buffer, report_index, size};
@@ -62,13 +65,24 @@ pub(super) fn print(program: &Program, lanes: usize, gemm: Option<i64>) -> Resul
         );
         match kernel {
             Kernel::Loop(k) => loop_kernel(&mut out, program, k, ("start", "end"), None)?,
-            Kernel::MatMul(k) => matmul(&mut out, program, k, gemm)?,
+            Kernel::MatMul(k) => match crate::kernel::narrow_tile(k, lanes, registers(lanes)) {
+                Some(tile) if narrow::fits(k, &tile) => {
+                    let stored = crate::kernel::product_is_stored(program, number);
+                    narrow::narrow_matmul(&mut out, program, k, &tile, lanes, stored)?
+                }
+                _ => matmul(&mut out, program, k, gemm)?,
+            },
             Kernel::Scatter(k) => scatter(&mut out, program, k)?,
         }
         out.push_str("}\n");
         shapes.push(RangeShape { name: name.replace('%', ""), chunks, splittable });
     }
     Ok((out, shapes))
+}
+
+/// Vector registers of the host: 32 with AVX-512, 16 with AVX2 or SSE.
+fn registers(lanes: usize) -> usize {
+    if lanes >= 16 { 32 } else { 16 }
 }
 
 /// The level in the lanes: the innermost loop, if the body has a vector form there, except
@@ -115,7 +129,7 @@ fn loop_kernel(
     columns: Option<(&str, &str)>,
 ) -> Result<()> {
     let levels = kernel.loops.len();
-    let body = Body { program, kernel, vector: vector_level(kernel) };
+    let body = Body { program, kernel, vector: vector_level(kernel), product: None };
     let vector = body.vector.as_ref().map(|(level, _)| *level);
     let (reduce, first) = match kernel.reduce {
         Some((op, first)) => (Some(op), first),
@@ -192,9 +206,9 @@ fn loop_kernel(
             let place = format!("{} + {}", buffer(program, *target), crate::export::c_source::offset(index, &[]));
             if lanes {
                 let stride = size(&index.strides[vector.unwrap_or(levels - 1)]);
-                let current = format!("kiln_load({place}, {stride}, count)");
+                let current = format!("kiln_load_each({place}, {stride}, count)");
                 let combined = combine(op, &current, &body.lanes(*value), true);
-                let _ = writeln!(out, "{}kiln_store({place}, {stride}, count, {combined});", pad(d));
+                let _ = writeln!(out, "{}kiln_store_each({place}, {stride}, count, {combined});", pad(d));
             } else {
                 let combined = combine(op, &format!("*({place})"), &format!("t{value}"), false);
                 let _ = writeln!(out, "{}*({place}) = {combined};", pad(d));
@@ -352,7 +366,7 @@ fn scatter(out: &mut String, program: &Program, kernel: &ScatterKernel) -> Resul
                 out,
                 "        for (int64_t c = start; c < end; c += KILN_LANES) {{\n            \
                  const int64_t count = end - c < KILN_LANES ? end - c : KILN_LANES;\n            \
-                 kiln_store(into + c, 1, count, kiln_load(into + c, 1, count) + kiln_load({updates} + p * row_len + c, 1, count));\n        }}"
+                 kiln_store_each(into + c, 1, count, kiln_load_each(into + c, 1, count) + kiln_load({updates} + p * row_len + c, 1, count));\n        }}"
             );
         }
         Some(producer) => {
@@ -369,7 +383,7 @@ fn scatter(out: &mut String, program: &Program, kernel: &ScatterKernel) -> Resul
             }
             let vector = plan(producer, last).map(|varies| (last, varies));
             let lanes = vector.is_some();
-            let body = Body { program, kernel: producer, vector };
+            let body = Body { program, kernel: producer, vector, product: None };
             let value = producer.stores[0].0;
             if lanes {
                 let _ = writeln!(
@@ -380,7 +394,7 @@ fn scatter(out: &mut String, program: &Program, kernel: &ScatterKernel) -> Resul
                 body.print(out, "            ")?;
                 let _ = writeln!(
                     out,
-                    "            kiln_store(into + i{last}, 1, count, kiln_load(into + i{last}, 1, count) + {});\n        }}",
+                    "            kiln_store_each(into + i{last}, 1, count, kiln_load_each(into + i{last}, 1, count) + {});\n        }}",
                     body.lanes(value)
                 );
             } else {
