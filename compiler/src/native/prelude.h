@@ -32,6 +32,17 @@ static inline __m512i kiln_strided(int64_t stride) { return _mm512_mullo_epi32(_
 static inline int kiln_gatherable(int64_t stride) { return stride >= -(INT64_C(1) << 26) && stride <= (INT64_C(1) << 26); }
 #endif
 
+/* Denormal operands read as zero and denormal results flush to zero while a kernel runs
+   (x86's MXCSR DAZ and FTZ bits; the caller's mode is restored on return). */
+#if defined(__SSE__)
+#include <xmmintrin.h>
+static inline unsigned kiln_flush_denormals(void) { unsigned saved = _mm_getcsr(); _mm_setcsr(saved | 0x8040u); return saved; }
+static inline void kiln_restore_denormals(unsigned saved) { _mm_setcsr(saved); }
+#else
+static inline unsigned kiln_flush_denormals(void) { return 0; }
+static inline void kiln_restore_denormals(unsigned saved) { (void)saved; }
+#endif
+
 /* The first `count` lanes from p[0], p[stride], ...; the others zero. */
 static inline vf kiln_load(const float *p, int64_t stride, int64_t count) {
     vf v = {};

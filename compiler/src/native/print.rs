@@ -61,7 +61,8 @@ pub(super) fn print(program: &Program, lanes: usize, gemm: Option<i64>) -> Resul
         let _ = writeln!(
             out,
             "\n/* {name} */\nvoid kiln_kernel{number}(char *const *buffers, const int64_t *sizes, int64_t start, \
-             int64_t end, int64_t *status) {{\n    (void)sizes; (void)status; (void)start; (void)end;"
+             int64_t end, int64_t *status) {{\n    (void)sizes; (void)status; (void)start; (void)end;\n    \
+             const unsigned kiln_saved_csr = kiln_flush_denormals();"
         );
         match kernel {
             Kernel::Loop(k) => loop_kernel(&mut out, program, k, ("start", "end"), None)?,
@@ -74,7 +75,7 @@ pub(super) fn print(program: &Program, lanes: usize, gemm: Option<i64>) -> Resul
             },
             Kernel::Scatter(k) => scatter(&mut out, program, k)?,
         }
-        out.push_str("}\n");
+        out.push_str("    kiln_restore_denormals(kiln_saved_csr);\n}\n");
         shapes.push(RangeShape { name: name.replace('%', ""), chunks, splittable });
     }
     Ok((out, shapes))
