@@ -138,6 +138,12 @@ fn loop_kernel(
     };
     let in_place = reduce.is_some() && kernel.kept_inside > 0;
     let kept_from = levels - kernel.kept_inside;
+    // An in-place reduction whose one kept loop fits a vector on any host (a bias gradient of
+    // two classes) keeps its results in a register across the reduction loops instead of
+    // loading and storing them every iteration; each lane still combines in loop order.
+    let kept_extent = kernel.loops.last().and_then(Size::as_fixed);
+    let in_register =
+        in_place && kernel.kept_inside == 1 && vector == Some(levels - 1) && kept_extent.is_some_and(|e| e <= 4);
     let pad = |d: usize| "    ".repeat(d);
     let result_type = kernel.stores.first().map_or(DType::F32, |(v, _, _)| kernel.body[*v].1);
     let c_result = crate::export::c_source::c_type(result_type);
@@ -161,7 +167,9 @@ fn loop_kernel(
         if level == first
             && let Some(op) = reduce
         {
-            if in_place {
+            if in_register {
+                let _ = writeln!(out, "{}{{ vf kept = kiln_splat({});", pad(d), identity(op));
+            } else if in_place {
                 // The results the kept loops reach start at the identity (reduced indices at 0).
                 let (_, target, index) = &kernel.stores[0];
                 let reduced: Vec<usize> = (first..kept_from).collect();
@@ -202,6 +210,10 @@ fn loop_kernel(
     body.print(out, &pad(d))?;
     let lanes = vector.is_some();
     match reduce {
+        Some(op) if in_register => {
+            let combined = combine(op, "kept", &body.lanes(kernel.stores[0].0), true);
+            let _ = writeln!(out, "{}kept = {combined};", pad(d));
+        }
         Some(op) if in_place => {
             let (value, target, index) = &kernel.stores[0];
             let place = format!("{} + {}", buffer(program, *target), crate::export::c_source::offset(index, &[]));
@@ -258,6 +270,13 @@ fn loop_kernel(
     for level in (0..levels).rev() {
         d -= 1;
         let _ = writeln!(out, "{}}}", pad(d));
+        if level == first && in_register {
+            let (_, target, index) = &kernel.stores[0];
+            let all: Vec<usize> = (first..levels).collect();
+            let place = format!("{} + {}", buffer(program, *target), crate::export::c_source::offset(index, &all));
+            let stride = size(&index.strides[levels - 1]);
+            let _ = writeln!(out, "{}kiln_store({place}, {stride}, {}, kept); }}", pad(d), kept_extent.unwrap_or(0));
+        }
         if level == first && reduce.is_some() && !in_place {
             let (_, target, index) = &kernel.stores[0];
             let reduced: Vec<usize> = (first..levels).collect();
