@@ -54,16 +54,6 @@ pub struct NarrowTile {
     pub n: usize,
 }
 
-impl NarrowTile {
-    /// Accumulator vectors the tile keeps live.
-    pub fn accumulators(&self) -> usize {
-        match self.lanes {
-            Lanes::Columns { rows, vectors } => rows * vectors,
-            Lanes::Rows { vectors } => vectors * self.n,
-        }
-    }
-}
-
 /// The narrow tile of `kernel` for vectors of `lanes` `f32`s and `registers` vector
 /// registers, or `None` if the product is not narrow (batched, `n` symbolic or wide, or a
 /// long contraction over many rows).

@@ -83,11 +83,13 @@ static inline vi kiln_load_mask(const uint8_t *p, int64_t stride, int64_t count)
 }
 static inline vi kiln_load_i32(const int32_t *p, int64_t stride, int64_t count) {
     vi v = {};
+    if (stride == 1 && count == KILN_LANES) { memcpy(&v, p, sizeof v); return v; }
     for (int64_t l = 0; l < count; l++) v[l] = p[l * stride];
     return v;
 }
 static inline vl kiln_load_i64(const int64_t *p, int64_t stride, int64_t count) {
     vl v = {};
+    if (stride == 1 && count == KILN_LANES) { memcpy(&v, p, sizeof v); return v; }
     for (int64_t l = 0; l < count; l++) v[l] = p[l * stride];
     return v;
 }
@@ -103,9 +105,11 @@ static inline void kiln_store_mask(uint8_t *p, int64_t stride, int64_t count, vi
     for (int64_t l = 0; l < count; l++) p[l * stride] = (uint8_t)(m[l] != 0);
 }
 static inline void kiln_store_i32(int32_t *p, int64_t stride, int64_t count, vi v) {
+    if (stride == 1 && count == KILN_LANES) { memcpy(p, &v, sizeof v); return; }
     for (int64_t l = 0; l < count; l++) p[l * stride] = v[l];
 }
 static inline void kiln_store_i64(int64_t *p, int64_t stride, int64_t count, vl v) {
+    if (stride == 1 && count == KILN_LANES) { memcpy(p, &v, sizeof v); return; }
     for (int64_t l = 0; l < count; l++) p[l * stride] = v[l];
 }
 
