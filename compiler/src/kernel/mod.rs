@@ -21,6 +21,7 @@ mod lower;
 mod memory;
 mod merge;
 mod print;
+mod tile;
 
 pub use collapse::collapse_loops;
 pub use epilogue::fuse_epilogues;
@@ -28,6 +29,7 @@ pub use eval::Evaluator;
 pub use lower::{FusionNote, lower};
 pub use memory::plan_memory;
 pub use merge::merge_neighbours;
+pub use tile::{FEW_ROWS, LONG_K, Lanes, NARROW_COLUMNS, NarrowTile, narrow_tile, product_is_stored};
 
 use crate::graph::{Binary, Compare, DType, Distribution, Shape, Unary};
 use crate::value::Value;

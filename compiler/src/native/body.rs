@@ -84,6 +84,9 @@ pub(super) struct Body<'a> {
     pub program: &'a Program,
     pub kernel: &'a LoopKernel,
     pub vector: Option<(usize, Vec<bool>)>,
+    /// For a matmul's epilogue run on a register tile: the product's buffer and the vector
+    /// holding the product at the current element (loads of it read the register instead).
+    pub product: Option<(usize, String)>,
 }
 
 impl Body<'_> {
@@ -155,6 +158,9 @@ impl Body<'_> {
         let of = |e: &usize| self.kernel.body[*e].1;
         let l = |e: &usize| self.lanes(*e);
         let value = match expr {
+            Expr::Load { buffer: b, .. } if self.product.as_ref().is_some_and(|(product, _)| product == b) => {
+                self.product.as_ref().map(|(_, value)| value.clone()).unwrap_or_default()
+            }
             Expr::Load { buffer: b, index } => {
                 let function = match dtype {
                     DType::F32 => "kiln_load",

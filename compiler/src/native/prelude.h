@@ -21,6 +21,28 @@ static inline vi kiln_selecti(vi m, vi a, vi b) { return (m & a) | (~m & b); }
 static inline vl kiln_selectl(vi m, vl a, vl b) { vl w = __builtin_convertvector(m, vl); return (w & a) | (~w & b); }
 static inline vl kiln_lanes(void) { vl v; for (int l = 0; l < KILN_LANES; l++) v[l] = l; return v; }
 
+#if KILN_LANES == 16 && defined(__AVX512F__)
+/* AVX-512 reads and writes partial vectors under a lane mask (masked-off lanes touch no
+   memory) and strided ones by gather and scatter. */
+#include <immintrin.h>
+#define KILN_MASKED 1
+static inline __mmask16 kiln_first_lanes(int64_t count) { return (__mmask16)((1u << count) - 1u); }
+static inline __m512i kiln_strided(int64_t stride) { return _mm512_mullo_epi32(_mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15), _mm512_set1_epi32((int)stride)); }
+/* Lane offsets `15 · stride` fit a 32-bit gather index. */
+static inline int kiln_gatherable(int64_t stride) { return stride >= -(INT64_C(1) << 26) && stride <= (INT64_C(1) << 26); }
+#endif
+
+/* Denormal operands read as zero and denormal results flush to zero while a kernel runs
+   (x86's MXCSR DAZ and FTZ bits; the caller's mode is restored on return). */
+#if defined(__SSE__)
+#include <xmmintrin.h>
+static inline unsigned kiln_flush_denormals(void) { unsigned saved = _mm_getcsr(); _mm_setcsr(saved | 0x8040u); return saved; }
+static inline void kiln_restore_denormals(unsigned saved) { _mm_setcsr(saved); }
+#else
+static inline unsigned kiln_flush_denormals(void) { return 0; }
+static inline void kiln_restore_denormals(unsigned saved) { (void)saved; }
+#endif
+
 /* The first `count` lanes from p[0], p[stride], ...; the others zero. */
 static inline vf kiln_load(const float *p, int64_t stride, int64_t count) {
     vf v = {};
@@ -31,8 +53,28 @@ static inline vf kiln_load(const float *p, int64_t stride, int64_t count) {
         memcpy(&high, p + KILN_LANES - 1, sizeof high);
         return __builtin_shufflevector(low, high, KILN_EVEN_LANES);
     }
+#ifdef KILN_MASKED
+    if (count <= 0) return v;
+    if (count <= KILN_LANES) {
+        if (stride == 1) return (vf)_mm512_maskz_loadu_ps(kiln_first_lanes(count), p);
+        if (kiln_gatherable(stride))
+            return (vf)_mm512_mask_i32gather_ps(_mm512_setzero_ps(), kiln_first_lanes(count), kiln_strided(stride), p, 4);
+    }
+#endif
     for (int64_t l = 0; l < count; l++) v[l] = p[l * stride];
     return v;
+}
+/* The same, lane by lane, for memory read back right after it is written (an accumulation
+   in place): a masked store does not forward to the next masked load, scalar stores do. */
+static inline vf kiln_load_each(const float *p, int64_t stride, int64_t count) {
+    if (stride == 1 && count == KILN_LANES) return kiln_load(p, 1, count);
+    vf v = {};
+    for (int64_t l = 0; l < count; l++) v[l] = p[l * stride];
+    return v;
+}
+static inline void kiln_store_each(float *p, int64_t stride, int64_t count, vf v) {
+    if (stride == 1 && count == KILN_LANES) { memcpy(p, &v, sizeof v); return; }
+    for (int64_t l = 0; l < count; l++) p[l * stride] = v[l];
 }
 static inline vi kiln_load_mask(const uint8_t *p, int64_t stride, int64_t count) {
     vi v = {};
@@ -41,25 +83,33 @@ static inline vi kiln_load_mask(const uint8_t *p, int64_t stride, int64_t count)
 }
 static inline vi kiln_load_i32(const int32_t *p, int64_t stride, int64_t count) {
     vi v = {};
+    if (stride == 1 && count == KILN_LANES) { memcpy(&v, p, sizeof v); return v; }
     for (int64_t l = 0; l < count; l++) v[l] = p[l * stride];
     return v;
 }
 static inline vl kiln_load_i64(const int64_t *p, int64_t stride, int64_t count) {
     vl v = {};
+    if (stride == 1 && count == KILN_LANES) { memcpy(&v, p, sizeof v); return v; }
     for (int64_t l = 0; l < count; l++) v[l] = p[l * stride];
     return v;
 }
 static inline void kiln_store(float *p, int64_t stride, int64_t count, vf v) {
     if (stride == 1 && count == KILN_LANES) { memcpy(p, &v, sizeof v); return; }
+#ifdef KILN_MASKED
+    if (count <= 0) return;
+    if (count <= KILN_LANES && stride == 1) { _mm512_mask_storeu_ps(p, kiln_first_lanes(count), (__m512)v); return; }
+#endif
     for (int64_t l = 0; l < count; l++) p[l * stride] = v[l];
 }
 static inline void kiln_store_mask(uint8_t *p, int64_t stride, int64_t count, vi m) {
     for (int64_t l = 0; l < count; l++) p[l * stride] = (uint8_t)(m[l] != 0);
 }
 static inline void kiln_store_i32(int32_t *p, int64_t stride, int64_t count, vi v) {
+    if (stride == 1 && count == KILN_LANES) { memcpy(p, &v, sizeof v); return; }
     for (int64_t l = 0; l < count; l++) p[l * stride] = v[l];
 }
 static inline void kiln_store_i64(int64_t *p, int64_t stride, int64_t count, vl v) {
+    if (stride == 1 && count == KILN_LANES) { memcpy(p, &v, sizeof v); return; }
     for (int64_t l = 0; l < count; l++) p[l * stride] = v[l];
 }
 

@@ -14,13 +14,16 @@
 //!   over the innermost loop keeps one accumulator per lane and folds them in lane order;
 //! - a matmul runs blocks of `CHUNK_ROWS` rows by `CHUNK_COLUMNS` columns: the tuned GEMM for
 //!   big products (one call per block, as the JIT), else a tile of 4 rows by one vector of
-//!   columns summing over `k` in order; its epilogue runs on each finished block;
+//!   columns summing over `k` in order; its epilogue runs on each finished block; a narrow
+//!   product (see `kernel::narrow_tile`) runs a tile that finishes its results in registers
+//!   instead (see `narrow`);
 //! - a scatter-add runs columns `start..end` of every row, adding the updates in order of
 //!   position.
 
 use std::fmt::Write;
 
 use super::body::{Body, plan};
+use super::narrow;
 use crate::codegen::gemm;
 use crate::error::Result;
 use crate::export::c_source::{buffer, report_index, size};
@@ -58,17 +61,29 @@ pub(super) fn print(program: &Program, lanes: usize, gemm: Option<i64>) -> Resul
         let _ = writeln!(
             out,
             "\n/* {name} */\nvoid kiln_kernel{number}(char *const *buffers, const int64_t *sizes, int64_t start, \
-             int64_t end, int64_t *status) {{\n    (void)sizes; (void)status; (void)start; (void)end;"
+             int64_t end, int64_t *status) {{\n    (void)sizes; (void)status; (void)start; (void)end;\n    \
+             const unsigned kiln_saved_csr = kiln_flush_denormals();"
         );
         match kernel {
             Kernel::Loop(k) => loop_kernel(&mut out, program, k, ("start", "end"), None)?,
-            Kernel::MatMul(k) => matmul(&mut out, program, k, gemm)?,
+            Kernel::MatMul(k) => match crate::kernel::narrow_tile(k, lanes, registers(lanes)) {
+                Some(tile) if narrow::fits(k, &tile) => {
+                    let stored = crate::kernel::product_is_stored(program, number);
+                    narrow::narrow_matmul(&mut out, program, k, &tile, lanes, stored)?
+                }
+                _ => matmul(&mut out, program, k, gemm)?,
+            },
             Kernel::Scatter(k) => scatter(&mut out, program, k)?,
         }
-        out.push_str("}\n");
+        out.push_str("    kiln_restore_denormals(kiln_saved_csr);\n}\n");
         shapes.push(RangeShape { name: name.replace('%', ""), chunks, splittable });
     }
     Ok((out, shapes))
+}
+
+/// Vector registers of the host: 32 with AVX-512, 16 with AVX2 or SSE.
+fn registers(lanes: usize) -> usize {
+    if lanes >= 16 { 32 } else { 16 }
 }
 
 /// The level in the lanes: the innermost loop, if the body has a vector form there, except
@@ -115,7 +130,7 @@ fn loop_kernel(
     columns: Option<(&str, &str)>,
 ) -> Result<()> {
     let levels = kernel.loops.len();
-    let body = Body { program, kernel, vector: vector_level(kernel) };
+    let body = Body { program, kernel, vector: vector_level(kernel), product: None };
     let vector = body.vector.as_ref().map(|(level, _)| *level);
     let (reduce, first) = match kernel.reduce {
         Some((op, first)) => (Some(op), first),
@@ -123,6 +138,12 @@ fn loop_kernel(
     };
     let in_place = reduce.is_some() && kernel.kept_inside > 0;
     let kept_from = levels - kernel.kept_inside;
+    // An in-place reduction whose one kept loop fits a vector on any host (a bias gradient of
+    // two classes) keeps its results in a register across the reduction loops instead of
+    // loading and storing them every iteration; each lane still combines in loop order.
+    let kept_extent = kernel.loops.last().and_then(Size::as_fixed);
+    let in_register =
+        in_place && kernel.kept_inside == 1 && vector == Some(levels - 1) && kept_extent.is_some_and(|e| e <= 4);
     let pad = |d: usize| "    ".repeat(d);
     let result_type = kernel.stores.first().map_or(DType::F32, |(v, _, _)| kernel.body[*v].1);
     let c_result = crate::export::c_source::c_type(result_type);
@@ -146,7 +167,9 @@ fn loop_kernel(
         if level == first
             && let Some(op) = reduce
         {
-            if in_place {
+            if in_register {
+                let _ = writeln!(out, "{}{{ vf kept = kiln_splat({});", pad(d), identity(op));
+            } else if in_place {
                 // The results the kept loops reach start at the identity (reduced indices at 0).
                 let (_, target, index) = &kernel.stores[0];
                 let reduced: Vec<usize> = (first..kept_from).collect();
@@ -187,14 +210,18 @@ fn loop_kernel(
     body.print(out, &pad(d))?;
     let lanes = vector.is_some();
     match reduce {
+        Some(op) if in_register => {
+            let combined = combine(op, "kept", &body.lanes(kernel.stores[0].0), true);
+            let _ = writeln!(out, "{}kept = {combined};", pad(d));
+        }
         Some(op) if in_place => {
             let (value, target, index) = &kernel.stores[0];
             let place = format!("{} + {}", buffer(program, *target), crate::export::c_source::offset(index, &[]));
             if lanes {
                 let stride = size(&index.strides[vector.unwrap_or(levels - 1)]);
-                let current = format!("kiln_load({place}, {stride}, count)");
+                let current = format!("kiln_load_each({place}, {stride}, count)");
                 let combined = combine(op, &current, &body.lanes(*value), true);
-                let _ = writeln!(out, "{}kiln_store({place}, {stride}, count, {combined});", pad(d));
+                let _ = writeln!(out, "{}kiln_store_each({place}, {stride}, count, {combined});", pad(d));
             } else {
                 let combined = combine(op, &format!("*({place})"), &format!("t{value}"), false);
                 let _ = writeln!(out, "{}*({place}) = {combined};", pad(d));
@@ -243,6 +270,13 @@ fn loop_kernel(
     for level in (0..levels).rev() {
         d -= 1;
         let _ = writeln!(out, "{}}}", pad(d));
+        if level == first && in_register {
+            let (_, target, index) = &kernel.stores[0];
+            let all: Vec<usize> = (first..levels).collect();
+            let place = format!("{} + {}", buffer(program, *target), crate::export::c_source::offset(index, &all));
+            let stride = size(&index.strides[levels - 1]);
+            let _ = writeln!(out, "{}kiln_store({place}, {stride}, {}, kept); }}", pad(d), kept_extent.unwrap_or(0));
+        }
         if level == first && reduce.is_some() && !in_place {
             let (_, target, index) = &kernel.stores[0];
             let reduced: Vec<usize> = (first..levels).collect();
@@ -352,7 +386,7 @@ fn scatter(out: &mut String, program: &Program, kernel: &ScatterKernel) -> Resul
                 out,
                 "        for (int64_t c = start; c < end; c += KILN_LANES) {{\n            \
                  const int64_t count = end - c < KILN_LANES ? end - c : KILN_LANES;\n            \
-                 kiln_store(into + c, 1, count, kiln_load(into + c, 1, count) + kiln_load({updates} + p * row_len + c, 1, count));\n        }}"
+                 kiln_store_each(into + c, 1, count, kiln_load_each(into + c, 1, count) + kiln_load({updates} + p * row_len + c, 1, count));\n        }}"
             );
         }
         Some(producer) => {
@@ -369,7 +403,7 @@ fn scatter(out: &mut String, program: &Program, kernel: &ScatterKernel) -> Resul
             }
             let vector = plan(producer, last).map(|varies| (last, varies));
             let lanes = vector.is_some();
-            let body = Body { program, kernel: producer, vector };
+            let body = Body { program, kernel: producer, vector, product: None };
             let value = producer.stores[0].0;
             if lanes {
                 let _ = writeln!(
@@ -380,7 +414,7 @@ fn scatter(out: &mut String, program: &Program, kernel: &ScatterKernel) -> Resul
                 body.print(out, "            ")?;
                 let _ = writeln!(
                     out,
-                    "            kiln_store(into + i{last}, 1, count, kiln_load(into + i{last}, 1, count) + {});\n        }}",
+                    "            kiln_store_each(into + i{last}, 1, count, kiln_load_each(into + i{last}, 1, count) + {});\n        }}",
                     body.lanes(value)
                 );
             } else {
