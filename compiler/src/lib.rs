@@ -10,6 +10,7 @@
 pub mod autodiff;
 pub mod codegen;
 pub mod compile;
+pub mod dtype;
 pub mod error;
 pub mod export;
 pub mod graph;

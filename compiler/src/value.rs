@@ -5,7 +5,7 @@
 
 use std::fmt;
 
-use crate::graph::{DType, MAX_ELEMENTS, checked_numel};
+use crate::dtype::{DType, MAX_ELEMENTS, checked_numel};
 
 /// Typed, row-major element storage.
 #[derive(Clone, Debug, PartialEq)]
