@@ -27,7 +27,6 @@ mod function;
 pub mod optim;
 pub mod plot;
 mod pool;
-mod progress;
 pub mod reduce;
 mod sampler;
 pub mod text;

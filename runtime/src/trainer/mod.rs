@@ -14,6 +14,10 @@
 //! state it updated in place and skips the other updates, so the trainer holds the last good
 //! step, and the error says whether an input, the loss or a gradient went bad first.
 
+#[cfg(feature = "mpi")]
+mod data_parallel;
+mod progress;
+
 use std::path::Path;
 use std::time::{Duration, Instant};
 
@@ -22,9 +26,9 @@ use kiln_compiler::{Error, Graph, ParamStore, Result, Tensor, Value};
 use crate::checkpoint::{Checkpoint, IfDiverged};
 use crate::function::{Function, build_function};
 use crate::optim::{LrSchedule, Optimizer, Schedule, SparseUpdates};
-use crate::progress::Progress;
 use kiln_compiler::Location;
 use kiln_compiler::codegen::{Options, Tier};
+use progress::Progress;
 
 /// What to train: the loss, what to feed, and metrics to report along (accuracy, say).
 pub struct Objective<'g> {

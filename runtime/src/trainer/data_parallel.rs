@@ -7,10 +7,10 @@
 
 use kiln_compiler::{Error, Graph, ParamStore, Result, Value};
 
-use super::Ranks;
-use super::reducer::MpiReducer;
+use super::{Objective, Settings, Trainer};
+use crate::distributed::Ranks;
+use crate::distributed::reducer::MpiReducer;
 use crate::function::{byte_size, bytemuck_bytes, from_bytes, to_memory};
-use crate::trainer::{Objective, Settings, Trainer};
 
 /// In debug builds, the ranks compare a hash of their params every this many steps.
 pub const CHECK_EVERY: u64 = 64;

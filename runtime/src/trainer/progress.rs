@@ -5,7 +5,7 @@ use std::io::IsTerminal;
 
 use indicatif::{ProgressBar, ProgressStyle};
 
-use crate::trainer::Report;
+use super::Report;
 
 /// Shows how a run of `total` steps goes.
 pub(crate) enum Progress {
