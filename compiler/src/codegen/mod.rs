@@ -150,8 +150,8 @@ impl Tier {
 pub(crate) enum Code {
     /// Cranelift's executable memory.
     Jit(Box<JITModule>),
-    /// A shared library built by the native tier.
-    Native(crate::native::Library),
+    /// A shared library built by the native tier (loaded there; codegen only keeps it open).
+    Native(libloading::Library),
 }
 
 impl CompiledKernel {
@@ -163,7 +163,7 @@ impl CompiledKernel {
 
 impl CompiledProgram {
     /// A program of the native tier, owning the library its kernels live in.
-    pub(crate) fn native(program: Program, kernels: Vec<CompiledKernel>, library: crate::native::Library) -> Self {
+    pub(crate) fn native(program: Program, kernels: Vec<CompiledKernel>, library: libloading::Library) -> Self {
         CompiledProgram { program, kernels, tier: Tier::Native, _code: Code::Native(library) }
     }
 }

@@ -1,4 +1,4 @@
-//! Dims, shapes and dtypes: the static facts every node carries.
+//! Dims and shapes: with the dtype (`crate::dtype`), the static facts every node carries.
 
 use std::fmt;
 
@@ -104,7 +104,7 @@ impl Shape {
     }
 
     /// The product of the static dims (symbols counted as 1), or `None` if it exceeds
-    /// [`MAX_ELEMENTS`]: a shape whose static part alone is that big can never be allocated,
+    /// [`MAX_ELEMENTS`](crate::dtype::MAX_ELEMENTS): a shape whose static part alone is that big can never be allocated,
     /// and its element count would wrap around in `usize` or in a kernel's `i64` offsets.
     pub fn checked_static_numel(&self) -> Option<usize> {
         let statics: Vec<usize> = self.0.iter().filter_map(Dim::as_static).collect();
