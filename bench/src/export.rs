@@ -150,7 +150,8 @@ pub fn run() -> Result<(), Box<dyn std::error::Error>> {
     }
     let jit = time_jit(&params, &Default::default())?;
     // The JIT with the artifact's algorithm: every matmul in the register tile.
-    let tile_only = time_jit(&params, &kiln::compiler::codegen::Options { gemm: false, fma: true })?;
+    let tile_only =
+        time_jit(&params, &kiln::compiler::codegen::Options { gemm: false, fma: true, ..Default::default() })?;
     for (build, (one, big)) in [("jit", jit), ("jit without gemm", tile_only)] {
         println!(
             r#"{{"bench":"export","build":"{build}","threads":1,"batch1_ns":{one:.1},"batch10000_us":{:.1},"rows_per_s":{:.0}}}"#,

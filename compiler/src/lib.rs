@@ -20,6 +20,7 @@ pub mod layers;
 pub mod native;
 pub mod passes;
 pub mod random;
+pub mod settings;
 pub mod value;
 
 pub use autodiff::{GradientCheck, RowGradient, check_gradients};

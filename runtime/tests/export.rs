@@ -50,7 +50,7 @@ fn normal_inputs(count: usize, seed: u64) -> Vec<f32> {
 fn jit_outputs(artifact: &Artifact, params: &ParamStore, inputs: &[f32]) -> Vec<f32> {
     let g = Graph::new();
     let (x, y) = mlp(&g).unwrap();
-    let options = Options { gemm: false, fma: artifact.target().fma().unwrap() };
+    let options = Options { gemm: false, fma: artifact.target().fma().unwrap(), ..Options::default() };
     let mut f = function_with(&g, &[x], &[y], &[], &options).unwrap();
     f.set_params(params).unwrap();
     let out = f.call(&[Value::f32([inputs.len() / 2, 2], inputs.to_vec())]).unwrap();

@@ -144,7 +144,7 @@ fn run_c(name: &str, build: Build, inputs: &[Value], flags: &[&str]) -> Run {
     assert!(ran.stderr.is_empty(), "stderr: {}", String::from_utf8_lossy(&ran.stderr));
     let c = (0..outs.len()).map(|j| std::fs::read(dir.join(format!("output{j}.bin"))).unwrap()).collect();
     let fma = artifact.target().fma().unwrap();
-    let mut f = function_with(&g, &ins, &outs, &[], &Options { gemm: false, fma }).unwrap();
+    let mut f = function_with(&g, &ins, &outs, &[], &Options { gemm: false, fma, ..Options::default() }).unwrap();
     f.set_params(&params).unwrap();
     let jit = f.call(inputs).unwrap().iter().map(bytes_of).collect();
     let _ = std::fs::remove_dir_all(&dir);

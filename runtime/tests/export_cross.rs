@@ -99,7 +99,7 @@ fn an_aarch64_object_is_emitted_and_under_qemu_matches_the_jit() {
 
     // aarch64 fuses multiply-adds: so does the host's JIT when the host has FMA (then the bits
     // agree exactly); without FMA on the host, within a few float roundings.
-    let options = Options { gemm: false, fma: true };
+    let options = Options { gemm: false, fma: true, ..Options::default() };
     let mut f = function_with(&g, &[x], &[y], &[], &options).unwrap();
     f.set_params(&params).unwrap();
     let out = f.call(&[Value::f32([1000, 2], inputs())]).unwrap();

@@ -63,7 +63,9 @@ fn export(params: &ParamStore) -> Artifact {
 fn jit(params: &ParamStore, ids: &[i64], fma: bool) -> (Vec<f32>, Vec<f32>) {
     let g = Graph::new();
     let (input, category, tags) = text_model(&g).unwrap();
-    let mut f = function_with(&g, &[input], &[category, tags], &[], &Options { gemm: false, fma }).unwrap();
+    let mut f =
+        function_with(&g, &[input], &[category, tags], &[], &Options { gemm: false, fma, ..Options::default() })
+            .unwrap();
     f.set_params(params).unwrap();
     let out = f.call(&[Value::i64([ids.len() / LEN, LEN], ids.to_vec())]).unwrap();
     let floats = |v: &Value| match v.data() {

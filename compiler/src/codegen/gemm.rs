@@ -29,10 +29,11 @@ pub const GEMM_MIN_WORK: i64 = 4096;
 /// the tile 151 µs, the GEMM 174).
 pub const GEMM_MIN_K: i64 = 8;
 
-/// The threshold in force: [`GEMM_MIN_WORK`], or `KILN_GEMM_MIN_WORK` if set (`0` sends every
-/// matmul to the GEMM, a huge value none; `kiln-bench matmul` uses it to calibrate).
-pub fn min_work() -> i64 {
-    std::env::var("KILN_GEMM_MIN_WORK").ok().and_then(|v| v.parse().ok()).unwrap_or(GEMM_MIN_WORK)
+/// The threshold in force: [`GEMM_MIN_WORK`], or the settings' `gemm_min_work`
+/// (`KILN_GEMM_MIN_WORK`; `0` sends every matmul to the GEMM, a huge value none; `kiln-bench
+/// matmul` uses it to calibrate).
+pub fn min_work(options: &super::Options) -> i64 {
+    options.settings.gemm_min_work.unwrap_or(GEMM_MIN_WORK)
 }
 
 /// Rows per block: the range of a matmul kernel counts blocks of this many rows...

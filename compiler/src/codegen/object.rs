@@ -22,6 +22,7 @@ use super::{Target, define_kernels, entry};
 use crate::error::{Error, Result};
 use crate::export::ArtifactPlan;
 use crate::kernel::Program;
+use crate::settings::Settings;
 
 /// Which instructions an artifact may use beyond its architecture's baseline.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -119,7 +120,7 @@ impl ObjectTarget {
         if isa.pointer_bits() != 64 || isa.endianness() != cranelift_codegen::ir::Endianness::Little {
             return Err(unsupported(format!("{} is not a 64-bit little-endian target", self.triple)));
         }
-        Ok((isa, Target { fma, gemm_min_work: i64::MAX }))
+        Ok((isa, Target { fma, gemm_min_work: i64::MAX, dump_clif: Settings::current().dump.clif }))
     }
 }
 

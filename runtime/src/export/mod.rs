@@ -22,7 +22,7 @@
 //! stays symbolic: one artifact serves every batch size; other dims are static.
 //!
 //! Its outputs are bit-for-bit those of a [`Function`](crate::Function) compiled with
-//! [`function_with`](crate::function_with) and `codegen::Options { gemm: false, fma }`, where
+//! [`function_with`](crate::function_with) and `codegen::Options { gemm: false, fma, ..Default::default() }`, where
 //! `fma` is the target's ([`ObjectTarget::fma`]): the artifact runs every matmul in the
 //! register tile (the default JIT sends big ones to the `gemm` crate, which sums in another
 //! order), and the x86-64 baseline has no fused multiply-add.

@@ -33,7 +33,8 @@ impl Trainer {
         settings: &Settings<'_>,
         ranks: &Ranks,
     ) -> Result<Trainer> {
-        let mut trainer = Trainer::build(kiln_compiler::codegen::Tier::from_env(), graph, objective, settings, true)?;
+        let mut trainer =
+            Trainer::build(kiln_compiler::settings::Settings::current().tier, graph, objective, settings, true)?;
         let params = trainer.params();
         check_same_params(ranks, &params)?;
         let params = broadcast_params(ranks, &params)?;

@@ -173,10 +173,11 @@ impl Trainer {
     /// optimizer's updates) and compiles it. Sparse params (`Graph::set_sparse`) get row
     /// gradients and the row rule of `settings.sparse` (or of the optimizer); diagnostics
     /// cover the dense params only, since a sparse param's gradient is never a whole table.
-    /// It compiles on the tier `KILN_TIER` names, else [`Tier::Auto`] (see [`Trainer::new_on`]).
+    /// It compiles on the tier `KILN_TIER` names (read once, `kiln_compiler::settings`), else
+    /// [`Tier::Auto`] (see [`Trainer::new_on`]).
     #[track_caller]
     pub fn new<'g>(graph: &'g Graph, objective: &Objective<'g>, settings: &Settings<'_>) -> Result<Trainer> {
-        Trainer::new_on(Tier::from_env(), graph, objective, settings)
+        Trainer::new_on(kiln_compiler::settings::Settings::current().tier, graph, objective, settings)
     }
 
     /// [`Trainer::new`] on `tier`. On [`Tier::Auto`] the step switches to the native tier
