@@ -1,21 +1,13 @@
 //! The `model!` macro: names, constructors, summaries, shape checks, nesting, the interpreter
 //! twin and combined losses.
 
-use kiln::prelude::*;
+// The notebook's MLP, as the examples declare it; this file uses only the model.
+#[allow(dead_code)]
+#[path = "../examples/support/notebook.rs"]
+mod notebook;
 
-model! {
-    /// The reference notebook's MLP.
-    pub struct Mlp {
-        layer1: Linear(2 => 20),
-        layer2: Linear(20 => 20),
-        layer3: Linear(20 => 2),
-    }
-    fn forward(&self, x: [B, 2]) -> [B, 2] {
-        let h = relu(self.layer1(x));
-        let h = relu(self.layer2(h));
-        self.layer3(h)
-    }
-}
+use kiln::prelude::*;
+use notebook::Mlp;
 
 model! {
     /// A model with every built-in layer, using another model as a part.
