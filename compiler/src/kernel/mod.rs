@@ -317,7 +317,21 @@ pub struct Program {
     pub reduced: Vec<usize>,
 }
 
+impl Expr {
+    /// True if computing this expression (of `dtype`) can report a data-dependent error that
+    /// stops the call: a gather's or a checked index out of range, an integer division by zero.
+    pub fn can_fail(&self, dtype: DType) -> bool {
+        matches!(self, Expr::Gather { .. } | Expr::CheckIndex { .. })
+            || (matches!(self, Expr::Binary(Binary::Div, ..)) && dtype.is_int())
+    }
+}
+
 impl LoopKernel {
+    /// True if some expression of the body can fail ([`Expr::can_fail`]).
+    pub fn can_fail(&self) -> bool {
+        self.body.iter().any(|(expr, dtype)| expr.can_fail(*dtype))
+    }
+
     /// The buffers the body reads (by number, with repeats).
     pub fn reads(&self) -> Vec<usize> {
         let loads = self.body.iter().filter_map(|(expr, _)| match expr {
@@ -334,6 +348,17 @@ impl LoopKernel {
 }
 
 impl Kernel {
+    /// True if the kernel can report a data-dependent error (an index out of range, an
+    /// integer division by zero), which stops the call. A scatter checks its indices; a
+    /// matmul's epilogue never fails (`fuse_epilogues` refuses one that could).
+    pub fn can_fail(&self) -> bool {
+        match self {
+            Kernel::Loop(k) => k.can_fail(),
+            Kernel::MatMul(_) => false,
+            Kernel::Scatter(_) => true,
+        }
+    }
+
     /// The buffers the kernel reads and those it writes (by number; aliases not resolved),
     /// a matmul's epilogue included.
     pub fn accesses(&self) -> (Vec<usize>, Vec<usize>) {
