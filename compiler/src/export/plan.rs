@@ -272,18 +272,7 @@ impl ArtifactPlan {
                     None => Placement::Unused,
                 },
                 Role::Param(name) => {
-                    let value = params.get(name).ok_or_else(|| Error::MissingParam { name: name.clone() })?;
-                    let shape = declared.shape.as_static().ok_or_else(|| Error::Bug("a symbolic param".into()))?;
-                    if value.shape() != shape {
-                        let (expected, got) = (format!("shape {shape:?}"), format!("shape {:?}", value.shape()));
-                        return Err(Error::BadFeed {
-                            what: "param",
-                            name: name.clone(),
-                            expected,
-                            got,
-                            location: None,
-                        });
-                    }
+                    let value = declared.param_value(name, params)?;
                     let bytes = little_endian(value.cast(declared.dtype).data());
                     weights.push(Weight { name: name.clone(), buffer: owner, dtype: declared.dtype, bytes });
                     Placement::Weight(weights.len() - 1)

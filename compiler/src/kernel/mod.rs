@@ -29,7 +29,9 @@ pub use lower::{FusionNote, lower};
 pub use memory::plan_memory;
 pub use merge::merge_neighbours;
 
+use crate::error::{Error, Result};
 use crate::graph::{Binary, Compare, DType, Distribution, Shape, Unary};
+use crate::interp::ParamStore;
 use crate::value::Value;
 
 /// A size known up to the values of symbols: `factor · Π symbols`.
@@ -378,6 +380,20 @@ impl Kernel {
                 None => (vec![k.indices, k.updates], vec![k.out]),
             },
         }
+    }
+}
+
+impl Buffer {
+    /// The value of param `name` (this buffer's role) in `params`: an error if it is missing
+    /// or its shape is not the buffer's, which is static for a param.
+    pub fn param_value<'p>(&self, name: &str, params: &'p ParamStore) -> Result<&'p Value> {
+        let value = params.get(name).ok_or_else(|| Error::MissingParam { name: name.to_string() })?;
+        let shape = self.shape.as_static().ok_or_else(|| Error::Bug(format!("param `{name}` is symbolic")))?;
+        if value.shape() != shape {
+            let (expected, got) = (format!("shape {shape:?}"), format!("shape {:?}", value.shape()));
+            return Err(Error::BadFeed { what: "param", name: name.to_string(), expected, got, location: None });
+        }
+        Ok(value)
     }
 }
 
