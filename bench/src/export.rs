@@ -112,16 +112,10 @@ fn time_jit(params: &ParamStore, options: &kiln::compiler::codegen::Options) -> 
     Ok((median(samples), median(big_samples)))
 }
 
+/// The notebook's MLP (the workloads' layer stack) and its input.
 fn mlp(g: &Graph) -> Result<(Tensor<'_>, Tensor<'_>)> {
     let x = g.input("x", [Dim::sym("B"), 2.into()])?;
-    let mut h = x;
-    for (layer, (inputs, outputs)) in [(2, 20), (20, 20), (20, 2)].into_iter().enumerate() {
-        h = layers::Linear::new(g, &format!("layer{}", layer + 1), inputs, outputs)?.forward(h)?;
-        if layer < 2 {
-            h = layers::relu(h)?;
-        }
-    }
-    Ok((x, h))
+    Ok((x, kiln_bench::mlp(g, x, &[2, 20, 20, 2])?))
 }
 
 fn line(build: &str, (one, big): (f64, f64), jit: (f64, f64)) {

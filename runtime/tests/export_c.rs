@@ -25,25 +25,14 @@ use kiln_compiler::export::c_source::{element_type, input_names, output_names};
 use kiln_compiler::prelude::*;
 use kiln_runtime::export::{Artifact, CharacterTable, ExportOptions, Model, TextClassifier, c_compiler};
 use kiln_runtime::function_with;
+use support::mlp_logits as mlp;
 
-fn mlp<'g>(g: &'g Graph, x: Tensor<'g>, classes: usize) -> Result<Tensor<'g>> {
-    let mut h = x;
-    for (layer, (inputs, outputs)) in [(2, 20), (20, 20), (20, classes)].into_iter().enumerate() {
-        h = layers::Linear::new(g, &format!("layer{}", layer + 1), inputs, outputs)?.forward(h)?;
-        if layer < 2 {
-            h = layers::relu(h)?;
-        }
-    }
-    Ok(h)
-}
+mod support;
 
 type Build = fn(&Graph) -> Result<(Vec<Tensor<'_>>, Vec<Tensor<'_>>)>;
 
 fn temp_dir(test: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("kiln-export-test-c-{test}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).expect("creating a temporary directory");
-    dir
+    support::temp_dir("export-test-c", test)
 }
 
 fn bytes_of(value: &Value) -> Vec<u8> {
