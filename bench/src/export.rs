@@ -1,5 +1,8 @@
 //! `kiln-bench export`: the exported MLP against the JIT, at one thread.
 //!
+//! In: the notebook's MLP, exported for two x86-64 targets and as C source. Out: one JSON line of
+//! timings per build.
+//!
 //! Exports the notebook's MLP (2 → 20 → 20 → 2, ReLU; seeded random weights) as static
 //! libraries for the x86-64 baseline (no FMA) and x86-64-v3 (AVX2 + FMA), links each into a C
 //! benchmark compiled with `cc -O2`, and the portable C source of the same kernels built with

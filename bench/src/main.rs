@@ -1,6 +1,9 @@
 //! kiln-bench: the workloads W1–W6 of the shared benchmark definition, built with kiln's
 //! function API and timed.
 //!
+//! In: the command line (workload, threads, tier). Out: JSON lines of timings, one per workload and
+//! setting.
+//!
 //! `cargo run --release -p kiln-bench -- <w1|w2|w3|w4|w5|w6|all|matmul|compile> [--threads N] [--repeat N]
 //! [--tier jit|native|auto]`
 //!

@@ -1,4 +1,7 @@
 //! The whole compiler, from graph to native code: passes, lowering, code generation.
+//!
+//! In: a graph, its outputs and param updates, and `codegen::Options` (with the settings). Out: a
+//! kernel program, or a compiled program.
 
 use std::time::{Duration, Instant};
 

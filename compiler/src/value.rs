@@ -1,5 +1,7 @@
 //! Concrete tensors: a static shape and typed, row-major data.
 //!
+//! In: shapes and element vectors. Out: [`Value`] and [`Data`], with casts and conversions.
+//!
 //! `Value` is what the reference interpreter computes, what users feed into a graph, what
 //! params hold, and what a graph constant stores.
 

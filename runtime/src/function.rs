@@ -1,4 +1,7 @@
 //! Compiled functions: Theano's `function(inputs, outputs, updates)`, run on native code.
+//!
+//! In: a graph, its inputs, outputs and updates, and `codegen::Options` (with the settings). Out: a
+//! [`Function`] that owns buffers and params and runs the kernels on the pool.
 
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};

@@ -1,6 +1,9 @@
 //! A loop kernel's body to Cranelift IR: its expressions at the current loop indices, as
 //! scalars or as 4 lanes of the vector loop (integers that change along the lanes lane by
 //! lane), and the scalar operations they are made of.
+//!
+//! In: a loop kernel's body and the loop indices. Out: Cranelift values for each expression, and
+//! the stores.
 
 use cranelift_codegen::ir::condcodes::{FloatCC, IntCC};
 use cranelift_codegen::ir::{InstBuilder, MemFlagsData, Type, Value, types};

@@ -1,5 +1,8 @@
 //! The state of one generated function: its parameters, the sizes and buffer addresses it
 //! has loaded, the data-dependent status it reports, and how it addresses elements.
+//!
+//! In: a Cranelift function builder and the kernel being built. Out: addresses of elements, loaded
+//! sizes, reported statuses.
 
 use std::collections::HashMap;
 

@@ -1,5 +1,9 @@
 //! The exported entry points of an artifact, in Cranelift IR: the C ABI around the kernels.
 //!
+//! In: a forward program and its artifact plan (`crate::export`). Out: the C-ABI entry points as
+//! Cranelift functions in an object module. Compiler side of export: the runtime packages the
+//! object.
+//!
 //! `<name>_infer(input0, input0_len, ..., batch, output0, output0_len, ..., scratch,
 //! scratch_len)` does, single-threaded, what the runtime's `Function::call` does: it checks
 //! its arguments (null pointers, a negative or too large batch, an input, output or scratch

@@ -1,5 +1,8 @@
 //! The bridge from generated code to a tuned GEMM (the `gemm` crate) for big matrix products.
 //!
+//! In: a matmul's shapes and buffers at run time. Out: the product, computed by the `gemm` crate,
+//! or a failure status.
+//!
 //! Cranelift lowers only 128-bit vectors on x86-64 and does not schedule for register
 //! pressure, so its best register tile reaches a fraction of what a packing GEMM with
 //! AVX-512 does on the same core (see CRANELIFT.md). Matmul kernels therefore branch at run

@@ -1,6 +1,9 @@
 //! Loop kernels to Cranelift IR: the loop nest, the body in scalar and 4-lane vector form,
 //! stores and reductions.
 //!
+//! In: a loop kernel and its program. Out: the kernel's Cranelift function (loop nest, vector and
+//! scalar loops, reductions).
+//!
 //! One loop runs 4 elements at a time (`f32x4`, the widest vector Cranelift lowers on x86-64)
 //! when every value of the body is an `f32`, a mask or an integer that does not change along
 //! it: the innermost loop, or the one around it when the innermost is too short to fill a

@@ -1,4 +1,7 @@
 //! The artifact plan: the buffers of a forward program placed in the caller's memory.
+//!
+//! In: a forward program, its input names and the trained params. Out: an [`ArtifactPlan`]: where
+//! every buffer lives (caller's input or output, weights, scratch) and the weights' bytes.
 
 use crate::error::{Error, Result};
 use crate::graph::{DType, Dim, Shape};

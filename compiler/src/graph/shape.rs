@@ -1,4 +1,6 @@
 //! Dims and shapes: with the dtype (`crate::dtype`), the static facts every node carries.
+//!
+//! In: sizes and symbol names. Out: [`Dim`], [`Shape`] and the broadcasting rules.
 
 use std::fmt;
 

@@ -1,6 +1,8 @@
 //! The standalone executable: a generated C `main` around the artifact, linked with the system
 //! C compiler.
 //!
+//! In: an artifact and its object. Out: the C source of `main` and the linked executable.
+//!
 //! `<name> [--raw] [--allow-nonfinite] [FILE]` reads rows of numbers (separated by commas
 //! and/or blanks; blank lines and lines starting with `#` are skipped) from FILE or stdin,
 //! runs the whole input as one batch and prints one line per row: the class (the index of the

@@ -1,4 +1,6 @@
 //! The C header of an artifact: every entry point, its contract and its error codes.
+//!
+//! In: an artifact. Out: the text of `<name>.h`.
 
 use std::fmt::Write;
 

@@ -1,6 +1,9 @@
 //! Training: one compiled step (forward, backward, optimizer update), run step after step,
 //! with gradient-scale diagnostics now and then and a stop when numbers go bad.
 //!
+//! In: a graph, an [`Objective`] and [`Settings`]. Out: a [`Trainer`] whose steps return
+//! [`Report`]s.
+//!
 //! The trainer compiles the step twice from one graph: the lean step it runs every time, and
 //! a diagnostic step that also returns every gradient, run at occasional steps (by default the
 //! notebook's rule: iterations 0, 1, 3, 7, 15, ...). Both hold the same params; the trainer
