@@ -20,12 +20,10 @@
 
 mod body;
 mod emitter;
-mod entry;
 pub mod gemm;
 mod loops;
 pub(crate) mod math;
 mod matmul;
-pub mod object;
 mod random;
 mod scatter;
 
@@ -323,7 +321,7 @@ fn host_isa() -> Result<OwnedTargetIsa> {
     isa_builder.finish(settings::Flags::new(flags)).map_err(|e| Error::Bug(format!("building the host ISA: {e}")))
 }
 
-fn host_has_fma() -> bool {
+pub(crate) fn host_has_fma() -> bool {
     #[cfg(target_arch = "x86_64")]
     {
         std::arch::is_x86_feature_detected!("fma") && std::arch::is_x86_feature_detected!("avx")

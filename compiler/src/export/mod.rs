@@ -15,7 +15,9 @@
 //! so both artifacts have the same ABI.
 
 pub mod c_source;
+mod entry;
 mod layout;
+pub mod object;
 mod plan;
 
 pub use layout::pretranspose_weights;

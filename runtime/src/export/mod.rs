@@ -52,13 +52,13 @@ mod toolchain;
 
 use std::path::{Path, PathBuf};
 
-use kiln_compiler::codegen::object::{self, ObjectTarget};
 use kiln_compiler::compile::lower_to_kernels;
 use kiln_compiler::export::ArtifactPlan;
+use kiln_compiler::export::object::{self, ObjectTarget};
 use kiln_compiler::kernel::Program;
 use kiln_compiler::{Error, Graph, Location, Op, ParamStore, Result, Tensor};
 
-pub use kiln_compiler::codegen::object::{Cpu, ObjectTarget as Target, host_triple};
+pub use kiln_compiler::export::object::{Cpu, ObjectTarget as Target, host_triple};
 pub use kiln_compiler::export::{ABI_VERSION, ErrorCode, Port};
 pub use text::{CharacterTable, TextClassifier};
 pub use toolchain::c_compiler;

@@ -18,9 +18,9 @@ use cranelift_codegen::settings::{self, Configurable};
 use cranelift_module::{DataDescription, Linkage, Module};
 use cranelift_object::{ObjectBuilder, ObjectModule};
 
-use super::{Target, define_kernels, entry};
+use super::{ArtifactPlan, entry};
+use crate::codegen::{Target, define_kernels};
 use crate::error::{Error, Result};
-use crate::export::ArtifactPlan;
 use crate::kernel::Program;
 use crate::settings::Settings;
 
@@ -105,7 +105,7 @@ impl ObjectTarget {
                 }
                 true
             }
-            ("x86_64", Cpu::Host) => super::host_has_fma(),
+            ("x86_64", Cpu::Host) => crate::codegen::host_has_fma(),
             ("aarch64", Cpu::Baseline | Cpu::Host) => true,
             _ => {
                 let detail = format!(
