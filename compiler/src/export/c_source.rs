@@ -1,3 +1,5 @@
+//! Export, compiler side (the plan and the printers; packaging is `kiln_runtime::export`).
+//!
 //! The kernel IR printed as portable C: one self-contained source file with the artifact's ABI.
 //!
 //! In: a forward [`Program`] and its [`ArtifactPlan`]. Out: C11 source defining the same
@@ -458,7 +460,7 @@ fn scatter(out: &mut String, program: &Program, kernel: &ScatterKernel) -> Resul
     Ok(())
 }
 
-/// `<name>_infer` and the describing functions, following the plan as `codegen::entry` does.
+/// `<name>_infer` and the describing functions, following the plan as `export::entry` does.
 fn entry_points(out: &mut String, program: &Program, plan: &ArtifactPlan) {
     let name = &plan.name;
     let _ =

@@ -1,3 +1,5 @@
+//! Export, compiler side (the plan and the printers; packaging is `kiln_runtime::export`).
+//!
 //! The exported entry points of an artifact, in Cranelift IR: the C ABI around the kernels.
 //!
 //! In: a forward program and its artifact plan (`crate::export`). Out: the C-ABI entry points as

@@ -1,3 +1,5 @@
+//! Export, compiler side (the plan and the printers; packaging is `kiln_runtime::export`).
+//!
 //! Ahead-of-time code generation: a forward program and its artifact plan to a relocatable
 //! object file (ELF on Linux, Mach-O on macOS) with cranelift-object.
 //!

@@ -1,3 +1,5 @@
+//! Export, compiler side (the plan and the printers; packaging is `kiln_runtime::export`).
+//!
 //! The artifact plan: the buffers of a forward program placed in the caller's memory.
 //!
 //! In: a forward program, its input names and the trained params. Out: an [`ArtifactPlan`]: where

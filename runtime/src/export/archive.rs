@@ -1,3 +1,5 @@
+//! Export, runtime side (packaging; the plan and the printers are `kiln_compiler::export`).
+//!
 //! Static libraries: a `lib<name>.a` written byte by byte, so exporting needs no binutils.
 //!
 //! In: an object file and its symbols. Out: the bytes of `lib<name>.a`.

@@ -1,3 +1,5 @@
+//! Export, runtime side (packaging; the plan and the printers are `kiln_compiler::export`).
+//!
 //! Rust bindings of an artifact: a module that links `lib<name>.a` and wraps it safely.
 //!
 //! In: an artifact. Out: the Rust source of its bindings module.

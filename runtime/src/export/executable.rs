@@ -1,3 +1,5 @@
+//! Export, runtime side (packaging; the plan and the printers are `kiln_compiler::export`).
+//!
 //! The standalone executable: a generated C `main` around the artifact, linked with the system
 //! C compiler.
 //!

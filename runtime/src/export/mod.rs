@@ -1,8 +1,10 @@
+//! Export, runtime side (packaging; the plan and the printers are `kiln_compiler::export`).
+//!
 //! Packaging of exported models: a trained model's forward half as a standalone artifact.
 //!
 //! In: a graph, its input and output tensors, and trained params. Out: an [`Artifact`]: a
 //! relocatable object file compiled ahead of time by Cranelift (kiln-compiler's
-//! `codegen::object`) with the weights in its read-only data, and everything written around
+//! `kiln_compiler::export::object`) with the weights in its read-only data, and everything written around
 //! it here: the C header (`header`), the static library `lib<name>.a` (`archive`, written by
 //! kiln itself: no binutils needed), a command-line executable linked with the system C
 //! compiler (`executable`, or `text` for models that read titles), Rust bindings (`bindings`).

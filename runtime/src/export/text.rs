@@ -1,3 +1,5 @@
+//! Export, runtime side (packaging; the plan and the printers are `kiln_compiler::export`).
+//!
 //! The text executable: a generated C `main` that reads UTF-8 lines, turns each into the
 //! token ids a text model was trained on, and prints the model's category and tags per line.
 //!

@@ -1,3 +1,5 @@
+//! Export, runtime side (packaging; the plan and the printers are `kiln_compiler::export`).
+//!
 //! External tools that packaging runs (the system C compiler), with errors that say what to
 //! install when one is missing.
 //!
