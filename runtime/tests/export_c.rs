@@ -19,7 +19,6 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
-use kiln_compiler::Data;
 use kiln_compiler::codegen::Options;
 use kiln_compiler::export::c_source::{element_type, input_names, output_names};
 use kiln_compiler::prelude::*;
@@ -33,16 +32,6 @@ type Build = fn(&Graph) -> Result<(Vec<Tensor<'_>>, Vec<Tensor<'_>>)>;
 
 fn temp_dir(test: &str) -> PathBuf {
     support::temp_dir("export-test-c", test)
-}
-
-fn bytes_of(value: &Value) -> Vec<u8> {
-    match value.data() {
-        Data::F32(v) => v.iter().flat_map(|x| x.to_le_bytes()).collect(),
-        Data::F64(v) => v.iter().flat_map(|x| x.to_le_bytes()).collect(),
-        Data::I32(v) => v.iter().flat_map(|x| x.to_le_bytes()).collect(),
-        Data::I64(v) => v.iter().flat_map(|x| x.to_le_bytes()).collect(),
-        Data::Bool(v) => v.iter().map(|&b| u8::from(b)).collect(),
-    }
 }
 
 /// A C program that reads `input<i>.bin`, runs `<name>_infer` at `batch` and writes
@@ -125,7 +114,7 @@ fn run_c(name: &str, build: Build, inputs: &[Value], flags: &[&str]) -> Run {
     let batch = inputs[0].shape()[0];
     std::fs::write(dir.join("test.c"), harness(&artifact, batch)).unwrap();
     for (i, value) in inputs.iter().enumerate() {
-        std::fs::write(dir.join(format!("input{i}.bin")), bytes_of(value)).unwrap();
+        std::fs::write(dir.join(format!("input{i}.bin")), value.data().to_le_bytes()).unwrap();
     }
     compile(&dir, flags, &["test.c", &format!("{name}.c")]);
     let ran = Command::new(dir.join("test")).current_dir(&dir).output().unwrap();
@@ -135,7 +124,7 @@ fn run_c(name: &str, build: Build, inputs: &[Value], flags: &[&str]) -> Run {
     let fma = artifact.target().fma().unwrap();
     let mut f = function_with(&g, &ins, &outs, &[], &Options { gemm: false, fma, ..Options::default() }).unwrap();
     f.set_params(&params).unwrap();
-    let jit = f.call(inputs).unwrap().iter().map(bytes_of).collect();
+    let jit = f.call(inputs).unwrap().iter().map(|value| value.data().to_le_bytes()).collect();
     let _ = std::fs::remove_dir_all(&dir);
     Run { source: artifact.c_source().unwrap(), c, jit, fma }
 }
@@ -230,7 +219,11 @@ fn the_c_source_reports_an_id_outside_the_table() {
     let dir = temp_dir("bad-id");
     artifact.write_c_source(&dir).unwrap();
     std::fs::write(dir.join("test.c"), harness(&artifact, 2)).unwrap();
-    std::fs::write(dir.join("input0.bin"), bytes_of(&Value::i64([2, 5], vec![0, 1, 2, 3, 4, 5, 6, 10, 8, 9]))).unwrap();
+    std::fs::write(
+        dir.join("input0.bin"),
+        Value::i64([2, 5], vec![0, 1, 2, 3, 4, 5, 6, 10, 8, 9]).data().to_le_bytes(),
+    )
+    .unwrap();
     compile(&dir, &[], &["test.c", "embedding.c"]);
     let ran = Command::new(dir.join("test")).current_dir(&dir).output().unwrap();
     assert_eq!(String::from_utf8_lossy(&ran.stdout), "status 11\n");

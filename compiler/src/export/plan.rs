@@ -9,7 +9,6 @@ use crate::error::{Error, Result};
 use crate::graph::{DType, Dim, Shape};
 use crate::interp::ParamStore;
 use crate::kernel::{Program, Role};
-use crate::value::Data;
 
 /// Scratch slots start at multiples of this many bytes from the caller's scratch pointer.
 pub const SCRATCH_ALIGN: i64 = 64;
@@ -278,12 +277,12 @@ impl ArtifactPlan {
                 },
                 Role::Param(name) => {
                     let value = declared.param_value(name, params)?;
-                    let bytes = little_endian(value.cast(declared.dtype).data());
+                    let bytes = value.cast(declared.dtype).data().to_le_bytes();
                     weights.push(Weight { name: name.clone(), buffer: owner, dtype: declared.dtype, bytes });
                     Placement::Weight(weights.len() - 1)
                 }
                 Role::Constant(value) => {
-                    let bytes = little_endian(value.cast(declared.dtype).data());
+                    let bytes = value.cast(declared.dtype).data().to_le_bytes();
                     let name = format!("constant{owner}");
                     weights.push(Weight { name, buffer: owner, dtype: declared.dtype, bytes });
                     Placement::Weight(weights.len() - 1)
@@ -389,16 +388,5 @@ fn bytes_of(shape: &Shape, dtype: DType, batch: &str) -> Result<LinearBytes> {
         0 => Ok(LinearBytes { per_row: 0, fixed: elements * size }),
         1 => Ok(LinearBytes { per_row: elements * size, fixed: 0 }),
         _ => refuse(format!("a buffer of shape {shape} grows faster than linearly with the batch")),
-    }
-}
-
-/// Typed data as little-endian bytes (every target kiln exports for is little-endian).
-fn little_endian(data: &Data) -> Vec<u8> {
-    match data {
-        Data::F32(v) => v.iter().flat_map(|x| x.to_le_bytes()).collect(),
-        Data::F64(v) => v.iter().flat_map(|x| x.to_le_bytes()).collect(),
-        Data::I32(v) => v.iter().flat_map(|x| x.to_le_bytes()).collect(),
-        Data::I64(v) => v.iter().flat_map(|x| x.to_le_bytes()).collect(),
-        Data::Bool(v) => v.iter().map(|&b| u8::from(b)).collect(),
     }
 }
