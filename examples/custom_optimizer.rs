@@ -16,22 +16,12 @@
 //!
 //! Run: `cargo run --release --example custom_optimizer`
 
+#[path = "support/notebook.rs"]
+mod notebook;
+
 use kiln::optim::{Schedule, Update, state};
 use kiln::prelude::*;
-
-model! {
-    /// The notebook's MLP.
-    pub struct Mlp {
-        layer1: Linear(2 => 20),
-        layer2: Linear(20 => 20),
-        layer3: Linear(20 => 2),
-    }
-    fn forward(&self, x: [B, 2]) -> [B, 2] {
-        let h = relu(self.layer1(x));
-        let h = relu(self.layer2(h));
-        self.layer3(h)
-    }
-}
+use notebook::{Mlp, objective};
 
 /// How far along the exercises the optimizer is.
 #[derive(Clone, Copy, Debug)]
@@ -96,18 +86,6 @@ impl Optimizer for MyOptimizer {
 
 const BATCH: usize = 10_000;
 
-fn objective<'g>(g: &'g Graph, model: &Mlp<'g>) -> Result<Objective<'g>> {
-    let step = g.typed_input("step", Shape::scalar(), DType::I64)?;
-    let points = g.random_normal([BATCH, 2], 2024, step)?;
-    let (x, y) = (points.slice(1, 0, 1)?, points.slice(1, 1, 2)?);
-    let labels = y.gt((x * 3.0).sin()?)?.cast(DType::I64)?.reshape([BATCH])?;
-    let logits = model.forward(points)?;
-    let loss = layers::cross_entropy(logits, labels)?;
-    let predicted_one = logits.slice(1, 1, 2)?.gt(logits.slice(1, 0, 1)?)?.cast(DType::I64)?.reshape([BATCH])?;
-    let accuracy = layers::mean_all(predicted_one.eq(labels)?)?;
-    Ok(Objective { loss, inputs: vec![step], metrics: vec![("accuracy".into(), accuracy)] })
-}
-
 fn main() -> Result<()> {
     println!("{:<16} {:>24} {:>16}", "stage", "first step ‖Δp‖/‖p‖", "accuracy @1024");
     for stage in [Stage::GradientDescent, Stage::Momentum, Stage::Rms, Stage::AdamUnfixed, Stage::Adam] {
@@ -115,7 +93,7 @@ fn main() -> Result<()> {
         let model =
             Mlp::with_init(&g, |param| Some(Init::Linspace { start: 0.0, end: (param.index % 3) as f64 - 1.0 }))?;
         let optimizer = MyOptimizer { stage };
-        let mut trainer = Trainer::new(&g, &objective(&g, &model)?, &Settings::new(&optimizer, 0.01))?;
+        let mut trainer = Trainer::new(&g, &objective(&g, &model, BATCH)?, &Settings::new(&optimizer, 0.01))?;
         let (mut first_move, mut accuracy) = (0.0, 0.0);
         for step in 0..1024 {
             let report = trainer.step(&[Value::i64([], vec![step])])?;

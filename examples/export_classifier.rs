@@ -18,35 +18,14 @@ use std::io::Write;
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
 
+#[path = "support/notebook.rs"]
+mod notebook;
+
 use kiln::prelude::*;
+use notebook::{Mlp, objective};
 
 const BATCH: usize = 1000;
 const LEARNING_RATE: f64 = 0.01;
-const DATA_SEED: u64 = 2024;
-
-model! {
-    /// The notebook's MLP with PyTorch's default initialisation: `layer1.weight` ... `layer3.bias`.
-    pub struct Mlp {
-        layer1: Linear(2 => 20),
-        layer2: Linear(20 => 20),
-        layer3: Linear(20 => 2),
-    }
-    fn forward(&self, x: [B, 2]) -> [B, 2] {
-        let h = relu(self.layer1(x));
-        let h = relu(self.layer2(h));
-        self.layer3(h)
-    }
-}
-
-/// The loss on a batch of normal points drawn from the step counter, labelled `y > sin(3x)`.
-fn objective<'g>(g: &'g Graph, model: &Mlp<'g>) -> Result<Objective<'g>> {
-    let step = g.typed_input("step", Shape::scalar(), DType::I64)?;
-    let points = g.random_normal([BATCH, 2], DATA_SEED, step)?;
-    let (x, y) = (points.slice(1, 0, 1)?, points.slice(1, 1, 2)?);
-    let labels = y.gt((x * 3.0).sin()?)?.cast(DType::I64)?.reshape([BATCH])?;
-    let loss = layers::cross_entropy(model.forward(points)?, labels)?;
-    Ok(Objective { loss, inputs: vec![step], metrics: vec![] })
-}
 
 fn arguments() -> Result<(PathBuf, u64), String> {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -82,7 +61,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let model = Mlp::new(&g)?;
     let adam = Adam::new();
     let settings = Settings { diagnose: |_| false, ..Settings::new(&adam, LEARNING_RATE) };
-    let mut trainer = Trainer::new(&g, &objective(&g, &model)?, &settings)?;
+    let mut trainer = Trainer::new(&g, &objective(&g, &model, BATCH)?, &settings)?;
     let mut loss = f64::NAN;
     for step in 0..steps {
         loss = trainer.step(&[Value::i64([], vec![step as i64])])?.loss;

@@ -26,27 +26,16 @@
 //! Run: `cargo run --release --example gradient_scales [-- --optimizer adam --init linspace
 //! --steps 1024 --lr 0.01 --seed 0 --no-compare]`
 
+#[path = "support/notebook.rs"]
+mod notebook;
+
 use kiln::optim::{Schedule, Update};
 use kiln::plot::Curve;
 use kiln::prelude::*;
-
-model! {
-    /// The notebook's MLP.
-    pub struct Mlp {
-        layer1: Linear(2 => 20),
-        layer2: Linear(20 => 20),
-        layer3: Linear(20 => 2),
-    }
-    fn forward(&self, x: [B, 2]) -> [B, 2] {
-        let h = relu(self.layer1(x));
-        let h = relu(self.layer2(h));
-        self.layer3(h)
-    }
-}
+use notebook::{Mlp, accuracy, classify_target, objective};
 
 const BATCH: usize = 10_000;
 const HELD_OUT: usize = 10_000;
-const DATA_SEED: u64 = 2024;
 const HELD_OUT_SEED: u64 = 99;
 
 /// How the params start.
@@ -123,18 +112,6 @@ impl Optimizer for EmaAdam {
     }
 }
 
-/// The notebook's `classify_target`: 1 where `y > sin(3x)`, as i64 labels of shape `[n]`.
-fn classify_target<'g>(points: Tensor<'g>, n: impl Into<Dim>) -> Result<Tensor<'g>> {
-    let (x, y) = (points.slice(1, 0, 1)?, points.slice(1, 1, 2)?);
-    y.gt((x * 3.0).sin()?)?.cast(DType::I64)?.reshape([n.into()])
-}
-
-/// The fraction of rows whose larger logit is the label's.
-fn accuracy<'g>(logits: Tensor<'g>, labels: Tensor<'g>, n: usize) -> Result<Tensor<'g>> {
-    let predicted_one = logits.slice(1, 1, 2)?.gt(logits.slice(1, 0, 1)?)?.cast(DType::I64)?.reshape([n])?;
-    layers::mean_all(predicted_one.eq(labels)?)
-}
-
 /// The model, its params started as `start` says.
 fn mlp(g: &Graph, start: Start) -> Result<Mlp<'_>> {
     Mlp::with_init(g, |param| match start {
@@ -144,18 +121,6 @@ fn mlp(g: &Graph, start: Start) -> Result<Mlp<'_>> {
         Start::Kaiming if param.shape.len() == 1 => Some(Init::ZEROS),
         Start::Kaiming => Some(Init::KaimingUniform),
     })
-}
-
-/// What to train: the loss on a batch drawn inside the graph from the step counter (the
-/// notebook draws `randn` at every step), and the accuracy on that batch.
-fn objective<'g>(g: &'g Graph, model: &Mlp<'g>) -> Result<Objective<'g>> {
-    let step = g.typed_input("step", Shape::scalar(), DType::I64)?;
-    let points = g.random_normal([BATCH, 2], DATA_SEED, step)?;
-    let labels = classify_target(points, BATCH)?;
-    let logits = model.forward(points)?;
-    let loss = layers::cross_entropy(logits, labels)?;
-    let metrics = vec![("accuracy".into(), accuracy(logits, labels, BATCH)?)];
-    Ok(Objective { loss, inputs: vec![step], metrics })
 }
 
 struct Options {
@@ -181,7 +146,7 @@ struct Run {
 fn train(choice: Choice, start: Start, options: &Options, verbose: bool) -> Result<Run> {
     let g = Graph::new();
     let model = mlp(&g, start)?;
-    let objective = objective(&g, &model)?;
+    let objective = objective(&g, &model, BATCH)?;
     let optimizer = choice.optimizer();
     let mut trainer = Trainer::new(&g, &objective, &Settings::new(&*optimizer, options.lr))?;
     trainer.set_params(&ParamStore::init(&g, options.seed))?;

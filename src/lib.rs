@@ -1,8 +1,14 @@
 //! kiln: a static model compiler for Rust.
 //!
-//! Declare a model once as a symbolic [`Graph`]; kiln derives its gradients symbolically
-//! ([`Graph::grad`]), evaluates it with a reference [`Interpreter`], and (in later stages)
-//! compiles and trains it and ships its forward half as a standalone artifact.
+//! Declare a model once as a symbolic [`Graph`] (by hand or with [`model!`]); kiln derives its
+//! gradients symbolically ([`Graph::grad`]), evaluates it with a reference [`Interpreter`],
+//! compiles it to native code ([`function`], on Cranelift or as vector C), trains it
+//! ([`Trainer`] with the optimizers in [`optim`]) and ships its forward half as a standalone
+//! artifact ([`export`]).
+//!
+//! In: nothing of its own; this crate re-exports `kiln-compiler` (graph to native code),
+//! `kiln-runtime` (running, training, packaging) and `kiln-macros` (`model!`). Out: the one
+//! import a user needs, `kiln::prelude::*`.
 //!
 //! ```
 //! use kiln::prelude::*;

@@ -87,16 +87,17 @@ fn the_listing_shows_names_shapes_and_symbolic_dims() -> Result<()> {
     Ok(())
 }
 
-/// The README's deploy section calls `function_with(.., &codegen::Options { gemm: false, fma })`:
-/// both names are reachable from `kiln::`, and a function built with them (and split on 2
-/// threads however small) computes what the interpreter does.
+/// The README's deploy section calls
+/// `function_with(.., &codegen::Options { gemm: false, fma, ..Default::default() })`: both
+/// names are reachable from `kiln::`, and a function built with them (and split on 2 threads
+/// however small) computes what the interpreter does.
 #[test]
 fn function_with_and_codegen_options_are_reachable_from_the_facade() -> Result<()> {
     let g = Graph::new();
     let x = g.input("x", [Dim::sym("B"), 3.into()])?;
     let w = g.param("w", [3, 2], Init::ONES)?;
     let y = x.matmul(w)?;
-    let options = kiln::codegen::Options { gemm: false, fma: false };
+    let options = kiln::codegen::Options { gemm: false, fma: false, ..Default::default() };
     let mut f = kiln::function_with(&g, &[x], &[y], &[], &options)?;
     f.set_threads(2);
     f.set_split_threshold(0);
@@ -146,5 +147,29 @@ fn every_name_the_readme_calls_is_reachable_from_kiln() -> kiln::Result<()> {
     assert_eq!(out[0].shape(), &[3, 1]);
     let location = kiln::Location::caller();
     assert!(location.to_string().contains("facade.rs"), "{location}");
+    Ok(())
+}
+
+/// The settings kiln otherwise reads once from `KILN_*` variables travel in `codegen::Options`,
+/// so a program sets them without the environment: threads, profiling and the tier here.
+#[test]
+fn settings_in_the_options_replace_the_environment() -> Result<()> {
+    let g = Graph::new();
+    let x = g.input("x", [Dim::sym("B"), 3.into()])?;
+    let y = (x * 2.0).sum_all()?;
+    let mut options = kiln::codegen::Options::default();
+    options.settings.threads = Some(3);
+    options.settings.profile = true;
+    options.settings.tier = kiln::Tier::Jit;
+    let mut f = kiln::function_with(&g, &[x], &[y], &[], &options)?;
+    assert_eq!((f.threads(), f.tier()), (3, kiln::Tier::Jit));
+    let input = Value::f32([2, 3], vec![1.0; 6]);
+    assert_eq!(f.call(std::slice::from_ref(&input))?[0].to_f64_vec(), [12.0]);
+    assert!(f.profile().is_some(), "profiling was asked for in the settings");
+    options.settings.profile = false;
+    options.settings.threads = Some(1);
+    let f = kiln::function_with(&g, &[x], &[y], &[], &options)?;
+    assert_eq!(f.threads(), 1);
+    assert!(f.profile().is_none(), "profiling is off in the settings");
     Ok(())
 }

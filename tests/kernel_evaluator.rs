@@ -41,7 +41,7 @@ fn same_order_kernels_match_the_compiled_code_bit_for_bit() -> Result<()> {
     let draws = g.random_uniform([7, 3], 9, step)?;
     let outputs = [arithmetic, masked, cast, product, draws];
     let inputs = [a, b, step];
-    let options = Options { gemm: false, fma: false };
+    let options = Options { gemm: false, fma: false, ..Options::default() };
     let mut f = function_with(&g, &inputs, &outputs, &[], &options)?;
     let program = lower_to_kernels(&g, &outputs, &[])?;
     let mut evaluator = Evaluator::new(&program, &f.params())?;

@@ -4,19 +4,12 @@
 use kiln::prelude::*;
 use kiln::{MODE_STEP_INPUT, TRAINING_INPUT};
 
-model! {
-    /// The reference notebook's MLP.
-    pub struct Mlp {
-        layer1: Linear(2 => 20),
-        layer2: Linear(20 => 20),
-        layer3: Linear(20 => 2),
-    }
-    fn forward(&self, x: [B, 2]) -> [B, 2] {
-        let h = relu(self.layer1(x));
-        let h = relu(self.layer2(h));
-        self.layer3(h)
-    }
-}
+// The notebook's MLP, as the examples declare it; this file uses only the model.
+#[allow(dead_code)]
+#[path = "../examples/support/notebook.rs"]
+mod notebook;
+
+use notebook::Mlp;
 
 model! {
     /// A model with every built-in layer, using another model as a part.

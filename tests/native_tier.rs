@@ -124,7 +124,7 @@ fn a_program_built_once_loads_from_the_cache_unchanged() -> Result<()> {
     let y = (x.tanh()? * 2.0).sum_all()?;
     let program = kiln::compiler::compile::lower_to_kernels(&g, &[y], &[])?;
     let source = native::source(&program, &Options::default())?;
-    let library = native::build::library_path(compiler, &source);
+    let library = native::build::library_path(compiler, &source, &Options::default().settings);
     native::compile(program.clone(), &Options::default())?;
     let built = std::fs::metadata(&library).and_then(|m| m.modified()).expect("the library is in the cache");
     assert!(library.with_extension("c").exists(), "the source is kept beside the library");

@@ -1,5 +1,8 @@
 //! `kiln-bench export`: the exported MLP against the JIT, at one thread.
 //!
+//! In: the notebook's MLP, exported for two x86-64 targets and as C source. Out: one JSON line of
+//! timings per build.
+//!
 //! Exports the notebook's MLP (2 → 20 → 20 → 2, ReLU; seeded random weights) as static
 //! libraries for the x86-64 baseline (no FMA) and x86-64-v3 (AVX2 + FMA), links each into a C
 //! benchmark compiled with `cc -O2`, and the portable C source of the same kernels built with
@@ -112,16 +115,10 @@ fn time_jit(params: &ParamStore, options: &kiln::compiler::codegen::Options) -> 
     Ok((median(samples), median(big_samples)))
 }
 
+/// The notebook's MLP (the workloads' layer stack) and its input.
 fn mlp(g: &Graph) -> Result<(Tensor<'_>, Tensor<'_>)> {
     let x = g.input("x", [Dim::sym("B"), 2.into()])?;
-    let mut h = x;
-    for (layer, (inputs, outputs)) in [(2, 20), (20, 20), (20, 2)].into_iter().enumerate() {
-        h = layers::Linear::new(g, &format!("layer{}", layer + 1), inputs, outputs)?.forward(h)?;
-        if layer < 2 {
-            h = layers::relu(h)?;
-        }
-    }
-    Ok((x, h))
+    Ok((x, kiln_bench::mlp(g, x, &[2, 20, 20, 2])?))
 }
 
 fn line(build: &str, (one, big): (f64, f64), jit: (f64, f64)) {
@@ -150,7 +147,8 @@ pub fn run() -> Result<(), Box<dyn std::error::Error>> {
     }
     let jit = time_jit(&params, &Default::default())?;
     // The JIT with the artifact's algorithm: every matmul in the register tile.
-    let tile_only = time_jit(&params, &kiln::compiler::codegen::Options { gemm: false, fma: true })?;
+    let tile_only =
+        time_jit(&params, &kiln::compiler::codegen::Options { gemm: false, fma: true, ..Default::default() })?;
     for (build, (one, big)) in [("jit", jit), ("jit without gemm", tile_only)] {
         println!(
             r#"{{"bench":"export","build":"{build}","threads":1,"batch1_ns":{one:.1},"batch10000_us":{:.1},"rows_per_s":{:.0}}}"#,

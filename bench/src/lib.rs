@@ -1,6 +1,9 @@
 //! The workloads W1–W6 of the shared benchmark definition, as kiln graphs (W6, whose table is
 //! updated sparsely, in [`w6`]).
 //!
+//! In: a graph (and for sharded runs, a shard). Out: each workload's step (inputs, outputs,
+//! updates) and its data.
+//!
 //! Each builder returns a [`Step`]: the inputs, outputs and updates of one compiled call, and
 //! the values to feed at step `s`. `main.rs` times them; `tests/` checks each compiled step
 //! against the reference interpreter.

@@ -1,6 +1,9 @@
 //! kiln-bench: the workloads W1–W6 of the shared benchmark definition, built with kiln's
 //! function API and timed.
 //!
+//! In: the command line (workload, threads, tier). Out: JSON lines of timings, one per workload and
+//! setting.
+//!
 //! `cargo run --release -p kiln-bench -- <w1|w2|w3|w4|w5|w6|all|matmul|compile> [--threads N] [--repeat N]
 //! [--tier jit|native|auto]`
 //!
@@ -189,12 +192,12 @@ fn matmul_paths(threads: usize) {
     ];
     for (m, k, n) in shapes {
         let time = |min_work: i64| -> Result<f64> {
-            // SAFETY: no other thread reads the environment while it is set.
-            unsafe { std::env::set_var("KILN_GEMM_MIN_WORK", min_work.to_string()) };
+            let mut options = kiln::compiler::codegen::Options::default();
+            options.settings.gemm_min_work = Some(min_work);
             let g = Graph::new();
             let a = g.input("a", [m, k])?;
             let b = g.input("b", [k, n])?;
-            let mut f = function(&g, &[a, b], &[a.matmul(b)?], &[])?;
+            let mut f = kiln::function_with(&g, &[a, b], &[a.matmul(b)?], &[], &options)?;
             let values = [Value::f32([m, k], normal_values(m * k, 1)), Value::f32([k, n], normal_values(k * n, 2))];
             f.call(&values)?;
             let mut samples = Vec::new();

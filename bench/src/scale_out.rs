@@ -1,5 +1,8 @@
 //! W1 and W4 as data-parallel runs across the ranks `mpirun` started (`--features mpi`).
 //!
+//! In: the ranks `mpirun` started. Out: on rank 0, one JSON line per workload with the scaling
+//! efficiency.
+//!
 //! Every rank compiles its shard of the workload (W4: its rows of each global batch of 128;
 //! W1: its `10000 / N` points drawn in the graph, the rank in the draw's counter) with the
 //! gradients summed across ranks inside the step, and runs the same number of steps as the

@@ -1,4 +1,7 @@
 //! The whole compiler, from graph to native code: passes, lowering, code generation.
+//!
+//! In: a graph, its outputs and param updates, and `codegen::Options` (with the settings). Out: a
+//! kernel program, or a compiled program.
 
 use std::time::{Duration, Instant};
 
@@ -7,6 +10,7 @@ use crate::error::{Error, Location, Result};
 use crate::graph::{Graph, NodeId, Op, Tensor};
 use crate::kernel;
 use crate::passes;
+use crate::settings::{Dump, Settings};
 
 /// A compiled program and how long each stage took.
 #[derive(Debug)]
@@ -15,10 +19,6 @@ pub struct Compiled {
     pub program: CompiledProgram,
     /// Time spent in graph passes, lowering and code generation.
     pub time: Duration,
-}
-
-fn dump_enabled(level: &str) -> bool {
-    std::env::var("KILN_DUMP").is_ok_and(|levels| levels.split(',').any(|l| l == level))
 }
 
 /// Compiles the computation of `outputs` and of the new values of params given by `updates`
@@ -56,7 +56,7 @@ pub fn compile_reducing<'g>(
     options: &codegen::Options,
 ) -> Result<Compiled> {
     let started = Instant::now();
-    let program = lower_reducing(graph, outputs, updates, reduced, Location::caller())?;
+    let program = lower_reducing(graph, outputs, updates, reduced, &options.settings.dump, Location::caller())?;
     let program = codegen::compile_with(program, options)?;
     Ok(Compiled { program, time: started.elapsed() })
 }
@@ -69,16 +69,18 @@ pub fn lower_to_kernels<'g>(
     outputs: &[Tensor<'g>],
     updates: &[(Tensor<'g>, Tensor<'g>)],
 ) -> Result<kernel::Program> {
-    lower_reducing(graph, outputs, updates, &[], Location::caller())
+    lower_reducing(graph, outputs, updates, &[], &Settings::current().dump, Location::caller())
 }
 
-/// [`lower_to_kernels`] for a data-parallel step (see [`compile_reducing`]); `location` is the
+/// [`lower_to_kernels`] for a data-parallel step (see [`compile_reducing`]); `dump` says what
+/// to print (the graph after each pass, the fusion decisions, the kernels); `location` is the
 /// caller's, for errors.
 pub fn lower_reducing<'g>(
     graph: &'g Graph,
     outputs: &[Tensor<'g>],
     updates: &[(Tensor<'g>, Tensor<'g>)],
     reduced: &[Tensor<'g>],
+    dump: &Dump,
     location: Location,
 ) -> Result<kernel::Program> {
     graph.check()?;
@@ -109,7 +111,7 @@ pub fn lower_reducing<'g>(
         params.push(param_id);
         roots.push(value_id);
     }
-    let optimized = passes::optimize(graph, &roots);
+    let optimized = passes::optimize_with(graph, &roots, dump);
     let (outputs, values) = optimized.outputs.split_at(outputs.len() + reduced.len());
     let reduced = &outputs[outputs.len() - reduced.len()..];
     // Params keep their position among the leaves, so their ids in the new graph are found by name.
@@ -119,13 +121,13 @@ pub fn lower_reducing<'g>(
         .map(|(param, &value)| (param_id_by_name(&optimized.graph, graph, *param), value))
         .collect();
     let (program, notes) = kernel::lower(&optimized.graph, outputs, &updates, reduced)?;
-    if dump_enabled("fusion") {
+    if dump.fusion {
         eprintln!("== fusion decisions");
         for note in &notes {
             eprintln!("{} {}: {}", note.node, note.op, note.decision);
         }
     }
-    if dump_enabled("kernels") {
+    if dump.kernels {
         eprintln!("== kernels\n{}", program.listing());
     }
     Ok(program)

@@ -1,5 +1,8 @@
 //! The error type of kiln-compiler: every way building, differentiating or evaluating a graph
 //! can fail because of what the caller asked for.
+//!
+//! In: nothing (the bottom of the crate). Out: [`Error`], [`Location`] and [`Result`], used by
+//! every stage.
 
 use std::fmt;
 use std::panic::Location as CallerLocation;

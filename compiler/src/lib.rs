@@ -1,15 +1,24 @@
 //! kiln-compiler: the graph IR and its builder API, the op library and layers, reverse-mode
-//! autodiff and the reference interpreter.
+//! autodiff, the reference interpreter, the graph passes, the kernel IR, code generation
+//! (Cranelift, and vector C for the native tier) and the compiler's half of export (the
+//! artifact plan, the entry points and object files, the portable C source).
 //!
 //! The path of a model through this crate: build a [`Graph`] (by hand or through the layers
 //! in [`layers`]), append gradients with [`Graph::grad`], and evaluate any of its nodes with
-//! the [`Interpreter`], the oracle every compiled kernel is checked against.
+//! the [`Interpreter`], the oracle every compiled kernel is checked against. [`compile`] runs
+//! the [`passes`], lowers to the [`kernel`] program and generates code ([`codegen`],
+//! [`native`]). Imports run one way, down graph → autodiff → passes → kernel → codegen
+//! (`tests/module_graph.rs` checks it).
+//!
+//! In: a graph, its outputs and updates, and [`settings`]. Out: values (interpreter), kernel
+//! programs, compiled programs, artifact objects and C source.
 
 #![warn(missing_docs)]
 
 pub mod autodiff;
 pub mod codegen;
 pub mod compile;
+pub mod dtype;
 pub mod error;
 pub mod export;
 pub mod graph;
@@ -19,6 +28,7 @@ pub mod layers;
 pub mod native;
 pub mod passes;
 pub mod random;
+pub mod settings;
 pub mod value;
 
 pub use autodiff::{GradientCheck, RowGradient, check_gradients};

@@ -1,6 +1,9 @@
 //! kiln's counter-based random numbers: the definition every evaluator of a `Random` node
 //! (the interpreter now, compiled kernels later) must reproduce bit for bit.
 //!
+//! In: a seed, a counter and an element index. Out: uniform and normal numbers, the same in every
+//! evaluator.
+//!
 //! Element `i` of a draw is a pure function of `(seed, counter, i)`: no state is carried
 //! between calls, so a draw can be split across threads or recomputed anywhere. Only 32-bit
 //! integer multiplies, shifts and xors are used, which every backend has in vector form.

@@ -1,5 +1,7 @@
 //! Concrete tensors: a static shape and typed, row-major data.
 //!
+//! In: shapes and element vectors. Out: [`Value`] and [`Data`], with casts and conversions.
+//!
 //! `Value` is what the reference interpreter computes, what users feed into a graph, what
 //! params hold, and what a graph constant stores.
 
@@ -8,7 +10,7 @@ mod store;
 
 use std::fmt;
 
-use crate::graph::{DType, MAX_ELEMENTS, checked_numel};
+use crate::dtype::{DType, MAX_ELEMENTS, checked_numel};
 
 pub use store::{Feeds, ParamStore};
 
@@ -28,6 +30,18 @@ pub enum Data {
 }
 
 impl Data {
+    /// The elements as little-endian bytes, row-major (a mask element is one byte, 0 or 1):
+    /// the layout of checkpoints, artifact weights and the C side's buffers.
+    pub fn to_le_bytes(&self) -> Vec<u8> {
+        match self {
+            Data::F32(v) => v.iter().flat_map(|x| x.to_le_bytes()).collect(),
+            Data::F64(v) => v.iter().flat_map(|x| x.to_le_bytes()).collect(),
+            Data::I32(v) => v.iter().flat_map(|x| x.to_le_bytes()).collect(),
+            Data::I64(v) => v.iter().flat_map(|x| x.to_le_bytes()).collect(),
+            Data::Bool(v) => v.iter().map(|&b| u8::from(b)).collect(),
+        }
+    }
+
     /// The dtype of the elements.
     pub fn dtype(&self) -> DType {
         match self {

@@ -1,5 +1,8 @@
 //! The body of `forward`: static shape checks, then the rewrite into fallible graph calls.
 //!
+//! In: the parsed `forward` and the struct's layers. Out: the tokens of the `forward` method, or a
+//! compile error at the offending expression.
+//!
 //! Shapes are followed through `let` bindings wherever the macro can know them (declared
 //! inputs, built-in layers with literal sizes, elementwise functions, broadcasting), so a
 //! layer fed the wrong width or a result that contradicts the declared output is a compile

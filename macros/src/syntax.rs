@@ -1,5 +1,7 @@
 //! The syntax of `model!`: a struct of layers and a `forward` with declared shapes.
 //!
+//! In: the tokens of a `model!` call. Out: the parsed struct, layers and `forward`.
+//!
 //! ```text
 //! model! {
 //!     /// Docs and attributes go on the struct.

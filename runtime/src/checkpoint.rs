@@ -92,16 +92,6 @@ impl Checksum {
     }
 }
 
-fn bytes(value: &Value) -> Vec<u8> {
-    match value.data() {
-        Data::F32(v) => v.iter().flat_map(|x| x.to_le_bytes()).collect(),
-        Data::F64(v) => v.iter().flat_map(|x| x.to_le_bytes()).collect(),
-        Data::I32(v) => v.iter().flat_map(|x| x.to_le_bytes()).collect(),
-        Data::I64(v) => v.iter().flat_map(|x| x.to_le_bytes()).collect(),
-        Data::Bool(v) => v.iter().map(|&b| u8::from(b)).collect(),
-    }
-}
-
 fn safetensors_dtype(value: &Value) -> Dtype {
     match value.data() {
         Data::F32(_) => Dtype::F32,
@@ -169,7 +159,8 @@ impl Checkpoint {
     fn encode(&self, path: &Path) -> Result<Vec<u8>> {
         let mut tensors: Vec<(&str, &Value)> = self.params.iter().collect();
         tensors.sort_by_key(|(name, _)| *name);
-        let data: Vec<(&str, Vec<u8>, &Value)> = tensors.iter().map(|(n, v)| (*n, bytes(v), *v)).collect();
+        let data: Vec<(&str, Vec<u8>, &Value)> =
+            tensors.iter().map(|(n, v)| (*n, v.data().to_le_bytes(), *v)).collect();
         let mut checksum = Checksum::new();
         for (name, data, value) in &data {
             checksum.add_tensor(name, safetensors_dtype(value), value.shape(), data);

@@ -1,4 +1,7 @@
 //! Compiled functions: Theano's `function(inputs, outputs, updates)`, run on native code.
+//!
+//! In: a graph, its inputs, outputs and updates, and `codegen::Options` (with the settings). Out: a
+//! [`Function`] that owns buffers and params and runs the kernels on the pool.
 
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -58,7 +61,7 @@ pub struct Function {
     pool: Pool,
     /// Kernels touching at least this many elements split across the threads.
     split_threshold: i64,
-    /// Time spent in each kernel over all calls, when `KILN_PROFILE` is set.
+    /// Time spent in each kernel over all calls, when the settings' `profile` (`KILN_PROFILE`) is set.
     profile: Option<Vec<Duration>>,
     calls: u64,
     /// The tier asked for at compilation, and the code generator options.
@@ -105,7 +108,7 @@ pub const DEFAULT_SPLIT_THRESHOLD: i64 = 16_384;
 /// fed by the function itself: the graph's [`Mode`] at each call (see [`Function::call_in`])
 /// and the call's number as the step that counts the masks.
 ///
-/// Threads: `KILN_THREADS`, else every core.
+/// Threads: the settings' `threads` (`KILN_THREADS`), else every core.
 #[track_caller]
 pub fn function<'g>(
     graph: &'g Graph,
@@ -116,11 +119,12 @@ pub fn function<'g>(
     function_with(graph, inputs, outputs, updates, &codegen::Options::default())
 }
 
-/// [`function`] with code generator options. `Options { gemm: false, fma }` with the `fma`
+/// [`function`] with code generator options. `Options { gemm: false, fma, ..Default::default() }` with the `fma`
 /// of an export target computes exactly the bits of the artifact exported for that target
 /// (see `kiln_runtime::export`) on [`Tier::Jit`].
 ///
-/// Tier: `KILN_TIER` (`jit`, `native`, `auto`), else [`Tier::Auto`]; see [`function_on`].
+/// Tier: the settings' `tier` in `options` (`KILN_TIER`: `jit`, `native`, `auto`), else
+/// [`Tier::Auto`]; see [`function_on`].
 #[track_caller]
 pub fn function_with<'g>(
     graph: &'g Graph,
@@ -129,7 +133,7 @@ pub fn function_with<'g>(
     updates: &[(Tensor<'g>, Tensor<'g>)],
     options: &codegen::Options,
 ) -> Result<Function> {
-    function_on(Tier::from_env(), graph, inputs, outputs, updates, options)
+    function_on(options.settings.tier, graph, inputs, outputs, updates, options)
 }
 
 /// [`function_with`] on `tier`: [`Tier::Jit`] (Cranelift only), [`Tier::Native`] (the vector-C
@@ -154,7 +158,7 @@ pub fn function_on<'g>(
 /// after the kernel that finishes it and before the first kernel that reads it. Without a
 /// reducer the function computes what [`function_with`]'s does.
 ///
-/// Tier: `KILN_TIER`, else [`Tier::Auto`], as for [`function_with`].
+/// Tier: the settings' `tier` in `options`, as for [`function_with`].
 #[track_caller]
 pub fn function_reducing<'g>(
     graph: &'g Graph,
@@ -164,7 +168,7 @@ pub fn function_reducing<'g>(
     reduced: &[(String, Tensor<'g>)],
     options: &codegen::Options,
 ) -> Result<Function> {
-    build_function(Tier::from_env(), graph, inputs, outputs, updates, reduced, options, Location::caller())
+    build_function(options.settings.tier, graph, inputs, outputs, updates, reduced, options, Location::caller())
 }
 
 /// Compiles a function on `tier` whose `reduced` buffers are summed across processes (none:
@@ -184,7 +188,7 @@ pub(crate) fn build_function<'g>(
     let input_names = input_names(graph, inputs, location)?;
     let started = Instant::now();
     let tensors: Vec<Tensor<'g>> = reduced.iter().map(|(_, tensor)| *tensor).collect();
-    let program = lower_reducing(graph, outputs, updates, &tensors, location)?;
+    let program = lower_reducing(graph, outputs, updates, &tensors, &options.settings.dump, location)?;
     let names: Vec<String> = reduced.iter().map(|(name, _)| name.clone()).collect();
     let exchange = Exchange::plan(&program, &names)?;
     let compiled = native::compile_on(program, options, tier)?;
@@ -221,11 +225,9 @@ pub(crate) fn build_function<'g>(
             _ => {}
         }
     }
-    let threads = std::env::var("KILN_THREADS")
-        .ok()
-        .and_then(|t| t.parse().ok())
-        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, usize::from));
-    let profile = std::env::var_os("KILN_PROFILE").map(|_| vec![Duration::ZERO; program.kernels.len()]);
+    let threads =
+        options.settings.threads.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, usize::from));
+    let profile = options.settings.profile.then(|| vec![Duration::ZERO; program.kernels.len()]);
     // Aliases of params are their in-place updates (and views, which cost a needless copy).
     let mut in_place: Vec<usize> = (0..program.buffers.len())
         .filter(|&buffer| buffer != program.storage(buffer))
@@ -247,7 +249,7 @@ pub(crate) fn build_function<'g>(
         profile,
         calls: 0,
         tier,
-        options: *options,
+        options: options.clone(),
         pending: None,
         returned: outputs.len(),
         exchange,
@@ -315,7 +317,7 @@ impl Function {
             native::say_no_compiler();
             return;
         }
-        let (program, options) = (self.compiled.program.clone(), self.options);
+        let (program, options) = (self.compiled.program.clone(), self.options.clone());
         let spawned = std::thread::Builder::new()
             .name("kiln-native-tier".into())
             .spawn(move || native::compile(program, &options));
@@ -337,7 +339,7 @@ impl Function {
     /// Runs `compiled` (the same kernel program, compiled by the native tier) from now on:
     /// buffers, params and optimizer state stay where they are.
     fn adopt(&mut self, compiled: CompiledProgram) {
-        if std::env::var("KILN_DUMP").is_ok_and(|levels| levels.split(',').any(|l| l == "native" || l == "tier")) {
+        if self.options.settings.dump.native || self.options.settings.dump.tier {
             eprintln!(
                 "== kiln: switched to the native tier after {} calls ({} kernels)",
                 self.calls,

@@ -1,5 +1,8 @@
 //! kiln-runtime: runs compiled programs.
 //!
+//! In: graphs and compiled programs from kiln-compiler. Out: [`Function`]s, [`Trainer`]s,
+//! checkpoints, diagnostics and packaged artifacts.
+//!
 //! [`function`] compiles a graph (through kiln-compiler's passes, lowering and Cranelift code
 //! generation) into a [`Function`] that owns its buffers and params and runs its kernels on a
 //! small thread pool. The runtime never inspects op semantics: it sizes buffers, checks what
@@ -27,7 +30,6 @@ mod function;
 pub mod optim;
 pub mod plot;
 mod pool;
-mod progress;
 pub mod reduce;
 mod sampler;
 pub mod text;

@@ -11,26 +11,13 @@ use kiln_compiler::codegen::Options;
 use kiln_compiler::prelude::*;
 use kiln_runtime::export::{Artifact, ExportOptions, Model, c_compiler};
 use kiln_runtime::function_with;
+use support::mlp;
 
-/// The notebook's MLP, 2 → 20 → 20 → 2 with ReLU, and its params (random, seeded).
-fn mlp(g: &Graph) -> Result<(Tensor<'_>, Tensor<'_>)> {
-    let x = g.input("x", [Dim::sym("B"), 2.into()])?;
-    let mut h = x;
-    for (layer, (inputs, outputs)) in [(2, 20), (20, 20), (20, 2)].into_iter().enumerate() {
-        h = layers::Linear::new(g, &format!("layer{}", layer + 1), inputs, outputs)?.forward(h)?;
-        if layer < 2 {
-            h = layers::relu(h)?;
-        }
-    }
-    Ok((x, h))
-}
+mod support;
 
 /// A fresh directory under the system's temporary directory.
 fn temp_dir(test: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("kiln-export-test-{test}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).expect("creating a temporary directory");
-    dir
+    support::temp_dir("export-test", test)
 }
 
 /// `count · 2` normal values from a fixed seed (Box-Muller over a 64-bit LCG).
@@ -50,7 +37,7 @@ fn normal_inputs(count: usize, seed: u64) -> Vec<f32> {
 fn jit_outputs(artifact: &Artifact, params: &ParamStore, inputs: &[f32]) -> Vec<f32> {
     let g = Graph::new();
     let (x, y) = mlp(&g).unwrap();
-    let options = Options { gemm: false, fma: artifact.target().fma().unwrap() };
+    let options = Options { gemm: false, fma: artifact.target().fma().unwrap(), ..Options::default() };
     let mut f = function_with(&g, &[x], &[y], &[], &options).unwrap();
     f.set_params(params).unwrap();
     let out = f.call(&[Value::f32([inputs.len() / 2, 2], inputs.to_vec())]).unwrap();

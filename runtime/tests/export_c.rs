@@ -24,41 +24,19 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
-use kiln_compiler::Data;
 use kiln_compiler::codegen::Options;
 use kiln_compiler::export::c_source::{element_type, input_names, output_names};
 use kiln_compiler::prelude::*;
 use kiln_runtime::export::{Artifact, CharacterTable, ExportOptions, Model, TextClassifier, c_compiler};
 use kiln_runtime::function_with;
+use support::mlp_logits as mlp;
 
-fn mlp<'g>(g: &'g Graph, x: Tensor<'g>, classes: usize) -> Result<Tensor<'g>> {
-    let mut h = x;
-    for (layer, (inputs, outputs)) in [(2, 20), (20, 20), (20, classes)].into_iter().enumerate() {
-        h = layers::Linear::new(g, &format!("layer{}", layer + 1), inputs, outputs)?.forward(h)?;
-        if layer < 2 {
-            h = layers::relu(h)?;
-        }
-    }
-    Ok(h)
-}
+mod support;
 
 type Build = fn(&Graph) -> Result<(Vec<Tensor<'_>>, Vec<Tensor<'_>>)>;
 
 fn temp_dir(test: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("kiln-export-test-c-{test}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).expect("creating a temporary directory");
-    dir
-}
-
-fn bytes_of(value: &Value) -> Vec<u8> {
-    match value.data() {
-        Data::F32(v) => v.iter().flat_map(|x| x.to_le_bytes()).collect(),
-        Data::F64(v) => v.iter().flat_map(|x| x.to_le_bytes()).collect(),
-        Data::I32(v) => v.iter().flat_map(|x| x.to_le_bytes()).collect(),
-        Data::I64(v) => v.iter().flat_map(|x| x.to_le_bytes()).collect(),
-        Data::Bool(v) => v.iter().map(|&b| u8::from(b)).collect(),
-    }
+    support::temp_dir("export-test-c", test)
 }
 
 /// A C program that reads `input<i>.bin`, runs `<name>_infer` at `batch` and writes
@@ -143,7 +121,7 @@ fn run_c(name: &str, build: Build, inputs: &[Value], flags: &[&str]) -> Run {
     let batch = inputs[0].shape()[0];
     std::fs::write(dir.join("test.c"), harness(&artifact, batch)).unwrap();
     for (i, value) in inputs.iter().enumerate() {
-        std::fs::write(dir.join(format!("input{i}.bin")), bytes_of(value)).unwrap();
+        std::fs::write(dir.join(format!("input{i}.bin")), value.data().to_le_bytes()).unwrap();
     }
     compile(&dir, flags, &["test.c", &format!("{name}.c")]);
     let ran = Command::new(dir.join("test")).current_dir(&dir).output().unwrap();
@@ -151,15 +129,15 @@ fn run_c(name: &str, build: Build, inputs: &[Value], flags: &[&str]) -> Run {
     assert!(ran.stderr.is_empty(), "stderr: {}", String::from_utf8_lossy(&ran.stderr));
     let c: Vec<Vec<u8>> = (0..outs.len()).map(|j| std::fs::read(dir.join(format!("output{j}.bin"))).unwrap()).collect();
     let fma = artifact.target().fma().unwrap();
-    let mut f = function_with(&g, &ins, &outs, &[], &Options { gemm: false, fma }).unwrap();
+    let mut f = function_with(&g, &ins, &outs, &[], &Options { gemm: false, fma, ..Options::default() }).unwrap();
     f.set_params(&params).unwrap();
-    let jit: Vec<Vec<u8>> = f.call(inputs).unwrap().iter().map(bytes_of).collect();
+    let jit: Vec<Vec<u8>> = f.call(inputs).unwrap().iter().map(|value| value.data().to_le_bytes()).collect();
     let mut feeds = Feeds::new();
     for (input, value) in ins.iter().zip(inputs) {
         feeds.insert(&input.name().expect("inputs are named"), value.clone());
     }
     let interpreted = Interpreter::new(&g).run(&feeds, &params, &outs).unwrap();
-    let interpreter: Vec<Vec<u8>> = interpreted.iter().map(bytes_of).collect();
+    let interpreter: Vec<Vec<u8>> = interpreted.iter().map(|value| value.data().to_le_bytes()).collect();
     // Every output present and of the interpreter's length in all three, before any element
     // is compared (a short output would otherwise pass a zip).
     let lengths = |outputs: &[Vec<u8>]| outputs.iter().map(Vec::len).collect::<Vec<_>>();
@@ -263,7 +241,11 @@ fn the_c_source_reports_an_id_outside_the_table() {
     let dir = temp_dir("bad-id");
     artifact.write_c_source(&dir).unwrap();
     std::fs::write(dir.join("test.c"), harness(&artifact, 2)).unwrap();
-    std::fs::write(dir.join("input0.bin"), bytes_of(&Value::i64([2, 5], vec![0, 1, 2, 3, 4, 5, 6, 10, 8, 9]))).unwrap();
+    std::fs::write(
+        dir.join("input0.bin"),
+        Value::i64([2, 5], vec![0, 1, 2, 3, 4, 5, 6, 10, 8, 9]).data().to_le_bytes(),
+    )
+    .unwrap();
     compile(&dir, &[], &["test.c", "embedding.c"]);
     let ran = Command::new(dir.join("test")).current_dir(&dir).output().unwrap();
     assert_eq!(String::from_utf8_lossy(&ran.stdout), "status 11\n");
@@ -326,8 +308,8 @@ fn the_c_source_reports_a_scatter_id_outside_the_table() {
     let dir = temp_dir("bad-scatter-id");
     artifact.write_c_source(&dir).unwrap();
     std::fs::write(dir.join("test.c"), harness(&artifact, 1)).unwrap();
-    std::fs::write(dir.join("input0.bin"), bytes_of(&Value::i64([1, 4], vec![0, 6, 2, 3]))).unwrap();
-    std::fs::write(dir.join("input1.bin"), bytes_of(&Value::f32([1, 4, 3], vec![1.0; 12]))).unwrap();
+    std::fs::write(dir.join("input0.bin"), Value::i64([1, 4], vec![0, 6, 2, 3]).data().to_le_bytes()).unwrap();
+    std::fs::write(dir.join("input1.bin"), Value::f32([1, 4, 3], vec![1.0; 12]).data().to_le_bytes()).unwrap();
     compile(&dir, &[], &["test.c", "scatter.c"]);
     let ran = Command::new(dir.join("test")).current_dir(&dir).output().unwrap();
     assert_eq!(String::from_utf8_lossy(&ran.stdout), "status 11\n");

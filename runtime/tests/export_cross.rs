@@ -10,20 +10,11 @@ use kiln_compiler::codegen::Options;
 use kiln_compiler::prelude::*;
 use kiln_runtime::export::{ExportOptions, Model, Target};
 use kiln_runtime::function_with;
+use support::mlp;
+
+mod support;
 
 const TRIPLE: &str = "aarch64-unknown-linux-gnu";
-
-fn mlp(g: &Graph) -> Result<(Tensor<'_>, Tensor<'_>)> {
-    let x = g.input("x", [Dim::sym("B"), 2.into()])?;
-    let mut h = x;
-    for (layer, (inputs, outputs)) in [(2, 20), (20, 20), (20, 2)].into_iter().enumerate() {
-        h = layers::Linear::new(g, &format!("layer{}", layer + 1), inputs, outputs)?.forward(h)?;
-        if layer < 2 {
-            h = layers::relu(h)?;
-        }
-    }
-    Ok((x, h))
-}
 
 fn available(tool: &str, arg: &str) -> bool {
     Command::new(tool).arg(arg).output().is_ok_and(|o| o.status.success())
@@ -99,7 +90,7 @@ fn an_aarch64_object_is_emitted_and_under_qemu_matches_the_jit() {
 
     // aarch64 fuses multiply-adds: so does the host's JIT when the host has FMA (then the bits
     // agree exactly); without FMA on the host, within a few float roundings.
-    let options = Options { gemm: false, fma: true };
+    let options = Options { gemm: false, fma: true, ..Options::default() };
     let mut f = function_with(&g, &[x], &[y], &[], &options).unwrap();
     f.set_params(&params).unwrap();
     let out = f.call(&[Value::f32([1000, 2], inputs())]).unwrap();

@@ -12,6 +12,8 @@ use kiln_compiler::prelude::*;
 use kiln_runtime::export::{Artifact, CharacterTable, ExportOptions, Model, TextClassifier, c_compiler};
 use kiln_runtime::function_with;
 
+mod support;
+
 const LEN: usize = 8;
 const CATEGORIES: [&str; 3] = ["alpha", "beta", "gamma"];
 const TAGS: [&str; 4] = ["red", "green", "blue", "with space"];
@@ -47,10 +49,7 @@ fn classifier() -> TextClassifier {
 }
 
 fn temp_dir(test: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("kiln-export-text-{test}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).expect("creating a temporary directory");
-    dir
+    support::temp_dir("export-text", test)
 }
 
 fn export(params: &ParamStore) -> Artifact {
@@ -63,7 +62,9 @@ fn export(params: &ParamStore) -> Artifact {
 fn jit(params: &ParamStore, ids: &[i64], fma: bool) -> (Vec<f32>, Vec<f32>) {
     let g = Graph::new();
     let (input, category, tags) = text_model(&g).unwrap();
-    let mut f = function_with(&g, &[input], &[category, tags], &[], &Options { gemm: false, fma }).unwrap();
+    let mut f =
+        function_with(&g, &[input], &[category, tags], &[], &Options { gemm: false, fma, ..Options::default() })
+            .unwrap();
     f.set_params(params).unwrap();
     let out = f.call(&[Value::i64([ids.len() / LEN, LEN], ids.to_vec())]).unwrap();
     let floats = |v: &Value| match v.data() {

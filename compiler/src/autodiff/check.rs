@@ -1,5 +1,8 @@
 //! Gradient checking: analytic gradients (from [`Graph::grad`]) against central finite
 //! differences, both evaluated in `f64` by the interpreter.
+//!
+//! In: a graph, a scalar loss, the params to check and feeds. Out: a [`GradientCheck`] per param
+//! (largest errors, pass or fail).
 
 use crate::error::{Error, Location, Result};
 use crate::graph::{Graph, Op, Tensor};

@@ -1,5 +1,8 @@
 //! One vector-Jacobian rule per primitive op.
 //!
+//! In: one node, the adjoint of its output and which inputs need a gradient. Out: one optional
+//! contribution per input, as new graph nodes.
+//!
 //! Each rule receives the node, its output handle, the adjoint of that output, the input
 //! handles and which inputs need a contribution, and returns one optional contribution per
 //! input (`None` where the input has no gradient, such as indices, masks and random counters,

@@ -1,13 +1,15 @@
 //! A loop kernel's body to Cranelift IR: its expressions at the current loop indices, as
 //! scalars or as 4 lanes of the vector loop (integers that change along the lanes lane by
 //! lane), and the scalar operations they are made of.
+//!
+//! In: a loop kernel's body and the loop indices. Out: Cranelift values for each expression, and
+//! the stores.
 
 use cranelift_codegen::ir::condcodes::{FloatCC, IntCC};
 use cranelift_codegen::ir::{InstBuilder, MemFlagsData, Type, Value, types};
 use cranelift_frontend::FunctionBuilder;
 
-use super::emitter::{Emitter, byte_size, scalar_type};
-use super::loops::{LANES, constant, uniform_exprs};
+use super::emitter::{Emitter, LANES, byte_size, constant, scalar_type};
 use super::random::{random_key, random_lanes, random_value};
 use super::{STATUS_DIVISION_BY_ZERO, STATUS_INDEX_OUT_OF_RANGE, Target, math};
 use crate::graph::{Binary, Compare, DType, Unary};
@@ -569,4 +571,23 @@ pub(super) fn vector_cast(builder: &mut FunctionBuilder, from: DType, x: Value) 
         }
         _ => x,
     }
+}
+
+/// For each expression of the body: true if it has the same value at every iteration of loop
+/// `level` (built from constants, sizes and loads that do not move along it).
+pub(super) fn uniform_exprs(kernel: &LoopKernel, level: usize) -> Vec<bool> {
+    let mut uniform: Vec<bool> = Vec::with_capacity(kernel.body.len());
+    for (expr, _) in &kernel.body {
+        let value = match expr {
+            Expr::Const(_) | Expr::Size(_) => true,
+            Expr::Load { index, .. } => index.strides.get(level).is_none_or(|s| s.as_fixed() == Some(0)),
+            Expr::Unary(_, x) | Expr::Pow(_, x) | Expr::Cast(x) | Expr::CheckIndex { value: x, .. } => uniform[*x],
+            Expr::Binary(_, a, b) | Expr::Compare(_, a, b) => uniform[*a] && uniform[*b],
+            Expr::Select(m, a, b) => uniform[*m] && uniform[*a] && uniform[*b],
+            Expr::LoopIndex(loop_level) => *loop_level != level,
+            Expr::Random { .. } | Expr::Gather { .. } => false,
+        };
+        uniform.push(value);
+    }
+    uniform
 }

@@ -1,5 +1,8 @@
 //! The state of one generated function: its parameters, the sizes and buffer addresses it
 //! has loaded, the data-dependent status it reports, and how it addresses elements.
+//!
+//! In: a Cranelift function builder and the kernel being built. Out: addresses of elements, loaded
+//! sizes, reported statuses.
 
 use std::collections::HashMap;
 
@@ -9,6 +12,9 @@ use cranelift_frontend::FunctionBuilder;
 use super::Target;
 use crate::graph::DType;
 use crate::kernel::{Expr, Index, LoopKernel, Program, Size};
+
+/// Vector width in `f32` lanes.
+pub(super) const LANES: i64 = 4;
 
 /// Where a kernel reports a data-dependent error: the two status slots (zero on entry), written
 /// only when an error happens, on a branch taken only then, so a loop that checks every element
@@ -294,5 +300,16 @@ pub(super) fn scalar_type(dtype: DType) -> Type {
         DType::I32 => types::I32,
         DType::I64 => types::I64,
         DType::Bool => types::I8,
+    }
+}
+
+/// A scalar constant of `dtype`: `float` for floats, `int` for integers, nonzero for masks.
+pub(super) fn constant(builder: &mut FunctionBuilder, dtype: DType, float: f64, int: i64) -> Value {
+    match dtype {
+        DType::F32 => builder.ins().f32const(float as f32),
+        DType::F64 => builder.ins().f64const(float),
+        DType::I32 => builder.ins().iconst(types::I32, int as i32 as i64),
+        DType::I64 => builder.ins().iconst(types::I64, int),
+        DType::Bool => builder.ins().iconst(types::I8, i64::from(float != 0.0)),
     }
 }

@@ -1,5 +1,8 @@
 //! The bridge from generated code to a tuned GEMM (the `gemm` crate) for big matrix products.
 //!
+//! In: a matmul's shapes and buffers at run time. Out: the product, computed by the `gemm` crate,
+//! or a failure status.
+//!
 //! Cranelift lowers only 128-bit vectors on x86-64 and does not schedule for register
 //! pressure, so its best register tile reaches a fraction of what a packing GEMM with
 //! AVX-512 does on the same core (see CRANELIFT.md). Matmul kernels therefore branch at run
@@ -30,10 +33,11 @@ pub const GEMM_MIN_WORK: i64 = 4096;
 /// now prints no GEMM time for such shapes, since the generated code never calls it there).
 pub const GEMM_MIN_K: i64 = 8;
 
-/// The threshold in force: [`GEMM_MIN_WORK`], or `KILN_GEMM_MIN_WORK` if set (`0` sends every
-/// matmul to the GEMM, a huge value none; `kiln-bench matmul` uses it to calibrate).
-pub fn min_work() -> i64 {
-    std::env::var("KILN_GEMM_MIN_WORK").ok().and_then(|v| v.parse().ok()).unwrap_or(GEMM_MIN_WORK)
+/// The threshold in force: [`GEMM_MIN_WORK`], or the settings' `gemm_min_work`
+/// (`KILN_GEMM_MIN_WORK`; `0` sends every matmul to the GEMM, a huge value none; `kiln-bench
+/// matmul` uses it to calibrate).
+pub fn min_work(options: &super::Options) -> i64 {
+    options.settings.gemm_min_work.unwrap_or(GEMM_MIN_WORK)
 }
 
 /// Rows per block: the range of a matmul kernel counts blocks of this many rows...

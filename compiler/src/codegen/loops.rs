@@ -1,6 +1,9 @@
 //! Loop kernels to Cranelift IR: the loop nest, the body in scalar and 4-lane vector form,
 //! stores and reductions.
 //!
+//! In: a loop kernel and its program. Out: the kernel's Cranelift function (loop nest, vector and
+//! scalar loops, reductions).
+//!
 //! One loop runs 4 elements at a time (`f32x4`, the widest vector Cranelift lowers on x86-64)
 //! when every value of the body is an `f32`, a mask or an integer that does not change along
 //! it: the innermost loop, or the one around it when the innermost is too short to fill a
@@ -14,14 +17,11 @@ use cranelift_codegen::ir::condcodes::IntCC;
 use cranelift_codegen::ir::{Block, InstBuilder, Value, types};
 use cranelift_frontend::{FunctionBuilder, Variable};
 
-use super::body::Body;
-use super::emitter::{Emitter, byte_size, scalar_type};
+use super::body::{Body, uniform_exprs};
+use super::emitter::{Emitter, LANES, byte_size, constant, scalar_type};
 use super::{KernelShape, Target};
 use crate::graph::{Binary, DType, Unary};
 use crate::kernel::{Expr, Index, LoopKernel, Program, Reduce, Size};
-
-/// Vector width in `f32` lanes.
-pub(super) const LANES: i64 = 4;
 
 /// Builds the function of a loop kernel; returns the extent of its splittable range.
 pub(super) fn build(
@@ -219,25 +219,6 @@ fn vectorizable_at(kernel: &LoopKernel, program: &Program, level: usize) -> bool
         (float || int) && (kernel.kept_inside == 0 || unit)
     });
     body_ok && stores_ok
-}
-
-/// For each expression of the body: true if it has the same value at every iteration of loop
-/// `level` (built from constants, sizes and loads that do not move along it).
-pub(super) fn uniform_exprs(kernel: &LoopKernel, level: usize) -> Vec<bool> {
-    let mut uniform: Vec<bool> = Vec::with_capacity(kernel.body.len());
-    for (expr, _) in &kernel.body {
-        let value = match expr {
-            Expr::Const(_) | Expr::Size(_) => true,
-            Expr::Load { index, .. } => index.strides.get(level).is_none_or(|s| s.as_fixed() == Some(0)),
-            Expr::Unary(_, x) | Expr::Pow(_, x) | Expr::Cast(x) | Expr::CheckIndex { value: x, .. } => uniform[*x],
-            Expr::Binary(_, a, b) | Expr::Compare(_, a, b) => uniform[*a] && uniform[*b],
-            Expr::Select(m, a, b) => uniform[*m] && uniform[*a] && uniform[*b],
-            Expr::LoopIndex(loop_level) => *loop_level != level,
-            Expr::Random { .. } | Expr::Gather { .. } => false,
-        };
-        uniform.push(value);
-    }
-    uniform
 }
 
 /// The loop nest of one kernel.
@@ -494,17 +475,6 @@ fn combine(builder: &mut FunctionBuilder, op: Reduce, dtype: DType, a: Value, b:
         (Reduce::Max, true) => builder.ins().fmax(a, b),
         (Reduce::Sum, false) => builder.ins().iadd(a, b),
         (Reduce::Max, false) => builder.ins().smax(a, b),
-    }
-}
-
-/// A scalar constant of `dtype`: `float` for floats, `int` for integers, nonzero for masks.
-pub(super) fn constant(builder: &mut FunctionBuilder, dtype: DType, float: f64, int: i64) -> Value {
-    match dtype {
-        DType::F32 => builder.ins().f32const(float as f32),
-        DType::F64 => builder.ins().f64const(float),
-        DType::I32 => builder.ins().iconst(types::I32, int as i32 as i64),
-        DType::I64 => builder.ins().iconst(types::I64, int),
-        DType::Bool => builder.ins().iconst(types::I8, i64::from(float != 0.0)),
     }
 }
 

@@ -1,5 +1,8 @@
 //! Matrix products to Cranelift IR: a register-tiled micro-kernel.
 //!
+//! In: a matmul kernel (with its epilogue, if fused). Out: its Cranelift function: the GEMM call or
+//! the register tile.
+//!
 //! Rows of the result are the splittable range (batch and rows flattened, in chunks). Big
 //! products call the tuned GEMM (see `gemm`); the others run a tile that keeps rows × vectors
 //! accumulators of 4 columns in registers (at most ~16 live vectors, see CRANELIFT.md) and

@@ -20,12 +20,10 @@
 
 mod body;
 mod emitter;
-mod entry;
 pub mod gemm;
 mod loops;
 pub(crate) mod math;
 mod matmul;
-pub mod object;
 mod random;
 mod scatter;
 
@@ -39,6 +37,8 @@ use cranelift_module::{FuncId, Linkage, Module, default_libcall_names};
 
 use crate::error::{Error, Result};
 use crate::kernel::{Kernel, Program, Size};
+use crate::settings::Settings;
+pub use crate::settings::Tier;
 
 /// The status code of an index outside its table (`status[1]` holds the index).
 pub const STATUS_INDEX_OUT_OF_RANGE: i64 = 1;
@@ -117,41 +117,13 @@ pub struct CompiledProgram {
     _code: Code,
 }
 
-/// Which code generator compiles a program.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub enum Tier {
-    /// Cranelift, in memory: milliseconds to compile.
-    Jit,
-    /// The kernel IR printed as vector C and built by the system C compiler (see
-    /// [`crate::native`]): seconds to compile (or milliseconds from the cache), the host's
-    /// widest vectors. Without a C compiler the program stays on the JIT (said once).
-    Native,
-    /// The JIT first; the native tier compiles on a background thread after the first few
-    /// calls and takes over between two calls, at the same call in every run (see the
-    /// runtime's `Function::call`).
-    #[default]
-    Auto,
-}
-
-impl Tier {
-    /// The tier named by `KILN_TIER` (`jit`, `native` or `auto`), else [`Tier::Auto`]: the
-    /// tier of `function` and `Trainer` when none is asked for.
-    pub fn from_env() -> Tier {
-        match std::env::var("KILN_TIER").as_deref().map(str::trim) {
-            Ok("jit") => Tier::Jit,
-            Ok("native") => Tier::Native,
-            _ => Tier::Auto,
-        }
-    }
-}
-
 /// What owns a compiled program's machine code (held, never read: dropping it frees the code).
 #[allow(dead_code)]
 pub(crate) enum Code {
     /// Cranelift's executable memory.
     Jit(Box<JITModule>),
-    /// A shared library built by the native tier.
-    Native(crate::native::Library),
+    /// A shared library built by the native tier (loaded there; codegen only keeps it open).
+    Native(libloading::Library),
 }
 
 impl CompiledKernel {
@@ -163,7 +135,7 @@ impl CompiledKernel {
 
 impl CompiledProgram {
     /// A program of the native tier, owning the library its kernels live in.
-    pub(crate) fn native(program: Program, kernels: Vec<CompiledKernel>, library: crate::native::Library) -> Self {
+    pub(crate) fn native(program: Program, kernels: Vec<CompiledKernel>, library: libloading::Library) -> Self {
         CompiledProgram { program, kernels, tier: Tier::Native, _code: Code::Native(library) }
     }
 }
@@ -187,11 +159,13 @@ pub(crate) struct Target {
     pub fma: bool,
     /// Matmuls of at least this many multiply-adds call the tuned GEMM.
     pub gemm_min_work: i64,
+    /// Print each kernel's Cranelift IR (`KILN_DUMP=clif`).
+    pub dump_clif: bool,
 }
 
 /// Choices of the code generator that change the instructions it emits but not what they
 /// compute, up to the order and rounding of float operations.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Debug)]
 pub struct Options {
     /// Matmuls big enough to pay for it call the tuned GEMM ([`gemm::kiln_sgemm`]); without,
     /// every matmul runs the register tile, which sums each element in order of `k`, as the
@@ -200,11 +174,14 @@ pub struct Options {
     /// Multiply-adds are fused (one rounding) when the host has FMA; without, they are a
     /// multiply then an add, as an artifact for the x86-64 baseline computes them. Default: on.
     pub fma: bool,
+    /// The settings from the environment (the GEMM threshold, what to dump). Default: the
+    /// process's, read once ([`Settings::current`]); a test sets its own.
+    pub settings: Settings,
 }
 
 impl Default for Options {
     fn default() -> Options {
-        Options { gemm: true, fma: true }
+        Options { gemm: true, fma: true, settings: Settings::current().clone() }
     }
 }
 
@@ -216,7 +193,11 @@ pub fn compile(program: Program) -> Result<CompiledProgram> {
 /// Compiles every kernel of `program` for the host, with `options`.
 pub fn compile_with(program: Program, options: &Options) -> Result<CompiledProgram> {
     let isa = host_isa()?;
-    let target = Target { fma: options.fma && host_has_fma(), gemm_min_work: gemm::min_work() };
+    let target = Target {
+        fma: options.fma && host_has_fma(),
+        gemm_min_work: gemm::min_work(options),
+        dump_clif: options.settings.dump.clif,
+    };
     let mut jit = JITBuilder::with_isa(isa, default_libcall_names());
     jit.symbol(gemm::SYMBOL, gemm::kiln_sgemm as *const u8);
     let mut module = JITModule::new(jit);
@@ -262,7 +243,7 @@ pub(crate) fn define_kernels<M: Module>(
     gemm: Option<FuncId>,
     prefix: &str,
 ) -> Result<Vec<DefinedKernel>> {
-    let dump = std::env::var("KILN_DUMP").is_ok_and(|levels| levels.split(',').any(|level| level == "clif"));
+    let dump = target.dump_clif;
     let frontend_config = module.target_config();
     let mut context = module.make_context();
     let mut builder_context = FunctionBuilderContext::new();
@@ -340,7 +321,7 @@ fn host_isa() -> Result<OwnedTargetIsa> {
     isa_builder.finish(settings::Flags::new(flags)).map_err(|e| Error::Bug(format!("building the host ISA: {e}")))
 }
 
-fn host_has_fma() -> bool {
+pub(crate) fn host_has_fma() -> bool {
     #[cfg(target_arch = "x86_64")]
     {
         std::arch::is_x86_feature_detected!("fma") && std::arch::is_x86_feature_detected!("avx")

@@ -1,5 +1,8 @@
 //! kiln's counter-based random numbers (`random.rs`) in Cranelift IR, for one element or
 //! four `i32x4` lanes, bit for bit as the reference definition.
+//!
+//! In: a random expression's key and counter values. Out: Cranelift values equal, bit for bit, to
+//! `crate::random`'s numbers.
 
 use cranelift_codegen::ir::condcodes::IntCC;
 use cranelift_codegen::ir::{InstBuilder, Value, types};

@@ -1,5 +1,7 @@
 //! Scatter-add to Cranelift IR: zero the result, then add each update row at its index.
 //!
+//! In: a scatter-add kernel. Out: its Cranelift function.
+//!
 //! The splittable range is the columns of a row, so threads never write the same element and
 //! every element sums its updates in order of position, whatever the thread count. Columns
 //! run 4 lanes at a time, then one by one.

@@ -1,3 +1,5 @@
+//! Export, compiler side (the plan and the printers; packaging is `kiln_runtime::export`).
+//!
 //! Layout choices an artifact can make because its weights are constants.
 //!
 //! In: a forward program and the trained params. Out: the same program where every matmul

@@ -1,3 +1,5 @@
+//! Export, compiler side (the plan and the printers; packaging is `kiln_runtime::export`).
+//!
 //! Ahead-of-time export at the level of the kernel IR: what an artifact does with a program,
 //! whichever printer emits its code.
 //!
@@ -11,11 +13,13 @@
 //! pointer, a bad batch, a length below what the batch needs), and the largest batch whose
 //! sizes cannot overflow. Before planning, [`pretranspose_weights`] stores the right operands
 //! of matmuls that are weights in the layout the register tile reads fastest. The Cranelift
-//! object printer (`codegen::object`) and the C printer ([`c_source`]) both follow the plan,
+//! object printer ([`object`], with the entry points of `entry`) and the C printer ([`c_source`]) both follow the plan,
 //! so both artifacts have the same ABI.
 
 pub mod c_source;
+mod entry;
 mod layout;
+pub mod object;
 mod plan;
 
 pub use layout::pretranspose_weights;

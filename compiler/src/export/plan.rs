@@ -1,9 +1,13 @@
+//! Export, compiler side (the plan and the printers; packaging is `kiln_runtime::export`).
+//!
 //! The artifact plan: the buffers of a forward program placed in the caller's memory.
+//!
+//! In: a forward program, its input names and the trained params. Out: an [`ArtifactPlan`]: where
+//! every buffer lives (caller's input or output, weights, scratch) and the weights' bytes.
 
 use crate::error::{Error, Result};
 use crate::graph::{DType, Dim, Shape};
 use crate::kernel::{Program, Role};
-use crate::value::Data;
 use crate::value::ParamStore;
 
 /// Scratch slots start at multiples of this many bytes from the caller's scratch pointer.
@@ -272,24 +276,13 @@ impl ArtifactPlan {
                     None => Placement::Unused,
                 },
                 Role::Param(name) => {
-                    let value = params.get(name).ok_or_else(|| Error::MissingParam { name: name.clone() })?;
-                    let shape = declared.shape.as_static().ok_or_else(|| Error::Bug("a symbolic param".into()))?;
-                    if value.shape() != shape {
-                        let (expected, got) = (format!("shape {shape:?}"), format!("shape {:?}", value.shape()));
-                        return Err(Error::BadFeed {
-                            what: "param",
-                            name: name.clone(),
-                            expected,
-                            got,
-                            location: None,
-                        });
-                    }
-                    let bytes = little_endian(value.cast(declared.dtype).data());
+                    let value = declared.param_value(name, params)?;
+                    let bytes = value.cast(declared.dtype).data().to_le_bytes();
                     weights.push(Weight { name: name.clone(), buffer: owner, dtype: declared.dtype, bytes });
                     Placement::Weight(weights.len() - 1)
                 }
                 Role::Constant(value) => {
-                    let bytes = little_endian(value.cast(declared.dtype).data());
+                    let bytes = value.cast(declared.dtype).data().to_le_bytes();
                     let name = format!("constant{owner}");
                     weights.push(Weight { name, buffer: owner, dtype: declared.dtype, bytes });
                     Placement::Weight(weights.len() - 1)
@@ -395,16 +388,5 @@ fn bytes_of(shape: &Shape, dtype: DType, batch: &str) -> Result<LinearBytes> {
         0 => Ok(LinearBytes { per_row: 0, fixed: elements * size }),
         1 => Ok(LinearBytes { per_row: elements * size, fixed: 0 }),
         _ => refuse(format!("a buffer of shape {shape} grows faster than linearly with the batch")),
-    }
-}
-
-/// Typed data as little-endian bytes (every target kiln exports for is little-endian).
-fn little_endian(data: &Data) -> Vec<u8> {
-    match data {
-        Data::F32(v) => v.iter().flat_map(|x| x.to_le_bytes()).collect(),
-        Data::F64(v) => v.iter().flat_map(|x| x.to_le_bytes()).collect(),
-        Data::I32(v) => v.iter().flat_map(|x| x.to_le_bytes()).collect(),
-        Data::I64(v) => v.iter().flat_map(|x| x.to_le_bytes()).collect(),
-        Data::Bool(v) => v.iter().map(|&b| u8::from(b)).collect(),
     }
 }

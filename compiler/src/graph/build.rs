@@ -1,6 +1,9 @@
 //! The primitive ops as methods of [`Tensor`]: each checks its operands' shapes and dtypes,
 //! then appends one node. Every method is `#[track_caller]`, so an error names the line of
 //! the user's code that asked for the op.
+//!
+//! In: tensors of one graph. Out: new nodes of that graph, or an error naming the op, the shapes
+//! and the caller's line.
 
 use super::{Binary, Compare, DType, Dim, Distribution, Graph, NodeId, Op, Shape, Tensor, Unary};
 use super::{MAX_ELEMENTS, broadcast_shapes, broadcasts_to};

@@ -26,7 +26,9 @@ use std::cell::{Ref, RefCell};
 
 pub use mode::{MODE_STEP_INPUT, Mode, ModeInputs, SharedMode, TRAINING_INPUT};
 pub use op::{Binary, Compare, Distribution, Fan, Init, Op, OpKind, Unary, gain};
-pub use shape::{DType, Dim, MAX_ELEMENTS, Shape, broadcast_shapes, broadcasts_to, checked_numel};
+pub use shape::{Dim, Shape, broadcast_shapes, broadcasts_to};
+
+pub use crate::dtype::{DType, MAX_ELEMENTS, checked_numel};
 pub use sparse::SparseParam;
 
 use crate::error::{Error, Location, Result};

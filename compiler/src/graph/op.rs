@@ -1,6 +1,9 @@
 //! The primitive ops: the closed set every later stage (autodiff, interpreter, passes,
 //! codegen) must handle. Composites (softmax, cross-entropy, layers) live in `layers` and are
 //! built from these, so nothing below the graph ever needs to know them.
+//!
+//! In: nothing (the vocabulary of the graph). Out: [`Op`] and its parts, which every later stage
+//! matches on.
 
 use std::fmt;
 

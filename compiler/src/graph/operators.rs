@@ -1,5 +1,8 @@
 //! Operator overloading for [`Tensor`]: `a + b`, `a * 2.0`, `1.0 - a`, `-a`.
 //!
+//! In: tensors and numbers. Out: new nodes (a failed tensor carrying the error when the operands do
+//! not fit).
+//!
 //! Operators cannot return a `Result`, so a failing operator records its error in the graph
 //! and returns a failed tensor; the next fallible call on it (or `grad`, or an evaluation of
 //! the graph) returns the error, which still names the operator's source line.

@@ -1,6 +1,8 @@
 //! Text forms of a graph: a listing with one node per line (like Theano's `debugprint`),
 //! and Graphviz DOT.
 //!
+//! In: a graph. Out: its listing and its DOT text.
+//!
 //! The listing is stable (no addresses, no hash order), so tests can compare it as text.
 
 use std::fmt::Write;

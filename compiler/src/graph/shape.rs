@@ -1,54 +1,10 @@
-//! Dims, shapes and dtypes: the static facts every node carries.
+//! Dims and shapes: with the dtype (`crate::dtype`), the static facts every node carries.
+//!
+//! In: sizes and symbol names. Out: [`Dim`], [`Shape`] and the broadcasting rules.
 
 use std::fmt;
 
-/// The element type of a tensor.
-///
-/// `F32` is the default for everything a user builds. `F64` exists for the reference
-/// interpreter and gradient checks; `I32`/`I64` hold indices and labels; `Bool` is what the
-/// comparisons produce and what `select` consumes.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum DType {
-    /// 32-bit IEEE float.
-    F32,
-    /// 64-bit IEEE float.
-    F64,
-    /// 32-bit signed integer.
-    I32,
-    /// 64-bit signed integer.
-    I64,
-    /// A mask: true or false.
-    Bool,
-}
-
-impl DType {
-    /// True for `F32` and `F64`.
-    pub fn is_float(self) -> bool {
-        matches!(self, DType::F32 | DType::F64)
-    }
-
-    /// True for `I32` and `I64`.
-    pub fn is_int(self) -> bool {
-        matches!(self, DType::I32 | DType::I64)
-    }
-
-    /// The lower-case name used in listings (`f32`, `i64`, ...).
-    pub fn name(self) -> &'static str {
-        match self {
-            DType::F32 => "f32",
-            DType::F64 => "f64",
-            DType::I32 => "i32",
-            DType::I64 => "i64",
-            DType::Bool => "bool",
-        }
-    }
-}
-
-impl fmt::Display for DType {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.name())
-    }
-}
+use crate::dtype::checked_numel;
 
 /// One dimension of a shape: a number known when the graph is built, or a named symbol
 /// (such as the batch dim `B`) whose value is only known when the graph is run.
@@ -150,7 +106,7 @@ impl Shape {
     }
 
     /// The product of the static dims (symbols counted as 1), or `None` if it exceeds
-    /// [`MAX_ELEMENTS`]: a shape whose static part alone is that big can never be allocated,
+    /// [`MAX_ELEMENTS`](crate::dtype::MAX_ELEMENTS): a shape whose static part alone is that big can never be allocated,
     /// and its element count would wrap around in `usize` or in a kernel's `i64` offsets.
     pub fn checked_static_numel(&self) -> Option<usize> {
         let statics: Vec<usize> = self.0.iter().filter_map(Dim::as_static).collect();
@@ -215,19 +171,6 @@ impl From<&Shape> for Shape {
     fn from(shape: &Shape) -> Shape {
         shape.clone()
     }
-}
-
-/// The most elements one tensor may hold: at 8 bytes per element (the widest dtype) its
-/// bytes, rounded up to whole 16-byte words, still fit in an `isize` offset.
-pub const MAX_ELEMENTS: usize = (isize::MAX as usize) / 16;
-
-/// The product of `sizes`, or `None` if the product of its nonzero sizes exceeds
-/// [`MAX_ELEMENTS`] (or would overflow). Every element count kiln computes goes through this,
-/// so a shape never wraps to a small count (`[65536; 4]` is an error, not a tensor of 0
-/// elements), and no loop nest over a shape, empty or not, counts past `i64`.
-pub fn checked_numel(sizes: &[usize]) -> Option<usize> {
-    let nonzero = sizes.iter().filter(|&&n| n != 0).try_fold(1usize, |acc, &n| acc.checked_mul(n))?;
-    (nonzero <= MAX_ELEMENTS).then(|| if sizes.contains(&0) { 0 } else { nonzero })
 }
 
 /// The numpy broadcast of two shapes (aligned at the right; a static 1 stretches), or `None`

@@ -56,6 +56,14 @@ fn remove_level(kernel: &mut LoopKernel, level: usize) {
             index.strides.remove(level);
         }
     };
+    // `level` is outside any reduction (the caller checks), so the reduction's first loop moves.
+    drop_loop(kernel, level, fix);
+}
+
+/// After loop `removed` is gone: applies `fix` to every index the kernel reads and writes
+/// through, and renumbers the loops after `removed` (the loop indices the body reads and the
+/// first loop of a reduction).
+fn drop_loop(kernel: &mut LoopKernel, removed: usize, fix: impl Fn(&mut Index)) {
     for (expr, _) in &mut kernel.body {
         match expr {
             Expr::Load { index, .. } | Expr::Random { index, .. } => fix(index),
@@ -64,14 +72,16 @@ fn remove_level(kernel: &mut LoopKernel, level: usize) {
                 fix(position);
             }
             Expr::CheckIndex { position, .. } => fix(position),
-            Expr::LoopIndex(l) if *l > level => *l -= 1,
+            Expr::LoopIndex(l) if *l > removed => *l -= 1,
             _ => {}
         }
     }
     for (_, _, index) in &mut kernel.stores {
         fix(index);
     }
-    if let Some((_, first)) = &mut kernel.reduce {
+    if let Some((_, first)) = &mut kernel.reduce
+        && *first > removed
+    {
         *first -= 1;
     }
 }
@@ -126,26 +136,7 @@ fn merge_levels(kernel: &mut LoopKernel, level: usize) {
             index.strides.truncate(level);
         }
     };
-    for (expr, _) in &mut kernel.body {
-        match expr {
-            Expr::Load { index, .. } | Expr::Random { index, .. } => fix(index),
-            Expr::Gather { index, position, .. } => {
-                fix(index);
-                fix(position);
-            }
-            Expr::CheckIndex { position, .. } => fix(position),
-            Expr::LoopIndex(l) if *l > inner => *l -= 1,
-            _ => {}
-        }
-    }
-    for (_, _, index) in &mut kernel.stores {
-        fix(index);
-    }
-    if let Some((_, first)) = &mut kernel.reduce
-        && *first > inner
-    {
-        *first -= 1;
-    }
+    drop_loop(kernel, inner, fix);
 }
 
 #[cfg(test)]

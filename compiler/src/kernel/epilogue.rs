@@ -13,7 +13,7 @@
 //! new values of params stay on their own (see `can_be_epilogue`).
 
 use super::{Expr, Index, Kernel, LoopKernel, MatMulKernel, Program, Size};
-use crate::graph::{Binary, DType};
+use crate::graph::DType;
 
 /// How far back a loop kernel may look for the matmul whose product it reads.
 const REACH: usize = 3;
@@ -68,9 +68,7 @@ fn can_be_epilogue(matmul: &MatMulKernel, candidate: &LoopKernel, updated: &[usi
     let element = Index { base: vec![], strides: vec![matmul.n.clone(), Size::fixed(1)] };
     let reads_ok = candidate.body.iter().all(|(expr, dtype)| match expr {
         Expr::Load { buffer, index } => *buffer != matmul.out || *index == element,
-        Expr::Gather { .. } | Expr::CheckIndex { .. } => false,
-        Expr::Binary(Binary::Div, ..) => !dtype.is_int(),
-        _ => true,
+        _ => !expr.can_fail(*dtype),
     });
     // Updates of params stay kernels of their own: a flat pass over a whole param beats
     // five strided streams per block (measured on W4's first layer).

@@ -82,19 +82,7 @@ impl<'p> Evaluator<'p> {
             match &buffer.role {
                 Role::Constant(value) => memory[number] = Some(value.data().cast(buffer.dtype)),
                 Role::Param(name) => {
-                    let value = params.get(name).ok_or_else(|| Error::MissingParam { name: name.clone() })?;
-                    let shape = buffer.shape.as_static().ok_or_else(|| bug(format!("param `{name}` is symbolic")))?;
-                    if value.shape() != shape {
-                        let (expected, got) = (format!("shape {shape:?}"), format!("shape {:?}", value.shape()));
-                        return Err(Error::BadFeed {
-                            what: "param",
-                            name: name.clone(),
-                            expected,
-                            got,
-                            location: None,
-                        });
-                    }
-                    memory[number] = Some(value.data().cast(buffer.dtype));
+                    memory[number] = Some(buffer.param_value(name, params)?.data().cast(buffer.dtype));
                 }
                 _ => {}
             }

@@ -1,5 +1,7 @@
 //! Lowering an optimised graph to a [`Program`]: fusion decisions, buffers and kernels.
 //!
+//! In: an optimised graph, its outputs and updates. Out: a [`Program`] and the fusion notes.
+//!
 //! Each node either gets a buffer (it is *materialised*, computed by a kernel of its own) or is
 //! *fused*: recomputed inside every kernel that reads it, at the index that kernel needs.
 //! Elementwise ops, broadcasts, permutes, slices, one-hot, gathers and random draws fuse;

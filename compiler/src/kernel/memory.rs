@@ -16,7 +16,6 @@
 //! writes a buffer it reads" keeps holding for storage, not just for buffer numbers.
 
 use super::{Expr, Kernel, Program, Role};
-use crate::graph::Binary;
 
 /// Plans in-place updates and scratch slots for `program` (see the module comment).
 pub fn plan_memory(program: &mut Program) {
@@ -56,7 +55,7 @@ fn update_in_place(program: &mut Program) {
             }
             // A call that fails must leave the params as they were: no kernel from this one on
             // may stop the call.
-            if program.kernels[position..].iter().any(can_fail) {
+            if program.kernels[position..].iter().any(Kernel::can_fail) {
                 return None;
             }
             // The kernel computing the value: a loop kernel, or a matmul's epilogue, as long as
@@ -84,19 +83,6 @@ fn update_in_place(program: &mut Program) {
         }
     }
     program.updates = kept;
-}
-
-/// True if `kernel` can report a data-dependent error (an index out of range, an integer
-/// division by zero), which stops the call.
-fn can_fail(kernel: &Kernel) -> bool {
-    match kernel {
-        Kernel::Loop(k) => k.body.iter().any(|(expr, dtype)| {
-            matches!(expr, Expr::Gather { .. } | Expr::CheckIndex { .. })
-                || (matches!(expr, Expr::Binary(Binary::Div, ..)) && dtype.is_int())
-        }),
-        Kernel::MatMul(_) => false,
-        Kernel::Scatter(_) => true,
-    }
 }
 
 fn assign_slots(program: &mut Program) {

@@ -31,7 +31,9 @@ pub use memory::plan_memory;
 pub use merge::merge_neighbours;
 pub use tile::{FEW_ROWS, LONG_K, Lanes, NARROW_COLUMNS, NarrowTile, narrow_tile, product_is_stored};
 
+use crate::error::{Error, Result};
 use crate::graph::{Binary, Compare, DType, Distribution, Shape, Unary};
+use crate::interp::ParamStore;
 use crate::value::Value;
 
 /// A size known up to the values of symbols: `factor · Π symbols`.
@@ -319,7 +321,21 @@ pub struct Program {
     pub reduced: Vec<usize>,
 }
 
+impl Expr {
+    /// True if computing this expression (of `dtype`) can report a data-dependent error that
+    /// stops the call: a gather's or a checked index out of range, an integer division by zero.
+    pub fn can_fail(&self, dtype: DType) -> bool {
+        matches!(self, Expr::Gather { .. } | Expr::CheckIndex { .. })
+            || (matches!(self, Expr::Binary(Binary::Div, ..)) && dtype.is_int())
+    }
+}
+
 impl LoopKernel {
+    /// True if some expression of the body can fail ([`Expr::can_fail`]).
+    pub fn can_fail(&self) -> bool {
+        self.body.iter().any(|(expr, dtype)| expr.can_fail(*dtype))
+    }
+
     /// The buffers the body reads (by number, with repeats).
     pub fn reads(&self) -> Vec<usize> {
         let loads = self.body.iter().filter_map(|(expr, _)| match expr {
@@ -336,6 +352,17 @@ impl LoopKernel {
 }
 
 impl Kernel {
+    /// True if the kernel can report a data-dependent error (an index out of range, an
+    /// integer division by zero), which stops the call. A scatter checks its indices; a
+    /// matmul's epilogue never fails (`fuse_epilogues` refuses one that could).
+    pub fn can_fail(&self) -> bool {
+        match self {
+            Kernel::Loop(k) => k.can_fail(),
+            Kernel::MatMul(_) => false,
+            Kernel::Scatter(_) => true,
+        }
+    }
+
     /// The buffers the kernel reads and those it writes (by number; aliases not resolved),
     /// a matmul's epilogue included.
     pub fn accesses(&self) -> (Vec<usize>, Vec<usize>) {
@@ -355,6 +382,20 @@ impl Kernel {
                 None => (vec![k.indices, k.updates], vec![k.out]),
             },
         }
+    }
+}
+
+impl Buffer {
+    /// The value of param `name` (this buffer's role) in `params`: an error if it is missing
+    /// or its shape is not the buffer's, which is static for a param.
+    pub fn param_value<'p>(&self, name: &str, params: &'p ParamStore) -> Result<&'p Value> {
+        let value = params.get(name).ok_or_else(|| Error::MissingParam { name: name.to_string() })?;
+        let shape = self.shape.as_static().ok_or_else(|| Error::Bug(format!("param `{name}` is symbolic")))?;
+        if value.shape() != shape {
+            let (expected, got) = (format!("shape {shape:?}"), format!("shape {:?}", value.shape()));
+            return Err(Error::BadFeed { what: "param", name: name.to_string(), expected, got, location: None });
+        }
+        Ok(value)
     }
 }
 

@@ -1,4 +1,6 @@
 //! The text form of a program (`KILN_DUMP=kernels`).
+//!
+//! In: a program. Out: its text listing.
 
 use std::fmt::{self, Write};
 

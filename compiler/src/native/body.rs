@@ -15,8 +15,10 @@
 use std::fmt::Write;
 
 use crate::error::Result;
-use crate::export::c_source::{buffer, c_type, expression, offset, power_by_squaring, report_index, size};
-use crate::graph::{Binary, Compare, DType, Distribution, Unary};
+use crate::export::c_source::{
+    buffer, c_type, compare_symbol, expression, offset, power_by_squaring, report_index, size,
+};
+use crate::graph::{Binary, DType, Distribution, Unary};
 use crate::kernel::{Expr, Index, LoopKernel, Program};
 
 /// Which body expressions change along the vector level, or `None` if the body has no vector
@@ -201,15 +203,7 @@ impl Body<'_> {
                 }
             }
             Expr::Compare(op, a, b) => {
-                let symbol = match op {
-                    Compare::Lt => "<",
-                    Compare::Le => "<=",
-                    Compare::Gt => ">",
-                    Compare::Ge => ">=",
-                    Compare::Eq => "==",
-                    Compare::Ne => "!=",
-                };
-                let compared = format!("({} {symbol} {})", l(a), l(b));
+                let compared = format!("({} {} {})", l(a), compare_symbol(*op), l(b));
                 if of(a) == DType::I64 { format!("kiln_narrow{compared}") } else { compared }
             }
             Expr::Select(m, a, b) => {

@@ -11,6 +11,7 @@ use std::process::Command;
 use std::sync::OnceLock;
 
 use crate::error::{Error, Result};
+use crate::settings::Settings;
 
 /// The flags of every build: the host's widest vectors, a shared library, `a * b + c`
 /// contracted into FMA (as the JIT does on hosts with FMA), no `errno` from `sqrtf` (so it
@@ -41,10 +42,11 @@ pub fn c_compiler() -> Option<&'static CCompiler> {
         .as_ref()
 }
 
-/// The cache folder (see the module documentation).
-pub fn cache_dir() -> PathBuf {
-    if let Some(dir) = std::env::var_os("KILN_CACHE").filter(|d| !d.is_empty()) {
-        return PathBuf::from(dir);
+/// The cache folder (see the module documentation): the settings' `cache` (`KILN_CACHE`) if
+/// set.
+pub fn cache_dir(settings: &Settings) -> PathBuf {
+    if let Some(dir) = &settings.cache {
+        return dir.clone();
     }
     if let Some(dir) = std::env::var_os("XDG_CACHE_HOME").filter(|d| !d.is_empty()) {
         return PathBuf::from(dir).join("kiln");
@@ -56,12 +58,12 @@ pub fn cache_dir() -> PathBuf {
 }
 
 /// Where the library built from `source` lives, and whether it is already there.
-pub fn library_path(compiler: &CCompiler, source: &str) -> PathBuf {
+pub fn library_path(compiler: &CCompiler, source: &str, settings: &Settings) -> PathBuf {
     let key = format!("{}\n{}\n{}\n{source}", env!("CARGO_PKG_VERSION"), compiler.version, FLAGS.join(" "));
     // Two FNV-1a hashes (of the text and of its reverse) make a 128-bit key.
     let forward = crate::random::hash_name(&key);
     let backward = crate::random::hash_name(&key.chars().rev().collect::<String>());
-    cache_dir().join(format!("kiln-{forward:016x}{backward:016x}.so"))
+    cache_dir(settings).join(format!("kiln-{forward:016x}{backward:016x}.so"))
 }
 
 /// Builds `source` into the library at `library` (see [`library_path`]) unless it exists.

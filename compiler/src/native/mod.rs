@@ -56,7 +56,7 @@ pub fn lanes() -> usize {
 
 /// The C source of `program` for this host (what [`compile`] builds).
 pub fn source(program: &Program, options: &Options) -> Result<String> {
-    let gemm = options.gemm.then(codegen::gemm::min_work);
+    let gemm = options.gemm.then(|| codegen::gemm::min_work(options));
     Ok(print::print(program, lanes(), gemm)?.0)
 }
 
@@ -88,12 +88,12 @@ pub fn say_no_compiler() {
 pub fn compile(program: Program, options: &Options) -> Result<CompiledProgram> {
     let compiler = c_compiler()
         .ok_or_else(|| Error::Toolchain { tool: "cc".into(), detail: "no C compiler runs (set `CC`)".into() })?;
-    let gemm = options.gemm.then(codegen::gemm::min_work);
+    let gemm = options.gemm.then(|| codegen::gemm::min_work(options));
     let (source, shapes) = print::print(&program, lanes(), gemm)?;
-    let path = build::library_path(compiler, &source);
+    let path = build::library_path(compiler, &source, &options.settings);
     let cached = path.exists();
     build::build(compiler, &source, &path)?;
-    if std::env::var("KILN_DUMP").is_ok_and(|levels| levels.split(',').any(|level| level == "native")) {
+    if options.settings.dump.native {
         eprintln!("== native tier: {} {}", if cached { "loaded" } else { "built" }, path.display());
     }
     let dlopen = |detail: String| Error::Toolchain { tool: "dlopen".into(), detail };

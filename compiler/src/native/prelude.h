@@ -113,13 +113,6 @@ static inline void kiln_store_i64(int64_t *p, int64_t stride, int64_t count, vl 
     for (int64_t l = 0; l < count; l++) p[l * stride] = v[l];
 }
 
-/* IEEE maximum and minimum as kiln computes them: NaN if either operand is NaN. */
-static inline float kiln_maxf(float a, float b) { return a != a || b != b ? a + b : a > b ? a : b > a ? b : signbit(a) ? b : a; }
-static inline float kiln_minf(float a, float b) { return a != a || b != b ? a + b : a < b ? a : b < a ? b : signbit(a) ? a : b; }
-static inline double kiln_max(double a, double b) { return a != a || b != b ? a + b : a > b ? a : b > a ? b : signbit(a) ? b : a; }
-static inline double kiln_min(double a, double b) { return a != a || b != b ? a + b : a < b ? a : b < a ? b : signbit(a) ? a : b; }
-static inline int64_t kiln_to_i64(double x) { return x != x ? 0 : x >= 9223372036854775807.0 ? INT64_MAX : x <= -9223372036854775808.0 ? INT64_MIN : (int64_t)x; }
-static inline int32_t kiln_to_i32(double x) { return x != x ? 0 : x >= 2147483647.0 ? INT32_MAX : x <= -2147483648.0 ? INT32_MIN : (int32_t)x; }
 static inline vf kiln_maxv(vf a, vf b) {
     vi nan = (a != a) | (b != b);
     vf tie = kiln_select((vi)a < 0, b, a);

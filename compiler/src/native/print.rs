@@ -47,6 +47,7 @@ pub(super) fn print(program: &Program, lanes: usize, gemm: Option<i64>) -> Resul
     let odd: Vec<String> = (0..lanes / 2).map(|l| (lanes + 2 * l + 1).to_string()).collect();
     let _ = writeln!(out, "#define KILN_EVEN_LANES {}, {}", even.join(", "), odd.join(", "));
     out.push_str(include_str!("prelude.h"));
+    out.push_str(crate::export::c_source::SCALAR_HELPERS);
     out.push_str(&tiles());
     let mut shapes = Vec::with_capacity(program.kernels.len());
     for (number, kernel) in program.kernels.iter().enumerate() {

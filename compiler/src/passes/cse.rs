@@ -1,4 +1,6 @@
 //! Common-subexpression elimination: nodes with the same op, attributes and inputs are one.
+//!
+//! In: a graph and its outputs. Out: the graph with duplicate nodes merged.
 
 use std::collections::HashMap;
 

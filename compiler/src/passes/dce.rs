@@ -1,4 +1,6 @@
 //! Dead-code elimination: drops every node no output depends on (leaves stay).
+//!
+//! In: a graph and its outputs. Out: the graph without the nodes no output needs.
 
 use super::{Rooted, rewrite};
 use crate::graph::{Graph, NodeId, Op};

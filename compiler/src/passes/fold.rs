@@ -1,4 +1,7 @@
 //! Constant folding: ops whose operands are all known are evaluated once, here.
+//!
+//! In: a graph and its outputs. Out: the graph with constant subexpressions replaced by their
+//! values.
 
 use std::collections::HashMap;
 

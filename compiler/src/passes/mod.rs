@@ -23,6 +23,7 @@ pub use fold::fold_constants;
 pub use simplify::{RULES, Rule, simplify};
 
 use crate::graph::{Graph, NodeId};
+use crate::settings::Dump;
 
 /// A graph together with the nodes wanted from it: what every pass consumes and produces.
 #[derive(Debug)]
@@ -54,7 +55,12 @@ pub const PIPELINE: &[Pass] = &[
 
 /// Runs [`PIPELINE`] until the graph stops shrinking (at most a few rounds).
 pub fn optimize(graph: &Graph, outputs: &[NodeId]) -> Rooted {
-    let dump = std::env::var("KILN_DUMP").is_ok_and(|levels| levels.split(',').any(|level| level == "graph"));
+    optimize_with(graph, outputs, &Dump::default())
+}
+
+/// [`optimize`], printing the graph before the passes and after each one when `dump.graph`.
+pub fn optimize_with(graph: &Graph, outputs: &[NodeId], dump: &Dump) -> Rooted {
+    let dump = dump.graph;
     let mut current = rewrite::copy(graph, outputs);
     if dump {
         eprintln!("== graph before passes\n{}", current.listing());

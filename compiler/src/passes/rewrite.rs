@@ -1,5 +1,7 @@
 //! The one way passes build their result: walk the old graph in order, remap each node's
 //! inputs, and either let a rule answer with a node of the new graph or copy the node over.
+//!
+//! In: a graph, its outputs and a rule. Out: the rewritten graph with its outputs ([`Rooted`]).
 
 use super::Rooted;
 use crate::graph::{Graph, Node, NodeId, Op};

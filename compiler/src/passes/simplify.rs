@@ -1,5 +1,7 @@
 //! Algebraic simplification, as a table of rewrite rules.
 //!
+//! In: a graph and its outputs. Out: the graph with every rule applied.
+//!
 //! Each [`Rule`] looks at one node (its inputs already rewritten) and may answer with a
 //! simpler node that computes the same values. Rules that would change a result's shape or
 //! dtype do not fire, and none assumes finite inputs (`x * 0` is not `0` when `x` is NaN).

@@ -11,8 +11,7 @@
 //! and stops every rank (`MPI_Abort`) instead of waiting forever. A rank whose own code fails
 //! should do the same with [`Ranks::abort`], so the others stop at once with its error.
 
-mod reducer;
-mod trainer;
+pub(crate) mod reducer;
 
 use std::ffi::c_void;
 use std::sync::Arc;

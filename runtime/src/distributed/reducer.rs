@@ -12,7 +12,7 @@ use super::{Ranks, check, count, null_request, wait};
 use crate::reduce::Reducer;
 
 /// Sums a compiled step's gradients across the ranks of `ranks`.
-pub(super) struct MpiReducer {
+pub(crate) struct MpiReducer {
     ranks: Ranks,
     slots: Vec<Slot>,
 }
@@ -29,7 +29,7 @@ struct Slot {
 unsafe impl Send for MpiReducer {}
 
 impl MpiReducer {
-    pub(super) fn new(ranks: &Ranks) -> MpiReducer {
+    pub(crate) fn new(ranks: &Ranks) -> MpiReducer {
         MpiReducer { ranks: ranks.clone(), slots: Vec::new() }
     }
 }

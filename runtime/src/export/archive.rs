@@ -1,4 +1,8 @@
+//! Export, runtime side (packaging; the plan and the printers are `kiln_compiler::export`).
+//!
 //! Static libraries: a `lib<name>.a` written byte by byte, so exporting needs no binutils.
+//!
+//! In: an object file and its symbols. Out: the bytes of `lib<name>.a`.
 //!
 //! The format is the common (GNU / System V) `ar` archive: the magic `!<arch>\n`, then
 //! members, each a 60-byte text header (name, date, owner, group, mode, size) and its bytes,

@@ -1,4 +1,8 @@
+//! Export, runtime side (packaging; the plan and the printers are `kiln_compiler::export`).
+//!
 //! Rust bindings of an artifact: a module that links `lib<name>.a` and wraps it safely.
+//!
+//! In: an artifact. Out: the Rust source of its bindings module.
 //!
 //! The generated module (`<name>.rs`) needs nothing but `core`/`std`: an application puts it
 //! next to its `main.rs` (`mod mlp;`), tells the linker where `libmlp.a` is (a `build.rs`

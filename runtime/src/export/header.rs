@@ -1,4 +1,8 @@
+//! Export, runtime side (packaging; the plan and the printers are `kiln_compiler::export`).
+//!
 //! The C header of an artifact: every entry point, its contract and its error codes.
+//!
+//! In: an artifact. Out: the text of `<name>.h`.
 
 use std::fmt::Write;
 

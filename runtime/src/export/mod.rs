@@ -1,8 +1,10 @@
+//! Export, runtime side (packaging; the plan and the printers are `kiln_compiler::export`).
+//!
 //! Packaging of exported models: a trained model's forward half as a standalone artifact.
 //!
 //! In: a graph, its input and output tensors, and trained params. Out: an [`Artifact`]: a
 //! relocatable object file compiled ahead of time by Cranelift (kiln-compiler's
-//! `codegen::object`) with the weights in its read-only data, and everything written around
+//! `kiln_compiler::export::object`) with the weights in its read-only data, and everything written around
 //! it here: the C header (`header`), the static library `lib<name>.a` (`archive`, written by
 //! kiln itself: no binutils needed), a command-line executable linked with the system C
 //! compiler (`executable`, or `text` for models that read titles), Rust bindings (`bindings`).
@@ -22,7 +24,7 @@
 //! stays symbolic: one artifact serves every batch size; other dims are static.
 //!
 //! Its outputs are bit-for-bit those of a [`Function`](crate::Function) compiled with
-//! [`function_with`](crate::function_with) and `codegen::Options { gemm: false, fma }`, where
+//! [`function_with`](crate::function_with) and `codegen::Options { gemm: false, fma, ..Default::default() }`, where
 //! `fma` is the target's ([`ObjectTarget::fma`]): the artifact runs every matmul in the
 //! register tile (the default JIT sends big ones to the `gemm` crate, which sums in another
 //! order), and the x86-64 baseline has no fused multiply-add.
@@ -52,14 +54,14 @@ mod toolchain;
 
 use std::path::{Path, PathBuf};
 
-use kiln_compiler::codegen::object::{self, ObjectTarget};
 use kiln_compiler::compile::lower_to_kernels;
 use kiln_compiler::export::ArtifactPlan;
+use kiln_compiler::export::object::{self, ObjectTarget};
 use kiln_compiler::graph::{MODE_STEP_INPUT, TRAINING_INPUT};
 use kiln_compiler::kernel::{Program, Role};
 use kiln_compiler::{DType, Error, Graph, Location, Op, ParamStore, Result, Tensor, Value};
 
-pub use kiln_compiler::codegen::object::{Cpu, ObjectTarget as Target, host_triple};
+pub use kiln_compiler::export::object::{Cpu, ObjectTarget as Target, host_triple};
 pub use kiln_compiler::export::{ABI_VERSION, ErrorCode, Port};
 pub use text::{CharacterTable, TextClassifier};
 pub use toolchain::c_compiler;

@@ -1,3 +1,5 @@
+//! Export, runtime side (packaging; the plan and the printers are `kiln_compiler::export`).
+//!
 //! The text executable: a generated C `main` that reads UTF-8 lines, turns each into the
 //! token ids a text model was trained on, and prints the model's category and tags per line.
 //!
@@ -190,6 +192,7 @@ pub(super) fn main_source(artifact: &Artifact, classifier: &TextClassifier) -> R
         "category, (size_t)rows * CATEGORIES, tag, (size_t)rows * TAGS"
     };
     Ok(TEXT_MAIN
+        .replace("@INPUT_HELPERS@", super::executable::INPUT_HELPERS)
         .replace("@TABLES@", &tables)
         .replace("@COUNT@", &count.to_string())
         .replace("@LENGTH@", &length.to_string())
@@ -211,6 +214,7 @@ const TEXT_MAIN: &str = r#"/* @NAME@_main.c: the text front end of the model `@N
 
 #include "@NAME@.h"
 
+@INPUT_HELPERS@
 enum { LENGTH = @LENGTH@, CATEGORIES = @CATEGORIES@, TAGS = @TAGS@, COUNT = @COUNT@, BATCH = 256 };
 typedef @ID@ id_t_;
 static const id_t_ unknown = @UNKNOWN@, padding = @PADDING@;
@@ -331,22 +335,12 @@ int main(int argc, char **argv) {
         } else if (argv[i][0] == '-' && argv[i][1] != '\0') {
             fprintf(stderr, "%s: unknown option (see --help)\n", argv[0]);
             return 2;
-        } else if (path) {
-            fprintf(stderr, "%s: more than one input file\n", argv[0]);
+        } else if (!take_path(argv[0], &path, argv[i])) {
             return 2;
-        } else {
-            path = argv[i];
         }
     }
-    if (@NAME@_abi_version() != @UPPER@_ABI_VERSION) {
-        fprintf(stderr, "%s: the linked model has ABI %d, the header %d\n", argv[0], @NAME@_abi_version(), @UPPER@_ABI_VERSION);
-        return 1;
-    }
-    FILE *in = stdin;
-    if (path && strcmp(path, "-")) {
-        in = fopen(path, "rb");
-        if (!in) { perror(path); return 1; }
-    }
+    FILE *in = open_input(argv[0], path);
+    if (!in) return 1;
     scratch_len = @NAME@_scratch_bytes(BATCH);
     input = malloc(sizeof(id_t_) * BATCH * LENGTH);
     category = malloc(sizeof(float) * BATCH * CATEGORIES);

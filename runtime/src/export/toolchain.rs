@@ -1,5 +1,9 @@
+//! Export, runtime side (packaging; the plan and the printers are `kiln_compiler::export`).
+//!
 //! External tools that packaging runs (the system C compiler), with errors that say what to
 //! install when one is missing.
+//!
+//! In: the environment (`CC`). Out: the C compiler to run, or an error saying what to install.
 
 use std::path::Path;
 use std::process::Command;

@@ -1,4 +1,7 @@
 //! Adagrad, PyTorch's `torch.optim.Adagrad` (no learning-rate decay).
+//!
+//! In: a param, its gradient and the schedule. Out: the updates of its sum of squares and of the
+//! param.
 
 use kiln_compiler::{Graph, Result, Tensor};
 

@@ -1,4 +1,7 @@
 //! Adam and AdamW, PyTorch's `torch.optim.Adam` and `torch.optim.AdamW`.
+//!
+//! In: a param, its gradient and the schedule. Out: the updates of its two moments and of the
+//! param.
 
 use kiln_compiler::{Graph, Result, Tensor};
 

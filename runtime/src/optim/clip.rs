@@ -1,4 +1,6 @@
 //! Gradient clipping, in graph ops applied to the gradients before an optimizer sees them.
+//!
+//! In: gradients. Out: the gradients scaled (by norm) or clamped (by value).
 
 use kiln_compiler::{Result, Tensor};
 

@@ -1,4 +1,7 @@
 //! Parameter groups: different optimizer settings for different params, chosen by name.
+//!
+//! In: params by name and two optimizers. Out: each param's updates from the optimizer of its
+//! group.
 
 use kiln_compiler::{Error, Graph, Location, Result, Tensor};
 

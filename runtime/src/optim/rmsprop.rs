@@ -1,4 +1,7 @@
 //! RMSprop, PyTorch's `torch.optim.RMSprop` (not centered).
+//!
+//! In: a param, its gradient and the schedule. Out: the updates of its average of squares and of
+//! the param.
 
 use kiln_compiler::{Graph, Result, Tensor};
 

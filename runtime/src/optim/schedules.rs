@@ -1,5 +1,7 @@
 //! Learning-rate schedules: the rate to feed at each step, computed on the host.
 //!
+//! In: a step number. Out: the learning rate to feed at that step.
+//!
 //! The rate is a fed scalar of the compiled step ([`super::Schedule`]), so a schedule costs
 //! nothing at compilation: call [`LrSchedule::at`] and feed the result.
 

@@ -1,4 +1,7 @@
 //! Stochastic gradient descent, PyTorch's `torch.optim.SGD`.
+//!
+//! In: a param, its gradient and the schedule. Out: the updates of its momentum (if any) and of the
+//! param.
 
 use kiln_compiler::{Graph, Result, Tensor};
 

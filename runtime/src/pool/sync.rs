@@ -1,6 +1,8 @@
 //! The primitives the pool's protocol (`crew.rs`) is written against: the standard library's,
 //! and the idle policy (spin about 200 µs, then park).
 //!
+//! In: nothing. Out: the atomics, locks and park/unpark the pool uses (loom's under `cfg(loom)`).
+//!
 //! The loom model check (`runtime/tests/pool_loom.rs`) compiles the same `crew.rs` against a
 //! module of this name that re-exports loom's versions instead, so the protocol it checks is the
 //! code the pool runs.

@@ -1,5 +1,8 @@
 //! Text: vocabularies and word vectors.
 //!
+//! In: token lists and word-vector files. Out: vocabularies, vectors and embedding params loaded
+//! from them.
+//!
 //! A [`Vocab`] maps tokens to the ids an embedding table is indexed by. [`WordVectors`] are
 //! read from GloVe, word2vec (text and binary) and fastText `.vec` files ([`Format`]), written
 //! in the word2vec formats, searched for nearest neighbours, and loaded into an embedding

@@ -1,5 +1,8 @@
 //! The row rules: SGD, Adagrad and SparseAdam on coalesced row gradients, in PyTorch's order of
 //! `f32` operations (so trajectories match its own to rounding).
+//!
+//! In: a table's coalesced row gradient and its state rows. Out: the new rows of the table and its
+//! state.
 
 use kiln_compiler::{Error, Graph, Location, Result, Tensor};
 

@@ -1,4 +1,6 @@
 //! Coalescing row gradients and applying row rules to tables and their state.
+//!
+//! In: the row gradients a step computed. Out: the tables and their state updated in place.
 
 use std::borrow::Cow;
 

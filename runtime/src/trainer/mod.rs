@@ -1,6 +1,9 @@
 //! Training: one compiled step (forward, backward, optimizer update), run step after step,
 //! with gradient-scale diagnostics now and then and a stop when numbers go bad.
 //!
+//! In: a graph, an [`Objective`] and [`Settings`]. Out: a [`Trainer`] whose steps return
+//! [`Report`]s.
+//!
 //! The trainer compiles the step twice from one graph: the lean step it runs every time, and
 //! a diagnostic step that also returns every gradient, run at occasional steps (by default the
 //! notebook's rule: iterations 0, 1, 3, 7, 15, ...). Both hold the same params; the trainer
@@ -14,6 +17,10 @@
 //! state it updated in place and skips the other updates, so the trainer holds the last good
 //! step, and the error says whether an input, the loss or a gradient went bad first.
 
+#[cfg(feature = "mpi")]
+mod data_parallel;
+mod progress;
+
 use std::path::Path;
 use std::time::{Duration, Instant};
 
@@ -22,9 +29,9 @@ use kiln_compiler::{DType, Error, Graph, Mode, ParamStore, Result, Tensor, Value
 use crate::checkpoint::{Checkpoint, IfDiverged};
 use crate::function::{Function, build_function};
 use crate::optim::{LrSchedule, Optimizer, Schedule, SparseUpdates};
-use crate::progress::Progress;
 use kiln_compiler::Location;
 use kiln_compiler::codegen::{Options, Tier};
+use progress::Progress;
 
 /// What to train: the loss, what to feed, and metrics to report along (accuracy, say).
 pub struct Objective<'g> {
@@ -173,12 +180,13 @@ impl Trainer {
     /// optimizer's updates) and compiles it. Sparse params (`Graph::set_sparse`) get row
     /// gradients and the row rule of `settings.sparse` (or of the optimizer); diagnostics
     /// cover the dense params only, since a sparse param's gradient is never a whole table.
-    /// It compiles on the tier `KILN_TIER` names, else [`Tier::Auto`] (see [`Trainer::new_on`]).
-    /// Its steps run in training mode (dropout drops, with the masks of the step) whatever the
-    /// graph's [`Mode`]; [`Trainer::evaluate`] runs in eval mode.
+    /// It compiles on the tier `KILN_TIER` names (read once, `kiln_compiler::settings`), else
+    /// [`Tier::Auto`] (see [`Trainer::new_on`]). Its steps run in training mode (dropout drops,
+    /// with the masks of the step) whatever the graph's [`Mode`]; [`Trainer::evaluate`] runs in
+    /// eval mode.
     #[track_caller]
     pub fn new<'g>(graph: &'g Graph, objective: &Objective<'g>, settings: &Settings<'_>) -> Result<Trainer> {
-        Trainer::new_on(Tier::from_env(), graph, objective, settings)
+        Trainer::new_on(kiln_compiler::settings::Settings::current().tier, graph, objective, settings)
     }
 
     /// [`Trainer::new`] on `tier`. On [`Tier::Auto`] the step switches to the native tier

@@ -1,4 +1,10 @@
+//! Export, compiler side (the plan and the printers; packaging is `kiln_runtime::export`).
+//!
 //! The exported entry points of an artifact, in Cranelift IR: the C ABI around the kernels.
+//!
+//! In: a forward program and its artifact plan (`crate::export`). Out: the C-ABI entry points as
+//! Cranelift functions in an object module. Compiler side of export: the runtime packages the
+//! object.
 //!
 //! `<name>_infer(input0, input0_len, ..., batch, output0, output0_len, ..., scratch,
 //! scratch_len)` does, single-threaded, what the runtime's `Function::call` does: it checks
@@ -19,9 +25,9 @@ use cranelift_codegen::isa::CallConv;
 use cranelift_frontend::{FunctionBuilder, FunctionBuilderContext};
 use cranelift_module::{DataId, Linkage, Module};
 
-use super::{DefinedKernel, STATUS_WORDS};
+use super::{ABI_VERSION, ArtifactPlan, ErrorCode, Placement, SCRATCH_ALIGN};
+use crate::codegen::{DefinedKernel, STATUS_WORDS};
 use crate::error::{Error, Result};
-use crate::export::{ABI_VERSION, ArtifactPlan, ErrorCode, Placement, SCRATCH_ALIGN};
 use crate::kernel::{Program, Size};
 
 /// Defines every exported function of the artifact in `module`.
@@ -265,7 +271,7 @@ fn infer<M: Module>(
         }
         let callee = module.declare_func_in_func(kernel.id, builder.func);
         builder.ins().call(callee, &[table, sizes, zero, range, status]);
-        let reported = builder.ins().load(types::I64, super::trusted(), status, 0);
+        let reported = builder.ins().load(types::I64, crate::codegen::trusted(), status, 0);
         let failed = builder.ins().icmp_imm_s(IntCC::NotEqual, reported, 0);
         let reported = builder.ins().ireduce(types::I32, reported);
         let error = builder.ins().iadd_imm_s(reported, ErrorCode::KernelStatus as i64);

@@ -1,11 +1,13 @@
 //! Progress of a training run: a bar with the loss, the metrics and steps/s on a terminal, a
 //! plain line now and then when the output is not one (CI logs).
+//!
+//! In: the trainer's [`Report`]s. Out: a progress bar or plain lines on stdout.
 
 use std::io::IsTerminal;
 
 use indicatif::{ProgressBar, ProgressStyle};
 
-use crate::trainer::Report;
+use super::Report;
 
 /// Shows how a run of `total` steps goes.
 pub(crate) enum Progress {

@@ -7,10 +7,10 @@
 
 use kiln_compiler::{Error, Graph, ParamStore, Result, Value};
 
-use super::Ranks;
-use super::reducer::MpiReducer;
+use super::{Objective, Settings, Trainer};
+use crate::distributed::Ranks;
+use crate::distributed::reducer::MpiReducer;
 use crate::function::{byte_size, bytemuck_bytes, from_bytes, to_memory};
-use crate::trainer::{Objective, Settings, Trainer};
 
 /// In debug builds, the ranks compare a hash of their params every this many steps.
 pub const CHECK_EVERY: u64 = 64;
@@ -33,7 +33,8 @@ impl Trainer {
         settings: &Settings<'_>,
         ranks: &Ranks,
     ) -> Result<Trainer> {
-        let mut trainer = Trainer::build(kiln_compiler::codegen::Tier::from_env(), graph, objective, settings, true)?;
+        let mut trainer =
+            Trainer::build(kiln_compiler::settings::Settings::current().tier, graph, objective, settings, true)?;
         let params = trainer.params();
         check_same_params(ranks, &params)?;
         let params = broadcast_params(ranks, &params)?;

@@ -1,3 +1,5 @@
+//! Export, compiler side (the plan and the printers; packaging is `kiln_runtime::export`).
+//!
 //! Ahead-of-time code generation: a forward program and its artifact plan to a relocatable
 //! object file (ELF on Linux, Mach-O on macOS) with cranelift-object.
 //!
@@ -18,10 +20,11 @@ use cranelift_codegen::settings::{self, Configurable};
 use cranelift_module::{DataDescription, Linkage, Module};
 use cranelift_object::{ObjectBuilder, ObjectModule};
 
-use super::{Target, define_kernels, entry};
+use super::{ArtifactPlan, entry};
+use crate::codegen::{Target, define_kernels};
 use crate::error::{Error, Result};
-use crate::export::ArtifactPlan;
 use crate::kernel::Program;
+use crate::settings::Settings;
 
 /// Which instructions an artifact may use beyond its architecture's baseline.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -104,7 +107,7 @@ impl ObjectTarget {
                 }
                 true
             }
-            ("x86_64", Cpu::Host) => super::host_has_fma(),
+            ("x86_64", Cpu::Host) => crate::codegen::host_has_fma(),
             ("aarch64", Cpu::Baseline | Cpu::Host) => true,
             _ => {
                 let detail = format!(
@@ -119,7 +122,7 @@ impl ObjectTarget {
         if isa.pointer_bits() != 64 || isa.endianness() != cranelift_codegen::ir::Endianness::Little {
             return Err(unsupported(format!("{} is not a 64-bit little-endian target", self.triple)));
         }
-        Ok((isa, Target { fma, gemm_min_work: i64::MAX }))
+        Ok((isa, Target { fma, gemm_min_work: i64::MAX, dump_clif: Settings::current().dump.clif }))
     }
 }
 
