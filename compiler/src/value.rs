@@ -5,7 +5,6 @@
 //! `Value` is what the reference interpreter computes, what users feed into a graph, what
 //! params hold, and what a graph constant stores.
 
-mod init;
 mod store;
 
 use std::fmt;

@@ -13,6 +13,7 @@
 //! error.
 
 pub mod build;
+mod init;
 mod mode;
 mod operators;
 mod print;

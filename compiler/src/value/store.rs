@@ -1,13 +1,13 @@
 //! Named values: what is fed to a graph's inputs and what its params hold.
 //!
-//! In: values by name (input names, dotted param names), or a graph and a seed. Out: [`Feeds`]
-//! and a [`ParamStore`] (its first values drawn from each param's initializer), which the
-//! interpreter, compiled functions, checkpoints and exports read by name.
+//! In: values by name (input names, dotted param names). Out: [`Feeds`] and a [`ParamStore`],
+//! which the interpreter, compiled functions, checkpoints and exports read by name. A store's
+//! first values, drawn from a graph's initializers, come from `ParamStore::init` in
+//! `graph/init.rs` (values sit below the graph; the graph builds on them).
 
 use std::collections::BTreeMap;
 
-use super::{Value, init};
-use crate::graph::{Graph, Op};
+use super::Value;
 
 /// Values for a graph's inputs, by input name.
 #[derive(Clone, Debug, Default, PartialEq)]
@@ -75,20 +75,5 @@ impl ParamStore {
     /// True if no param is held.
     pub fn is_empty(&self) -> bool {
         self.0.is_empty()
-    }
-}
-
-impl ParamStore {
-    /// Values for every param of `graph`, drawn from each param's initializer. Each param's
-    /// stream depends only on `seed` and its name, so adding a param changes no other.
-    pub fn init(graph: &Graph, seed: u64) -> ParamStore {
-        let mut store = ParamStore::new();
-        for node in graph.nodes().iter() {
-            if let Op::Param { name, init, .. } = &node.op {
-                let shape = node.shape.as_static().expect("bug in kiln: params have static shapes");
-                store.set(name, init::initial_value(init, &shape, seed, name));
-            }
-        }
-        store
     }
 }

@@ -1,8 +1,26 @@
 //! First values of params, from their [`Init`] rules.
+//!
+//! In: a graph's params (shape, name, [`Init`]) and a seed. Out: their first values, as a
+//! [`ParamStore`] (`ParamStore::init`) or one [`Value`] at a time.
 
-use crate::graph::{DType, Fan, Init};
+use crate::graph::{DType, Fan, Graph, Init, Op};
 use crate::random;
-use crate::value::{Data, Value};
+use crate::value::{Data, ParamStore, Value};
+
+impl ParamStore {
+    /// Values for every param of `graph`, drawn from each param's initializer. Each param's
+    /// stream depends only on `seed` and its name, so adding a param changes no other.
+    pub fn init(graph: &Graph, seed: u64) -> ParamStore {
+        let mut store = ParamStore::new();
+        for node in graph.nodes().iter() {
+            if let Op::Param { name, init, .. } = &node.op {
+                let shape = node.shape.as_static().expect("bug in kiln: params have static shapes");
+                store.set(name, initial_value(init, &shape, seed, name));
+            }
+        }
+        store
+    }
+}
 
 /// `(fan_in, fan_out)` of a param shape, as PyTorch computes them.
 pub(crate) fn fans(shape: &[usize]) -> (usize, usize) {
