@@ -196,27 +196,7 @@ fn loop_kernel(out: &mut String, program: &Program, kernel: &LoopKernel, depth: 
             && let Some(op) = reduce
         {
             if in_place {
-                // Fill the results the kept loops reach with the identity (reduced indices at 0).
-                let (_, target, index) = &kernel.stores[0];
-                let reduced: Vec<usize> = (first..kept_from).collect();
-                let _ = writeln!(out, "{}{{", pad(d));
-                for kept in kept_from..levels {
-                    let _ = writeln!(
-                        out,
-                        "{}for (int64_t i{kept} = 0; i{kept} < {}; i{kept}++)",
-                        pad(d + 1),
-                        size(&kernel.loops[kept])
-                    );
-                }
-                let _ = writeln!(
-                    out,
-                    "{}{}[{}] = {};",
-                    pad(d + 2),
-                    buffer(program, *target),
-                    offset(index, &reduced),
-                    identity(op)
-                );
-                let _ = writeln!(out, "{}}}", pad(d));
+                fill_with_identity(out, program, kernel, (first, kept_from), d, &identity(op));
             } else {
                 let _ = writeln!(out, "{}{{ {result_type} accumulator = {};", pad(d), identity(op));
             }
@@ -579,4 +559,28 @@ pub(crate) fn compare_symbol(op: Compare) -> &'static str {
         Compare::Eq => "==",
         Compare::Ne => "!=",
     }
+}
+
+/// Prints, at depth `depth`, the loops over the kept levels (`kept_from..`) of an in-place
+/// reduction that start each of its results at `identity`: the reduced loops
+/// (`reduced.0..reduced.1`) index 0 there. Both C printers open reductions this way.
+pub(crate) fn fill_with_identity(
+    out: &mut String,
+    program: &Program,
+    kernel: &LoopKernel,
+    (first, kept_from): (usize, usize),
+    depth: usize,
+    identity: &str,
+) {
+    let pad = |d: usize| "    ".repeat(d);
+    let (_, target, index) = &kernel.stores[0];
+    let reduced: Vec<usize> = (first..kept_from).collect();
+    let _ = writeln!(out, "{}{{", pad(depth));
+    for kept in kept_from..kernel.loops.len() {
+        let extent = size(&kernel.loops[kept]);
+        let _ = writeln!(out, "{}for (int64_t i{kept} = 0; i{kept} < {extent}; i{kept}++)", pad(depth + 1));
+    }
+    let place = offset(index, &reduced);
+    let _ = writeln!(out, "{}{}[{place}] = {identity};", pad(depth + 2), buffer(program, *target));
+    let _ = writeln!(out, "{}}}", pad(depth));
 }

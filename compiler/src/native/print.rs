@@ -26,7 +26,7 @@ use super::body::{Body, plan};
 use super::narrow;
 use crate::codegen::gemm;
 use crate::error::Result;
-use crate::export::c_source::{buffer, report_index, size};
+use crate::export::c_source::{buffer, fill_with_identity, report_index, size};
 use crate::graph::DType;
 use crate::kernel::{Kernel, LoopKernel, MatMulKernel, Program, Reduce, ScatterKernel, Size};
 
@@ -171,17 +171,7 @@ fn loop_kernel(
             if in_register {
                 let _ = writeln!(out, "{}{{ vf kept = kiln_splat({});", pad(d), identity(op));
             } else if in_place {
-                // The results the kept loops reach start at the identity (reduced indices at 0).
-                let (_, target, index) = &kernel.stores[0];
-                let reduced: Vec<usize> = (first..kept_from).collect();
-                let _ = writeln!(out, "{}{{", pad(d));
-                for kept in kept_from..levels {
-                    let extent = size(&kernel.loops[kept]);
-                    let _ = writeln!(out, "{}for (int64_t i{kept} = 0; i{kept} < {extent}; i{kept}++)", pad(d + 1));
-                }
-                let place = crate::export::c_source::offset(index, &reduced);
-                let _ = writeln!(out, "{}{}[{place}] = {};", pad(d + 2), buffer(program, *target), identity(op));
-                let _ = writeln!(out, "{}}}", pad(d));
+                fill_with_identity(out, program, kernel, (first, kept_from), d, identity(op));
             } else if vector.is_some() {
                 let _ = writeln!(out, "{}{{ vf accumulator = kiln_splat({});", pad(d), identity(op));
             } else {
