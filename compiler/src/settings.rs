@@ -77,6 +77,9 @@ pub struct Settings {
     pub threads: Option<usize>,
     /// `KILN_PROFILE` (set to anything): time every kernel (`Function::profile`).
     pub profile: bool,
+    /// `CC`: the C compiler the native tier and the exported artifacts are built with
+    /// (default `cc`).
+    pub c_compiler: String,
 }
 
 impl Default for Settings {
@@ -89,6 +92,7 @@ impl Default for Settings {
             cache: None,
             threads: None,
             profile: false,
+            c_compiler: "cc".to_string(),
         }
     }
 }
@@ -110,6 +114,7 @@ impl Settings {
             cache: std::env::var_os("KILN_CACHE").filter(|dir| !dir.is_empty()).map(PathBuf::from),
             threads: variable("KILN_THREADS").and_then(|value| value.trim().parse().ok()),
             profile: std::env::var_os("KILN_PROFILE").is_some(),
+            c_compiler: variable("CC").map_or(defaults.c_compiler, |command| command.trim().to_string()),
         }
     }
 

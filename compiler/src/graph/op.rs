@@ -289,6 +289,15 @@ pub enum Op {
 }
 
 impl Op {
+    /// True if the op's value (of `dtype`) can be a data-dependent error: an index outside its
+    /// table (gather, scatter-add, one-hot labels) or an integer division by zero. Every stage
+    /// that must know asks here: the lowering (what a kernel may have to report) and, at the
+    /// kernel level, `kernel::Expr::can_fail` for the expressions these ops lower to.
+    pub fn can_fail(&self, dtype: DType) -> bool {
+        matches!(self, Op::Gather | Op::OneHot { .. } | Op::ScatterAdd)
+            || (matches!(self, Op::Binary(Binary::Div)) && dtype.is_int())
+    }
+
     /// The primitive kind, without attributes.
     pub fn kind(&self) -> OpKind {
         match self {

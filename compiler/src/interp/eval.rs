@@ -4,6 +4,9 @@
 //! or wrapped to the node's dtype. Data movement (broadcast, permute, slice, concat, gather,
 //! select) is expressed as a list of source offsets, one per output element, so it works for
 //! every dtype through one function, [`take`].
+//!
+//! In: an op and the values of its operands. Out: the op's value, or an error naming the op
+//! (an index outside its table, an empty maximum).
 
 use std::collections::HashMap;
 

@@ -257,9 +257,7 @@ impl<'a> Lowering<'a> {
                 continue;
             }
             let node = &self.nodes[id.0];
-            let fails = matches!(node.op, Op::Gather | Op::OneHot { .. })
-                || (matches!(node.op, Op::Binary(Binary::Div)) && node.dtype.is_int());
-            if fails {
+            if node.op.can_fail(node.dtype) {
                 return false;
             }
             if self.fusible_node(id.0) {

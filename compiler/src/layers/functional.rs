@@ -1,4 +1,7 @@
 //! Composite functions: activations, reductions, losses and normalisation.
+//!
+//! In: tensors (and, for losses, labels). Out: tensors built from primitive nodes only, in
+//! numerically stable forms, each error naming the composite the user called.
 
 use crate::error::{Error, Location, Result};
 use crate::graph::{DType, Dim, Graph, Tensor};

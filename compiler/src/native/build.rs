@@ -33,7 +33,7 @@ pub fn c_compiler() -> Option<&'static CCompiler> {
     static FOUND: OnceLock<Option<CCompiler>> = OnceLock::new();
     FOUND
         .get_or_init(|| {
-            let command = std::env::var("CC").ok().filter(|c| !c.trim().is_empty()).unwrap_or_else(|| "cc".into());
+            let command = Settings::current().c_compiler.clone();
             let output = Command::new(&command).arg("--version").output().ok()?;
             let text = String::from_utf8_lossy(&output.stdout);
             let version = text.lines().next().unwrap_or_default().to_string();

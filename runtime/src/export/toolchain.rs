@@ -3,16 +3,18 @@
 //! External tools that packaging runs (the system C compiler), with errors that say what to
 //! install when one is missing.
 //!
-//! In: the environment (`CC`). Out: the C compiler to run, or an error saying what to install.
+//! In: the settings (`CC`). Out: the C compiler to run, or an error saying what to install.
 
 use std::path::Path;
 use std::process::Command;
 
+use kiln_compiler::settings::Settings;
 use kiln_compiler::{Error, Result};
 
-/// The C compiler packaging uses: `$CC` if set, else `cc`.
+/// The C compiler packaging uses: `$CC` if set, else `cc` (`Settings::c_compiler`, read once
+/// with the other settings).
 pub fn c_compiler() -> String {
-    std::env::var("CC").ok().filter(|cc| !cc.trim().is_empty()).unwrap_or_else(|| "cc".to_string())
+    Settings::current().c_compiler.clone()
 }
 
 /// Runs `tool args...` in `dir`; a tool that is missing or fails is an [`Error::Toolchain`]

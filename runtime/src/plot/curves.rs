@@ -1,6 +1,8 @@
 //! Loss and metric curves by step: one panel per [`Curve`], stacked, each titled with its name
 //! and last value, on the y scale the curve asks for (log for a loss, so that its late progress
 //! stays visible; linear for an accuracy).
+//!
+//! In: named series of per-step values. Out: the drawing of the panels on a plotters area.
 
 use plotters::coord::Shift;
 use plotters::coord::ranged1d::{Ranged, ValueFormatter};

@@ -1,6 +1,9 @@
 //! From a chart to a file: the path's extension picks the format (`.png` through plotters'
 //! bitmap backend and a compressing PNG encoder, `.svg` through its SVG backend), and the bytes
 //! are written beside the path and renamed over it, so a failed write leaves no partial chart.
+//!
+//! In: a path and a chart (a `Drawing`). Out: the chart's file, or an error
+//! naming the path.
 
 use std::path::Path;
 

@@ -2,6 +2,8 @@
 //! bar per decade. One histogram is drawn as filled bars with their counts above; several (one
 //! per param or layer) as outlines in the series colours, with a legend, each as fractions of
 //! its own elements so that a bias of 20 elements shows beside a weight of 400.
+//!
+//! In: one or more named `Histogram`s (`kiln_runtime::Histogram`). Out: their drawing on a plotters area.
 
 use plotters::coord::Shift;
 use plotters::prelude::*;

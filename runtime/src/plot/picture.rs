@@ -1,6 +1,9 @@
 //! The notebook's `visualize_net` picture: the target and the network's output over a grid of
 //! the input plane, side by side with their x and y axes, a key of the two classes, and the
 //! gradient histogram below.
+//!
+//! In: the two grids of classes, the plane's extent and a histogram. Out: their drawing on a
+//! plotters area.
 
 use plotters::coord::Shift;
 use plotters::prelude::*;

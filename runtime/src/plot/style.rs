@@ -1,5 +1,8 @@
 //! What every chart shares: the bundled font (registered with plotters once, so text needs no
 //! font installed), the colours, the text sizes and the tick labels of log axes.
+//!
+//! In: nothing (constants and the bundled font's bytes). Out: the styles, colours and tick
+//! formatters the chart modules draw with.
 
 use std::sync::OnceLock;
 
