@@ -67,6 +67,21 @@ pub enum Compare {
     Ne,
 }
 
+impl Compare {
+    /// The comparison of two numbers, as Rust's operators compare them (so NaN compares false,
+    /// except under `Ne`): the meaning the interpreter and the kernel evaluator share.
+    pub fn apply<T: PartialOrd>(self, x: T, y: T) -> bool {
+        match self {
+            Compare::Lt => x < y,
+            Compare::Le => x <= y,
+            Compare::Gt => x > y,
+            Compare::Ge => x >= y,
+            Compare::Eq => x == y,
+            Compare::Ne => x != y,
+        }
+    }
+}
+
 /// The distribution a [`Op::Random`] node draws from.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Distribution {

@@ -168,25 +168,15 @@ fn binary_op(binary: Binary, a: &Value, b: &Value, cx: &Context<'_>) -> Result<D
 }
 
 fn compare_op(compare: Compare, a: &Value, b: &Value, shape: &[usize]) -> Data {
-    fn apply<T: PartialOrd>(compare: Compare, x: T, y: T) -> bool {
-        match compare {
-            Compare::Lt => x < y,
-            Compare::Le => x <= y,
-            Compare::Gt => x > y,
-            Compare::Ge => x >= y,
-            Compare::Eq => x == y,
-            Compare::Ne => x != y,
-        }
-    }
     let a_offsets = broadcast_offsets(a.shape(), shape);
     let b_offsets = broadcast_offsets(b.shape(), shape);
     let pairs = a_offsets.iter().zip(&b_offsets);
     let out = if a.dtype().is_float() {
         let (a, b) = (a.to_f64_vec(), b.to_f64_vec());
-        pairs.map(|(&i, &j)| apply(compare, a[i], b[j])).collect()
+        pairs.map(|(&i, &j)| compare.apply(a[i], b[j])).collect()
     } else {
         let (a, b) = (ints(a), ints(b));
-        pairs.map(|(&i, &j)| apply(compare, a[i], b[j])).collect()
+        pairs.map(|(&i, &j)| compare.apply(a[i], b[j])).collect()
     };
     Data::Bool(out)
 }

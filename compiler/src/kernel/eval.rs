@@ -529,21 +529,7 @@ fn binary(op: Binary, a: Scalar, b: Scalar, dtype: DType, kernel: &str) -> Resul
 }
 
 fn compare(op: Compare, a: Scalar, b: Scalar, operands: DType) -> Scalar {
-    fn apply<T: PartialOrd>(op: Compare, x: T, y: T) -> bool {
-        match op {
-            Compare::Lt => x < y,
-            Compare::Le => x <= y,
-            Compare::Gt => x > y,
-            Compare::Ge => x >= y,
-            Compare::Eq => x == y,
-            Compare::Ne => x != y,
-        }
-    }
-    Scalar::Bool(if operands.is_float() {
-        apply(op, a.as_f64(), b.as_f64())
-    } else {
-        apply(op, a.as_i64(), b.as_i64())
-    })
+    Scalar::Bool(if operands.is_float() { op.apply(a.as_f64(), b.as_f64()) } else { op.apply(a.as_i64(), b.as_i64()) })
 }
 
 fn bug(detail: impl Into<String>) -> Error {
