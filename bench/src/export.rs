@@ -18,6 +18,7 @@ use std::path::PathBuf;
 use std::process::Command;
 use std::time::Instant;
 
+use kiln::Tier;
 use kiln::prelude::*;
 use kiln_runtime::export::{Cpu, ExportOptions, Model, Target, c_compiler};
 
@@ -89,11 +90,11 @@ fn time_artifact(dir: &std::path::Path, name: &str, flags: &[&str], link: &[&str
     }
 }
 
-/// The JIT at one thread: (ns per call at batch 1, ns per call at batch 10000).
-fn time_jit(params: &ParamStore, options: &kiln::compiler::codegen::Options) -> Result<(f64, f64)> {
+/// A runtime call on `tier` at one thread: (ns per call at batch 1, ns per call at batch 10000).
+fn time_runtime(params: &ParamStore, tier: Tier, options: &kiln::compiler::codegen::Options) -> Result<(f64, f64)> {
     let g = Graph::new();
     let (x, y) = mlp(&g)?;
-    let mut f = kiln_runtime::function_with(&g, &[x], &[y], &[], options)?;
+    let mut f = kiln_runtime::function_on(tier, &g, &[x], &[y], &[], options)?;
     f.set_threads(1);
     f.set_params(params)?;
     let values: Vec<f32> = (0..20_000).map(|i| ((i * 7919 % 2000) as f64 / 500.0 - 2.0) as f32).collect();
@@ -145,11 +146,15 @@ pub fn run() -> Result<(), Box<dyn std::error::Error>> {
         let options = ExportOptions { name: name.to_string(), target: Target { cpu: *cpu, ..Target::host() } };
         Model::new(&g, x, y).export(&params, &options)?.write_static_library(&dir)?;
     }
-    let jit = time_jit(&params, &Default::default())?;
+    let jit = time_runtime(&params, Tier::Jit, &Default::default())?;
     // The JIT with the artifact's algorithm: every matmul in the register tile.
-    let tile_only =
-        time_jit(&params, &kiln::compiler::codegen::Options { gemm: false, fma: true, ..Default::default() })?;
-    for (build, (one, big)) in [("jit", jit), ("jit without gemm", tile_only)] {
+    let tile_only = kiln::compiler::codegen::Options { gemm: false, fma: true, ..Default::default() };
+    let tile_only = time_runtime(&params, Tier::Jit, &tile_only)?;
+    let mut runs = vec![("jit", jit), ("jit without gemm", tile_only)];
+    if kiln::compiler::native::c_compiler().is_some() {
+        runs.push(("native tier", time_runtime(&params, Tier::Native, &Default::default())?));
+    }
+    for (build, (one, big)) in runs {
         println!(
             r#"{{"bench":"export","build":"{build}","threads":1,"batch1_ns":{one:.1},"batch10000_us":{:.1},"rows_per_s":{:.0}}}"#,
             big / 1e3,
