@@ -405,8 +405,10 @@ impl Function {
     /// Splits every kernel that touches at least `elements` elements (a rough count: the
     /// product of its loop extents) across the threads; smaller ones run on the calling thread.
     /// The default, [`DEFAULT_SPLIT_THRESHOLD`], keeps small kernels off the pool, where
-    /// dispatch would cost more than it saves. `0` splits every kernel that can be split, so
-    /// that tests comparing thread counts on small graphs really run ranges on several threads:
+    /// dispatch would cost more than it saves; scatter-adds always run on one thread (splitting
+    /// them was measured slower). `0` splits every kernel that can be split, scatter-adds
+    /// included, so that tests comparing thread counts on small graphs really run ranges on
+    /// several threads:
     ///
     /// ```
     /// use kiln_compiler::prelude::*;
@@ -656,7 +658,12 @@ impl Function {
             let started = self.profile.is_some().then(std::time::Instant::now);
             let extent = compiled.range(&symbols);
             // Small kernels run on the calling thread: dispatch would cost more than it saves.
-            let split = compiled.splittable && work(kernel, &symbols) >= self.split_threshold;
+            // So do scatter-adds unless splitting is forced: split by columns, every thread
+            // writes every touched row, and the cache lines the halves of a row share (buffers
+            // are 16-byte aligned) moved between cores: W5's embedding gradient took 274 µs on
+            // two threads against 81 µs on one.
+            let scatter = matches!(kernel, Kernel::Scatter(_)) && self.split_threshold > 0;
+            let split = compiled.splittable && !scatter && work(kernel, &symbols) >= self.split_threshold;
             // SAFETY: every buffer was just sized from its declared shape under `symbols`
             // (inputs were checked against their shapes), `symbols` holds every symbol, and the
             // pool passes ranges within `0..extent`.
