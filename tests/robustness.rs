@@ -329,3 +329,37 @@ fn an_error_inside_fit_names_the_line_that_called_fit() -> Result<()> {
     assert!(error.to_string().contains(&at), "`{error}` does not name {at}");
     Ok(())
 }
+
+#[test]
+fn a_scatter_add_into_a_fed_table_with_no_rows_is_a_reported_error() -> Result<()> {
+    let g = Graph::new();
+    let table = g.input("table", [Dim::sym("N"), 3.into()])?;
+    let ids = g.typed_input("ids", [2], DType::I64)?;
+    let updates = g.input("updates", [2, 3])?;
+    let added = table.scatter_add(ids, updates)?;
+    let mut f = function(&g, &[table, ids, updates], &[added], &[])?;
+    let values = [Value::f32([0, 3], vec![]), Value::i64([2], vec![0, 1]), Value::f32([2, 3], vec![1.0; 6])];
+    let error = f.call(&values).expect_err("an empty table has no row 0");
+    let message = error.to_string();
+    assert!(message.contains("index 0 at position 0 of `ids` is out of range for 0 rows"), "{message}");
+    let feeds = Feeds::from([("table", values[0].clone()), ("ids", values[1].clone()), ("updates", values[2].clone())]);
+    let error = interpret(&g, feeds, &[added]).expect_err("the interpreter agrees");
+    assert!(error.to_string().contains("index 0 at position 0 of `ids` is out of range for 0 rows"), "{error}");
+    // The function still runs on a table with rows.
+    let rows = Value::f32([2, 3], vec![1.0; 6]);
+    let out = f.call(&[rows, Value::i64([2], vec![1, 1]), Value::f32([2, 3], vec![1.0; 6])])?;
+    assert_eq!(out[0].to_f64_vec(), [1.0, 1.0, 1.0, 3.0, 3.0, 3.0]);
+    Ok(())
+}
+
+#[test]
+fn a_scatter_add_into_a_static_table_with_no_rows_is_an_error_when_built() -> Result<()> {
+    let g = Graph::new();
+    let ids = g.typed_input("ids", [2], DType::I64)?;
+    let updates = g.input("updates", [2, 3])?;
+    let error = g.zeros([0, 3]).scatter_add(ids, updates).expect_err("no row to add into");
+    assert!(error.to_string().contains("shape mismatch in `scatter_add`"), "{error}");
+    assert!(error.to_string().contains("has no rows"), "{error}");
+    assert!(error.to_string().contains("robustness.rs"), "names the caller: {error}");
+    Ok(())
+}

@@ -578,6 +578,10 @@ impl<'g> Tensor<'g> {
             let detail = "the table must have at least one dim, got a scalar".to_string();
             return Err(Error::Shape { op: "scatter_add", detail, location });
         };
+        if rows == Dim::Static(0) {
+            let detail = format!("the table {table_shape} has no rows, so no index can add into one");
+            return Err(Error::Shape { op: "scatter_add", detail, location });
+        }
         let scattered = indices.scatter_rows(updates, rows, location)?;
         let (_, scattered_shape, dtype) = scattered.parts()?;
         if dtype != table_dtype {
