@@ -6,7 +6,8 @@
 //! Exports the notebook's MLP (2 → 20 → 20 → 2, ReLU; seeded random weights) as static
 //! libraries for the x86-64 baseline (no FMA) and x86-64-v3 (AVX2 + FMA), links each into a C
 //! benchmark compiled with `cc -O2`, and the portable C source of the same kernels built with
-//! `cc -O3 -march=native`, and times `<name>_infer`: the median over 101 samples of
+//! `cc -O3 -march=native`, and the native tier's vector C as a static library (the native-tier
+//! artifact, built with `cc -O3 -march=native`), and times `<name>_infer`: the median over 101 samples of
 //! 20000 calls at batch 1, and the median of 31 calls at batch 10000. The JIT (a `Function` at
 //! one thread, default options: big matmuls in the tuned GEMM) is timed the same way through
 //! `Function::call`, which also checks and copies its feed; and once more without the GEMM
@@ -170,6 +171,11 @@ pub fn run() -> Result<(), Box<dyn std::error::Error>> {
     Model::new(&g, x, y).export(&params, &options)?.write_c_source(&dir)?;
     let timing = time_artifact(&dir, "mlp_c", &["-O3", "-march=native"], &["mlp_c.c", "-lm"])?;
     line("c-source cc -O3 -march=native", timing, jit);
+    // The native tier's vector C as a static library, built for this machine.
+    let options = ExportOptions::new("mlp_native");
+    Model::new(&g, x, y).export(&params, &options)?.write_native_static_library(&dir)?;
+    let timing = time_artifact(&dir, "mlp_native", &["-O2"], &["-L.", "-l", "mlp_native"])?;
+    line(&format!("native-tier vector C ({} lanes)", kiln::compiler::native::lanes()), timing, jit);
     let _ = std::fs::remove_dir_all(&dir);
     Ok(())
 }

@@ -25,11 +25,10 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
 use kiln_compiler::codegen::Options;
-use kiln_compiler::export::c_source::{element_type, input_names, output_names};
 use kiln_compiler::prelude::*;
-use kiln_runtime::export::{Artifact, CharacterTable, ExportOptions, Model, TextClassifier, c_compiler};
+use kiln_runtime::export::{CharacterTable, ExportOptions, Model, TextClassifier, c_compiler};
 use kiln_runtime::function_with;
-use support::mlp_logits as mlp;
+use support::{assert_close, compile, floats, harness, ids, mlp_logits as mlp, uniform};
 
 mod support;
 
@@ -37,67 +36,6 @@ type Build = fn(&Graph) -> Result<(Vec<Tensor<'_>>, Vec<Tensor<'_>>)>;
 
 fn temp_dir(test: &str) -> PathBuf {
     support::temp_dir("export-test-c", test)
-}
-
-/// A C program that reads `input<i>.bin`, runs `<name>_infer` at `batch` and writes
-/// `output<j>.bin`; it prints the status and exits with 1 if the status is not 0.
-fn harness(artifact: &Artifact, batch: usize) -> String {
-    let plan = artifact.plan();
-    let name = &plan.name;
-    let mut text = format!(
-        "#include <stdio.h>\n#include <stdlib.h>\n#include \"{name}.h\"\n\
-         static void *load(const char *path, size_t *bytes) {{\n    FILE *f = fopen(path, \"rb\");\n    \
-         if (!f) exit(3);\n    fseek(f, 0, SEEK_END); *bytes = (size_t)ftell(f); fseek(f, 0, SEEK_SET);\n    \
-         void *data = malloc(*bytes ? *bytes : 1);\n    if (fread(data, 1, *bytes, f) != *bytes) exit(4);\n    \
-         fclose(f);\n    return data;\n}}\nint main(void) {{\n    const int64_t batch = {batch};\n"
-    );
-    let mut arguments = Vec::new();
-    for (i, (argument, port)) in input_names(plan).iter().zip(&plan.inputs).enumerate() {
-        let ty = element_type(port);
-        text.push_str(&format!(
-            "    size_t {argument}_bytes;\n    {ty} *{argument} = load(\"input{i}.bin\", &{argument}_bytes);\n"
-        ));
-        arguments.push(format!("{argument}, {argument}_bytes / sizeof({ty})"));
-    }
-    arguments.push("batch".into());
-    for (argument, port) in output_names(plan).iter().zip(&plan.outputs) {
-        let ty = element_type(port);
-        let count = if port.batched { format!("{} * batch", port.row) } else { port.row.to_string() };
-        text.push_str(&format!(
-            "    size_t {argument}_len = {count};\n    {ty} *{argument} = malloc(sizeof({ty}) * ({argument}_len ? \
-             {argument}_len : 1));\n"
-        ));
-        arguments.push(format!("{argument}, {argument}_len"));
-    }
-    arguments.push("scratch, scratch_len".into());
-    text.push_str(&format!(
-        "    size_t scratch_len = {name}_scratch_bytes(batch);\n    void *scratch = malloc(scratch_len ? scratch_len : 1);\n    \
-         int status = {name}_infer({});\n    printf(\"status %d\\n\", status);\n    if (status) return 1;\n",
-        arguments.join(", ")
-    ));
-    for (j, argument) in output_names(plan).iter().enumerate() {
-        text.push_str(&format!(
-            "    FILE *out{j} = fopen(\"output{j}.bin\", \"wb\");\n    fwrite({argument}, 1, sizeof(*{argument}) * \
-             {argument}_len, out{j});\n    fclose(out{j});\n    free({argument});\n"
-        ));
-    }
-    for argument in input_names(plan) {
-        text.push_str(&format!("    free({argument});\n"));
-    }
-    text.push_str("    free(scratch);\n    return 0;\n}\n");
-    text
-}
-
-/// Compiles `sources` (with `flags`) into `dir/test`, failing with the compiler's message.
-fn compile(dir: &Path, flags: &[&str], sources: &[&str]) {
-    let cc = c_compiler();
-    let mut args = vec!["-O2", "-std=c11", "-ffp-contract=off", "-Wall", "-Werror", "-o", "test"];
-    args.extend(flags);
-    args.extend(sources);
-    args.push("-lm");
-    let built = Command::new(&cc).current_dir(dir).args(&args).output();
-    let built = built.unwrap_or_else(|e| panic!("cannot run `{cc}` ({e}): this test needs a C compiler on PATH"));
-    assert!(built.status.success(), "{cc} {}: {}", args.join(" "), String::from_utf8_lossy(&built.stderr));
 }
 
 /// What one export run gives: the C source, the outputs' bytes from C, from the JIT and from
@@ -145,31 +83,6 @@ fn run_c(name: &str, build: Build, inputs: &[Value], flags: &[&str]) -> Run {
     assert_eq!(lengths(&jit), lengths(&interpreter), "{name}: JIT output bytes against the interpreter's");
     let _ = std::fs::remove_dir_all(&dir);
     Run { source: artifact.c_source().unwrap(), c, jit, interpreter, fma }
-}
-
-fn floats(bytes: &[u8]) -> Vec<f32> {
-    bytes.chunks_exact(4).map(|c| f32::from_le_bytes(c.try_into().unwrap())).collect()
-}
-
-fn assert_close(got: &[f32], want: &[f32], tolerance: f32) {
-    assert_eq!(got.len(), want.len());
-    for (g, w) in got.iter().zip(want) {
-        assert!((g - w).abs() <= tolerance * w.abs().max(1.0), "{g} against the JIT's {w}");
-    }
-}
-
-fn uniform(count: usize, seed: u64, scale: f64) -> Vec<f32> {
-    let mut state = seed;
-    (0..count)
-        .map(|_| {
-            state = state.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
-            ((state >> 11) as f64 / 9007199254740992.0 * 2.0 * scale - scale) as f32
-        })
-        .collect()
-}
-
-fn ids(count: usize, seed: u64, below: i64) -> Vec<i64> {
-    uniform(count, seed, 1.0).iter().map(|u| ((f64::from(*u) + 1.0) / 2.0 * below as f64) as i64 % below).collect()
 }
 
 fn mlp_model(g: &Graph) -> Result<(Vec<Tensor<'_>>, Vec<Tensor<'_>>)> {

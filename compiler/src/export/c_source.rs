@@ -39,20 +39,7 @@ pub fn print(program: &Program, plan: &ArtifactPlan) -> Result<String> {
     out.push_str(PRELUDE);
     out.push_str(SCALAR_HELPERS);
     let _ = writeln!(out, "#include \"{name}.h\"\n");
-    for (w, weight) in plan.weights.iter().enumerate() {
-        let _ = writeln!(out, "/* {} */", weight.name);
-        let values = weight_values(weight.dtype, &weight.bytes);
-        let count = values.len().max(1);
-        let _ = write!(out, "static _Alignas(16) const {} weight{w}[{count}] = {{", c_type(weight.dtype));
-        for (i, value) in values.iter().enumerate() {
-            out.push_str(if i % 8 == 0 { "\n    " } else { " " });
-            let _ = write!(out, "{value},");
-        }
-        if values.is_empty() {
-            out.push('0');
-        }
-        out.push_str("\n};\n\n");
-    }
+    weights(&mut out, plan, 16);
     for (number, kernel) in program.kernels.iter().enumerate() {
         let _ =
             writeln!(out, "static void kernel{number}(char *const *buffers, const int64_t *sizes, int64_t *status) {{");
@@ -64,8 +51,26 @@ pub fn print(program: &Program, plan: &ArtifactPlan) -> Result<String> {
         }
         out.push_str("}\n\n");
     }
-    entry_points(&mut out, program, plan);
+    entry_points(&mut out, program, plan, "C source", |number| format!("kernel{number}(buffers, sizes, status)"));
     Ok(out)
+}
+
+/// Prints the weights as `static const` arrays `weight0, weight1, ...`, aligned to `align` bytes.
+pub(crate) fn weights(out: &mut String, plan: &ArtifactPlan, align: usize) {
+    for (w, weight) in plan.weights.iter().enumerate() {
+        let _ = writeln!(out, "/* {} */", weight.name);
+        let values = weight_values(weight.dtype, &weight.bytes);
+        let count = values.len().max(1);
+        let _ = write!(out, "static _Alignas({align}) const {} weight{w}[{count}] = {{", c_type(weight.dtype));
+        for (i, value) in values.iter().enumerate() {
+            out.push_str(if i % 8 == 0 { "\n    " } else { " " });
+            let _ = write!(out, "{value},");
+        }
+        if values.is_empty() {
+            out.push('0');
+        }
+        out.push_str("\n};\n\n");
+    }
 }
 
 const PRELUDE: &str = r#"#include <math.h>
@@ -439,7 +444,17 @@ fn scatter(out: &mut String, program: &Program, kernel: &ScatterKernel) -> Resul
 }
 
 /// `<name>_infer` and the describing functions, following the plan as `export::entry` does.
-fn entry_points(out: &mut String, program: &Program, plan: &ArtifactPlan) {
+/// Prints the entry points of `plan` (see the module comment of `export`): the argument
+/// checks, the scratch layout, the buffer table, then each kernel in order through `call`
+/// (the C statement running kernel `n` over its whole range), stopping at the first whose
+/// status is set. `printer` names the source in `<name>_version()`.
+pub(crate) fn entry_points(
+    out: &mut String,
+    program: &Program,
+    plan: &ArtifactPlan,
+    printer: &str,
+    call: impl Fn(usize) -> String,
+) {
     let name = &plan.name;
     let _ =
         writeln!(out, "static int64_t layout(int64_t batch, int64_t *offsets) {{\n    int64_t offset = 0, bytes = 0;");
@@ -472,7 +487,7 @@ fn entry_points(out: &mut String, program: &Program, plan: &ArtifactPlan) {
     }
     let _ = writeln!(out, "int64_t {name}_max_batch(void) {{ return {}LL; }}", plan.max_batch);
     let _ = writeln!(out, "int {name}_abi_version(void) {{ return {}; }}", super::ABI_VERSION);
-    let version = format!("{name} {} (kiln {}, C source)", plan.summary(), env!("CARGO_PKG_VERSION"));
+    let version = format!("{name} {} (kiln {}, {printer})", plan.summary(), env!("CARGO_PKG_VERSION"));
     let _ = writeln!(out, "const char *{name}_version(void) {{ return \"{}\"; }}\n", version.replace('"', "'"));
     let _ = writeln!(out, "{} {{", prototype(plan));
     for argument in input_names(plan).iter().chain(&output_names(plan)) {
@@ -506,10 +521,7 @@ fn entry_points(out: &mut String, program: &Program, plan: &ArtifactPlan) {
     }
     out.push_str("    int64_t status[4] = {0, 0, 0, 0};\n");
     for number in 0..program.kernels.len() {
-        let _ = writeln!(
-            out,
-            "    kernel{number}(buffers, sizes, status);\n    if (status[0]) return 10 + (int)status[0];"
-        );
+        let _ = writeln!(out, "    {};\n    if (status[0]) return 10 + (int)status[0];", call(number));
     }
     out.push_str("    return 0;\n}\n");
 }

@@ -24,6 +24,7 @@
 //!
 //! `KILN_DUMP=native` prints the path of each library as it is built or loaded.
 
+pub mod artifact;
 mod body;
 pub mod build;
 mod narrow;

@@ -6,6 +6,12 @@
 #include <stdint.h>
 #include <string.h>
 
+/* How the kernels and `kiln_set_gemm` are declared: exported for the native tier's shared
+   library; an artifact defines it as `static` before this prelude. */
+#ifndef KILN_API
+#define KILN_API
+#endif
+
 typedef float vf __attribute__((vector_size(KILN_LANES * 4)));
 typedef int32_t vi __attribute__((vector_size(KILN_LANES * 4)));
 typedef uint32_t vu __attribute__((vector_size(KILN_LANES * 4)));
@@ -278,4 +284,4 @@ static inline vf kiln_normal(uint32_t key, vl index) {
 /* The tuned GEMM of the process that loaded this library (codegen/gemm.rs), set before any call. */
 typedef int64_t (*kiln_gemm_fn)(const int64_t *layout, const float *a, const float *b, float *out, int64_t start, int64_t end);
 static kiln_gemm_fn kiln_gemm;
-void kiln_set_gemm(kiln_gemm_fn gemm) { kiln_gemm = gemm; }
+KILN_API void kiln_set_gemm(kiln_gemm_fn gemm) { kiln_gemm = gemm; }

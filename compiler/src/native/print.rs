@@ -61,7 +61,7 @@ pub(super) fn print(program: &Program, lanes: usize, gemm: Option<i64>) -> Resul
         };
         let _ = writeln!(
             out,
-            "\n/* {name} */\nvoid kiln_kernel{number}(char *const *buffers, const int64_t *sizes, int64_t start, \
+            "\n/* {name} */\nKILN_API void kiln_kernel{number}(char *const *buffers, const int64_t *sizes, int64_t start, \
              int64_t end, int64_t *status) {{\n    (void)sizes; (void)status; (void)start; (void)end;\n    \
              const unsigned kiln_saved_csr = kiln_flush_denormals();"
         );

@@ -373,6 +373,46 @@ impl Artifact {
         write(&dir.join(format!("{}.c", self.plan.name)), source.as_bytes())
     }
 
+    /// The same model as the native tier's vector C, for vectors of `lanes` `f32`s (16 for
+    /// AVX-512, 8 for AVX2, 4 otherwise; `kiln::compiler::native::lanes()` is this machine's):
+    /// one C file with the same ABI for GCC or Clang (see kiln-compiler's `native::artifact`).
+    /// Every matmul runs in the native tier's register tiles. Outputs are the native tier's
+    /// bits for the same lanes and compiler flags.
+    #[track_caller]
+    pub fn vector_c_source(&self, lanes: usize) -> Result<String> {
+        if ![4, 8, 16].contains(&lanes) {
+            let detail = format!("vector C has 4, 8 or 16 f32 lanes, not {lanes}");
+            return Err(Error::Argument { op: "vector_c_source", detail, location: Location::caller() });
+        }
+        kiln_compiler::native::artifact::print(&self.program, &self.plan, lanes)
+    }
+
+    /// The native-tier artifact for this machine: [`Artifact::vector_c_source`] at this
+    /// machine's vector width, built by the system C compiler (`$CC` or `cc`) with `-O3
+    /// -march=native`, as the static library `dir/lib<name>.a` with the header `dir/<name>.h`
+    /// and the source `dir/<name>.c` beside it. The library runs on machines with this one's
+    /// instruction set. Returns the library's path.
+    pub fn write_native_static_library(&self, dir: &Path) -> Result<PathBuf> {
+        let name = &self.plan.name;
+        let source = self.vector_c_source(kiln_compiler::native::lanes())?;
+        self.write_header(dir)?;
+        write(&dir.join(format!("{name}.c")), source.as_bytes())?;
+        let (member, object_path) = (format!("{name}.o"), dir.join(format!("{name}.native.o")));
+        let object_name = object_path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        let compiled = toolchain::run(
+            &c_compiler(),
+            &["-O3", "-march=native", "-fPIC", "-c", "-o", &object_name, &format!("{name}.c")],
+            dir,
+        );
+        let object = compiled.and_then(|()| {
+            std::fs::read(&object_path)
+                .map_err(|e| Error::Export { detail: format!("cannot read {}: {e}", object_path.display()) })
+        });
+        let _ = std::fs::remove_file(&object_path);
+        let library = archive::archive(&member, &object?, &self.symbols());
+        write(&dir.join(format!("lib{name}.a")), &library)
+    }
+
     /// Writes [`Artifact::rust_bindings`] to `dir/<name>.rs`.
     pub fn write_rust_bindings(&self, dir: &Path) -> Result<PathBuf> {
         write(&dir.join(format!("{}.rs", self.plan.name)), self.rust_bindings().as_bytes())
