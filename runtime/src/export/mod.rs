@@ -391,10 +391,12 @@ impl Artifact {
     /// machine's vector width, built by the system C compiler (`$CC` or `cc`) with `-O3
     /// -march=native`, as the static library `dir/lib<name>.a` with the header `dir/<name>.h`
     /// and the source `dir/<name>.c` beside it. The library runs on machines with this one's
-    /// instruction set. Returns the library's path.
+    /// instruction set. Creates `dir` if needed. Returns the library's path.
     pub fn write_native_static_library(&self, dir: &Path) -> Result<PathBuf> {
         let name = &self.plan.name;
         let source = self.vector_c_source(kiln_compiler::native::lanes())?;
+        std::fs::create_dir_all(dir)
+            .map_err(|e| Error::Export { detail: format!("cannot create {}: {e}", dir.display()) })?;
         self.write_header(dir)?;
         write(&dir.join(format!("{name}.c")), source.as_bytes())?;
         let (member, object_path) = (format!("{name}.o"), dir.join(format!("{name}.native.o")));
