@@ -197,8 +197,22 @@ fn normal(shape: &[usize], seed: u64) -> Value {
 /// Runs `outputs` on the native tier on 1 and 2 threads (every kernel split) and checks that
 /// the runs agree bit for bit and match the interpreter within 1e-4 (another order of sums).
 fn check_native(what: &str, g: &Graph, inputs: &[Tensor], values: &[Value], outputs: &[Tensor]) -> Result<()> {
-    let mut f = function_on(Tier::Native, g, inputs, outputs, &[], &Options::default())?;
-    assert_eq!(f.tier(), Tier::Native);
+    check_on(Tier::Native, what, g, inputs, values, outputs, 1.0)
+}
+
+/// [`check_native`] on `tier`, within 1e-4 of the larger of the interpreter's magnitude and
+/// `scale` (the typical size of a long sum's terms' total, where another order rounds more).
+fn check_on(
+    tier: Tier,
+    what: &str,
+    g: &Graph,
+    inputs: &[Tensor],
+    values: &[Value],
+    outputs: &[Tensor],
+    scale: f64,
+) -> Result<()> {
+    let mut f = function_on(tier, g, inputs, outputs, &[], &Options::default())?;
+    assert_eq!(f.tier(), tier);
     f.set_split_threshold(0);
     f.set_threads(1);
     let one = f.call(values)?;
@@ -214,7 +228,7 @@ fn check_native(what: &str, g: &Graph, inputs: &[Tensor], values: &[Value], outp
         for (e, ((x, y), z)) in a.to_f64_vec().iter().zip(b.to_f64_vec()).zip(r.to_f64_vec()).enumerate() {
             assert_eq!(x.to_bits(), y.to_bits(), "{what}: output {i} element {e}: {x} on 1 thread, {y} on 2");
             assert!(
-                (x - z).abs() <= 1e-4 * z.abs().max(1.0),
+                (x - z).abs() <= 1e-4 * z.abs().max(scale),
                 "{what}: output {i} element {e}: native {x}, interpreter {z}"
             );
         }
@@ -289,6 +303,39 @@ fn weight_gradients_of_few_rows_match_the_interpreter_on_one_and_two_threads() -
         let values: Vec<Value> =
             widths.iter().enumerate().map(|(i, &width)| normal(&[batch, width], 200 + i as u64)).collect();
         check_native(&format!("weight gradients over {batch}"), &g, &inputs, &values, &outputs)?;
+    }
+    Ok(())
+}
+
+/// Weight and bias gradients over a long static batch, which `kernel::split_contractions` cuts
+/// into four partial products summed in order (m = 1 is a bias gradient's shape; n = 33 is
+/// past the narrow tiles; k = 8194 is not divided by four parts and stays whole), on both
+/// tiers.
+#[test]
+fn split_contractions_match_the_interpreter_on_one_and_two_threads_on_both_tiers() -> Result<()> {
+    let g = Graph::new();
+    let (mut inputs, mut outputs, mut shapes) = (Vec::new(), Vec::new(), Vec::new());
+    for k in [8192usize, 8194] {
+        for m in [1usize, 3, 20] {
+            let a = g.input(&format!("a{k}_{m}"), [k, m])?;
+            inputs.push(a);
+            shapes.push([k, m]);
+            for n in [2usize, 20, 33] {
+                let b = g.input(&format!("b{k}_{m}_{n}"), [k, n])?;
+                inputs.push(b);
+                shapes.push([k, n]);
+                outputs.push(a.t()?.matmul(b)?);
+            }
+        }
+    }
+    let values: Vec<Value> = shapes.iter().enumerate().map(|(i, shape)| normal(shape, 300 + i as u64)).collect();
+    let mut tiers = vec![Tier::Jit];
+    if has_compiler() {
+        tiers.push(Tier::Native);
+    }
+    for tier in tiers {
+        // Sums of ~8192 products of standard normals are ~90 in size.
+        check_on(tier, &format!("split contractions on {tier:?}"), &g, &inputs, &values, &outputs, 90.0)?;
     }
     Ok(())
 }

@@ -40,13 +40,7 @@ pub fn min_work(options: &super::Options) -> i64 {
     options.settings.gemm_min_work.unwrap_or(GEMM_MIN_WORK)
 }
 
-/// Rows per block: the range of a matmul kernel counts blocks of this many rows...
-pub const CHUNK_ROWS: i64 = 256;
-
-/// ...by this many columns. Each GEMM call computes exactly one block, whatever range a
-/// thread was given, so every element is summed in the same order for every thread count,
-/// and a product of few rows (a batch of 128) still splits across threads by its columns.
-pub const CHUNK_COLUMNS: i64 = 128;
+pub use crate::kernel::{CHUNK_COLUMNS, CHUNK_ROWS};
 
 /// The layout of one product, as generated code stores it in a stack slot for [`kiln_sgemm`].
 #[repr(C)]
@@ -60,12 +54,14 @@ pub(crate) struct Layout {
     pub a: [i64; 3],
     /// Strides of the right operand along (batch, inner, column), in elements.
     pub b: [i64; 3],
+    /// Rows per block of the range (`MatMulKernel::chunk_rows`).
+    pub chunk_rows: i64,
 }
 
 /// Number of `i64` fields of [`Layout`].
-pub(crate) const LAYOUT_WORDS: usize = 10;
+pub(crate) const LAYOUT_WORDS: usize = 11;
 
-/// Computes blocks `start..end` of `out = a · b` (see [`CHUNK_ROWS`]), one GEMM call per
+/// Computes blocks `start..end` of `out = a · b` (see `MatMulKernel::chunks`), one GEMM call per
 /// block. Returns 0, or 1 if the GEMM panicked.
 ///
 /// # Safety
@@ -82,12 +78,12 @@ pub(crate) unsafe extern "C" fn kiln_sgemm(
     let run = AssertUnwindSafe(|| {
         // SAFETY: the caller's contract.
         let layout = unsafe { &*layout };
-        let Layout { m, k, n, rows: total_rows, a: a_strides, b: b_strides } = *layout;
+        let Layout { m, k, n, rows: total_rows, a: a_strides, b: b_strides, chunk_rows } = *layout;
         let column_chunks = (n + CHUNK_COLUMNS - 1) / CHUNK_COLUMNS;
         for block in start..end {
-            let (first_row, first_column) = (block / column_chunks * CHUNK_ROWS, block % column_chunks * CHUNK_COLUMNS);
+            let (first_row, first_column) = (block / column_chunks * chunk_rows, block % column_chunks * CHUNK_COLUMNS);
             let columns = CHUNK_COLUMNS.min(n - first_column);
-            let block_end = (first_row + CHUNK_ROWS).min(total_rows);
+            let block_end = (first_row + chunk_rows).min(total_rows);
             let mut row = first_row;
             // A block may span the end of one batch and the start of the next.
             while row < block_end {

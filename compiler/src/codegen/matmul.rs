@@ -40,8 +40,8 @@ struct Operands {
     b_strides: [Value; 3],
 }
 
-/// Builds the function of a matmul kernel. Its range counts blocks of [`gemm::CHUNK_ROWS`]
-/// result rows (batch and rows flattened) by [`gemm::CHUNK_COLUMNS`] columns, row-major. With `gemm`, products of at
+/// Builds the function of a matmul kernel. Its range counts blocks of result rows (batch and
+/// rows flattened) by columns, row-major (`MatMulKernel::chunks`). With `gemm`, products of at
 /// least `target.gemm_min_work` multiply-adds over a `k` of at least [`gemm::GEMM_MIN_K`]
 /// call the tuned GEMM; the rest run the tile.
 pub(super) fn build(
@@ -89,7 +89,8 @@ pub(super) fn build(
     let single_batch = kernel.batch.as_fixed() == Some(1);
     let tile =
         Tile { operands: &operands, fma: target.fma, widest, unit_columns, single_batch, epilogue: register_epilogue };
-    // Each index of the range is one block of CHUNK_ROWS rows × CHUNK_COLUMNS columns.
+    // Each index of the range is one block of `chunk_rows` rows × CHUNK_COLUMNS columns.
+    let chunk_rows = kernel.chunk_rows();
     let column_chunks = builder.ins().iadd_imm_s(operands.n, gemm::CHUNK_COLUMNS - 1);
     let column_chunks = builder.ins().sdiv_imm_s(column_chunks, gemm::CHUNK_COLUMNS);
     let index = builder.declare_var(types::I64);
@@ -97,8 +98,8 @@ pub(super) fn build(
     let (chunk, chunk_frame) = loop_begin(builder, index, params.end, 1);
     let row_chunk = builder.ins().udiv(chunk, column_chunks);
     let column_chunk = builder.ins().urem(chunk, column_chunks);
-    let first_row = builder.ins().imul_imm_s(row_chunk, gemm::CHUNK_ROWS);
-    let last_row = builder.ins().iadd_imm_s(first_row, gemm::CHUNK_ROWS);
+    let first_row = builder.ins().imul_imm_s(row_chunk, chunk_rows);
+    let last_row = builder.ins().iadd_imm_s(first_row, chunk_rows);
     let last_row = builder.ins().smin(last_row, total_rows);
     let first_column = builder.ins().imul_imm_s(column_chunk, gemm::CHUNK_COLUMNS);
     let last_column = builder.ins().iadd_imm_s(first_column, gemm::CHUNK_COLUMNS);
@@ -110,7 +111,8 @@ pub(super) fn build(
         builder.ins().brif(big, called, &[], tiled, &[]);
         builder.switch_to_block(called);
         let next = builder.ins().iadd_imm_s(chunk, 1);
-        let status = call_gemm(builder, shim, &operands, total_rows, (chunk, next));
+        let rows = (total_rows, builder.ins().iconst(types::I64, chunk_rows));
+        let status = call_gemm(builder, shim, &operands, rows, (chunk, next));
         let so_far = builder.use_var(failed);
         let status = builder.ins().bor(so_far, status);
         builder.def_var(failed, status);
@@ -151,12 +153,18 @@ pub(super) fn build(
     let code = builder.ins().select(failed, code, zero);
     builder.ins().store(trusted(), code, params.status, 0);
     builder.ins().return_(&[]);
-    let chunks = vec![(kernel.batch.times(&kernel.m), gemm::CHUNK_ROWS), (kernel.n.clone(), gemm::CHUNK_COLUMNS)];
-    KernelShape { chunks, splittable: true }
+    KernelShape { chunks: kernel.chunks(), splittable: true }
 }
 
 /// Calls the GEMM shim for blocks `start..end`; returns its result (nonzero on failure).
-fn call_gemm(builder: &mut FunctionBuilder, shim: FuncRef, o: &Operands, rows: Value, blocks: (Value, Value)) -> Value {
+/// `rows`: the result's rows (batches flattened) and rows per block.
+fn call_gemm(
+    builder: &mut FunctionBuilder,
+    shim: FuncRef,
+    o: &Operands,
+    rows: (Value, Value),
+    blocks: (Value, Value),
+) -> Value {
     let slot = builder.create_sized_stack_slot(StackSlotData::new(
         StackSlotKind::ExplicitSlot,
         (gemm::LAYOUT_WORDS * 8) as u32,
@@ -167,13 +175,14 @@ fn call_gemm(builder: &mut FunctionBuilder, shim: FuncRef, o: &Operands, rows: V
         o.m,
         o.k,
         o.n,
-        rows,
+        rows.0,
         o.a_strides[0],
         o.a_strides[1],
         o.a_strides[2],
         o.b_strides[0],
         o.b_strides[1],
         o.b_strides[2],
+        rows.1,
     ];
     debug_assert_eq!(fields.len(), gemm::LAYOUT_WORDS);
     for (i, &field) in fields.iter().enumerate() {

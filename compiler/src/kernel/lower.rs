@@ -68,6 +68,7 @@ pub fn lower(
     super::merge_neighbours(&mut program);
     super::fuse_epilogues(&mut program);
     super::collapse_loops(&mut program);
+    super::split_contractions(&mut program);
     super::plan_memory(&mut program);
     Ok((program, notes))
 }

@@ -21,6 +21,7 @@ mod lower;
 mod memory;
 mod merge;
 mod print;
+mod split;
 mod tile;
 
 pub use collapse::collapse_loops;
@@ -29,6 +30,7 @@ pub use eval::Evaluator;
 pub use lower::{FusionNote, lower};
 pub use memory::plan_memory;
 pub use merge::merge_neighbours;
+pub use split::{PARTS, SPLIT_MAX_RESULT, SPLIT_MIN_K, split_contractions};
 pub use tile::{FEW_ROWS, LONG_K, Lanes, NARROW_COLUMNS, NarrowTile, narrow_tile, product_is_stored};
 
 use crate::error::{Error, Result};
@@ -224,6 +226,35 @@ pub struct MatMulKernel {
     /// An elementwise kernel over `[m, n]` (bias, activation, mask) run on each block of the
     /// result right after the block is computed (see `fuse_epilogues`).
     pub epilogue: Option<LoopKernel>,
+}
+
+/// Rows per block: the range of a matmul kernel counts blocks of this many rows (see
+/// [`MatMulKernel::chunks`])...
+pub const CHUNK_ROWS: i64 = 256;
+
+/// ...by this many columns. Each block is computed the same way (one GEMM call, or the
+/// register tiles) whatever range a thread was given, so every element is summed in the same
+/// order for every thread count, and a product of few rows (a batch of 128) still splits
+/// across threads by its columns.
+pub const CHUNK_COLUMNS: i64 = 128;
+
+impl MatMulKernel {
+    /// Rows per block of this product's range: [`CHUNK_ROWS`], except that a static batch of
+    /// products of few rows (the parts of a split contraction, see `split`) has one product
+    /// per block, so its products run on different threads.
+    pub fn chunk_rows(&self) -> i64 {
+        match (self.batch.as_fixed(), self.m.as_fixed()) {
+            (Some(batch), Some(m)) if batch > 1 && (1..=FEW_ROWS).contains(&m) => m,
+            _ => CHUNK_ROWS,
+        }
+    }
+
+    /// How the range of this product is laid out, for every printer: `(extent, chunk)` pairs,
+    /// blocks of [`chunk_rows`](Self::chunk_rows) result rows (batches flattened) by blocks
+    /// of [`CHUNK_COLUMNS`] columns, row-major.
+    pub fn chunks(&self) -> Vec<(Size, i64)> {
+        vec![(self.batch.times(&self.m), self.chunk_rows()), (self.n.clone(), CHUNK_COLUMNS)]
+    }
 }
 
 /// `out = 0; out[indices[p]] += updates[p]` for rows of `row_len` elements.

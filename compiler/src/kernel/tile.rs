@@ -55,14 +55,18 @@ pub struct NarrowTile {
 }
 
 /// The narrow tile of `kernel` for vectors of `lanes` `f32`s and `registers` vector
-/// registers, or `None` if the product is not narrow (batched, `n` symbolic or wide, or a
-/// long contraction over many rows).
+/// registers, or `None` if the product is not narrow (`n` symbolic or wide, a long
+/// contraction over many rows, or a batch other than a static one of few-row products
+/// without an epilogue).
 pub fn narrow_tile(kernel: &MatMulKernel, lanes: usize, registers: usize) -> Option<NarrowTile> {
     let n = kernel.n.as_fixed().filter(|&n| (1..=NARROW_COLUMNS).contains(&n))? as usize;
-    if kernel.batch.as_fixed() != Some(1) {
+    let few_rows = kernel.m.as_fixed().filter(|&m| m <= FEW_ROWS).map(|m| m.max(1) as usize);
+    // A batch of products (the parts of a split contraction, see `split`) is tiled product
+    // by product: each of few rows and without an epilogue.
+    let batched = kernel.batch.as_fixed() != Some(1);
+    if batched && (kernel.batch.as_fixed().is_none() || few_rows.is_none() || kernel.epilogue.is_some()) {
         return None;
     }
-    let few_rows = kernel.m.as_fixed().filter(|&m| m <= FEW_ROWS).map(|m| m.max(1) as usize);
     let long_k = kernel.k.as_fixed().is_none_or(|k| k >= LONG_K);
     if long_k && few_rows.is_none() {
         return None;

@@ -102,7 +102,7 @@ pub fn compile(program: Program, options: &Options) -> Result<CompiledProgram> {
     // initialisers beyond the C runtime's.
     let library = unsafe { Library::new(&path) }.map_err(|e| dlopen(format!("{}: {e}", path.display())))?;
     // SAFETY: `kiln_set_gemm` is defined by the prelude with this signature; the GEMM shim has
-    // the C ABI the prelude declares (`codegen::gemm::Layout` is ten `int64_t`s).
+    // the C ABI the prelude declares (`codegen::gemm::Layout` is eleven `int64_t`s).
     unsafe {
         let set_gemm = library
             .get::<unsafe extern "C" fn(*const u8)>(b"kiln_set_gemm")

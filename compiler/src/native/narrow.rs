@@ -2,8 +2,8 @@
 //!
 //! In: a [`MatMulKernel`] whose [`NarrowTile`] `kernel::narrow_tile` chose, and whether its
 //! product must be stored (`kernel::product_is_stored`). Out: the body of its C function,
-//! with the range of every matmul (blocks of `CHUNK_ROWS` rows; a narrow result is one block
-//! of columns wide).
+//! with the range of every matmul (`MatMulKernel::chunks`: blocks of rows, or one product of a
+//! static batch per block; a narrow result is one block of columns wide).
 //!
 //! A tile keeps every column of its rows in accumulators, adds one broadcast product per step
 //! of `k`, then runs the epilogue (bias, activation, mask) on the accumulators and stores
@@ -17,7 +17,6 @@
 use std::fmt::Write;
 
 use super::body::{Body, plan};
-use crate::codegen::gemm;
 use crate::error::Result;
 use crate::export::c_source::{buffer, offset, size};
 use crate::graph::DType;
@@ -48,68 +47,44 @@ pub(super) fn narrow_matmul(
     lanes: usize,
     stored: bool,
 ) -> Result<()> {
-    let [_, a1, a2] = kernel.a.1.clone().map(|s| size(&s));
-    let [_, b1, b2] = kernel.b.1.clone().map(|s| size(&s));
+    let [a0, a1, a2] = kernel.a.1.clone().map(|s| size(&s));
+    let [b0, b1, b2] = kernel.b.1.clone().map(|s| size(&s));
     let n = tile.n;
     let _ = writeln!(
         out,
-        "    const float *const a = {}, *const b = {};\n    \
+        "    const float *const a_all = {}, *const b_all = {};\n    float *const product_all = {};\n    \
          const int64_t m = {}, k = {}, stride_am = {a1}, stride_ak = {a2}, stride_bk = {b1}, stride_bn = {b2};\n    \
-         (void)stride_ak; (void)stride_bn;",
+         (void)stride_ak; (void)stride_bn; (void)product_all;",
         buffer(program, kernel.a.0),
         buffer(program, kernel.b.0),
+        buffer(program, kernel.out),
         size(&kernel.m),
         size(&kernel.k),
     );
     let tiles = Tiles { program, kernel, tile, lanes, stored, n };
-    let packed = tiles.pack(out);
-    let _ = writeln!(
-        out,
-        "    for (int64_t chunk = start; chunk < end; chunk++) {{\n        \
-         const int64_t first_row = chunk * {cr}, last_row = first_row + {cr} < m ? first_row + {cr} : m;\n        \
-         int64_t row = first_row;",
-        cr = gemm::CHUNK_ROWS
-    );
-    // A result of a few static rows is one block: its last rows run as one smaller tile, so
-    // a long `k` streams once per tile, not once per leftover row.
-    let static_rows = kernel.m.as_fixed().filter(|&m| m <= gemm::CHUNK_ROWS).map(|m| m as usize);
-    match tile.lanes {
-        Lanes::Columns { rows, vectors } => {
-            let _ = writeln!(out, "        for (; row + {rows} <= last_row; row += {rows}) {{");
-            tiles.columns_in_lanes(out, rows, vectors, packed)?;
-            match static_rows.map(|m| m % rows) {
-                Some(0) => {}
-                Some(left) => {
-                    out.push_str("        }\n        if (row < last_row) {\n");
-                    tiles.columns_in_lanes(out, left, vectors, packed)?;
-                }
-                None => {
-                    out.push_str("        }\n        for (; row < last_row; row++) {\n");
-                    tiles.columns_in_lanes(out, 1, vectors, packed)?;
-                }
-            }
-            out.push_str("        }\n");
-        }
-        Lanes::Rows { vectors } => {
-            let _ =
-                writeln!(out, "        for (; row + {} <= last_row; row += {}) {{", vectors * lanes, vectors * lanes);
-            tiles.rows_in_lanes(out, vectors, true)?;
-            match static_rows.map(|m| m % (vectors * lanes)) {
-                Some(0) => {}
-                Some(left) => {
-                    out.push_str("        }\n        if (row < last_row) {\n");
-                    tiles.rows_in_lanes(out, left.div_ceil(lanes), false)?;
-                }
-                None => {
-                    let _ = writeln!(out, "        }}\n        for (; row < last_row; row += {lanes}) {{");
-                    tiles.rows_in_lanes(out, 1, false)?;
-                }
-            }
-            out.push_str("        }\n");
-        }
+    if kernel.batch.as_fixed() == Some(1) {
+        out.push_str("    const float *const a = a_all, *const b = b_all;\n    float *const product = product_all;\n");
+        let packed = tiles.pack(out);
+        let _ = writeln!(
+            out,
+            "    for (int64_t chunk = start; chunk < end; chunk++) {{\n        \
+             const int64_t first_row = chunk * {cr}, last_row = first_row + {cr} < m ? first_row + {cr} : m;\n        \
+             int64_t row = first_row;",
+            cr = kernel.chunk_rows()
+        );
+        tiles.rows(out, packed)
+    } else {
+        // One product of the batch (all its rows) per block of the range (`chunk_rows` is `m`;
+        // a narrow result is one block of columns).
+        let _ = writeln!(
+            out,
+            "    for (int64_t part = start; part < end; part++) {{\n        \
+             const float *const a = a_all + part * {a0}, *const b = b_all + part * {b0};\n        \
+             float *const product = product_all + part * m * {n};\n        \
+             const int64_t last_row = m;\n        int64_t row = 0;"
+        );
+        tiles.rows(out, false)
     }
-    out.push_str("    }\n");
-    Ok(())
 }
 
 struct Tiles<'a> {
@@ -122,6 +97,55 @@ struct Tiles<'a> {
 }
 
 impl Tiles<'_> {
+    /// The tiles covering rows `row..last_row` of one block, and the end of the block's loop.
+    fn rows(&self, out: &mut String, packed: bool) -> Result<()> {
+        let (kernel, tile, lanes) = (self.kernel, self.tile, self.lanes);
+        // A result of a few static rows is one block: its last rows run as one smaller tile, so
+        // a long `k` streams once per tile, not once per leftover row.
+        let static_rows = kernel.m.as_fixed().filter(|&m| m <= kernel.chunk_rows()).map(|m| m as usize);
+        match tile.lanes {
+            Lanes::Columns { rows, vectors } => {
+                let _ = writeln!(out, "        for (; row + {rows} <= last_row; row += {rows}) {{");
+                self.columns_in_lanes(out, rows, vectors, packed)?;
+                match static_rows.map(|m| m % rows) {
+                    Some(0) => {}
+                    Some(left) => {
+                        out.push_str("        }\n        if (row < last_row) {\n");
+                        self.columns_in_lanes(out, left, vectors, packed)?;
+                    }
+                    None => {
+                        out.push_str("        }\n        for (; row < last_row; row++) {\n");
+                        self.columns_in_lanes(out, 1, vectors, packed)?;
+                    }
+                }
+                out.push_str("        }\n");
+            }
+            Lanes::Rows { vectors } => {
+                let _ = writeln!(
+                    out,
+                    "        for (; row + {} <= last_row; row += {}) {{",
+                    vectors * lanes,
+                    vectors * lanes
+                );
+                self.rows_in_lanes(out, vectors, true)?;
+                match static_rows.map(|m| m % (vectors * lanes)) {
+                    Some(0) => {}
+                    Some(left) => {
+                        out.push_str("        }\n        if (row < last_row) {\n");
+                        self.rows_in_lanes(out, left.div_ceil(lanes), false)?;
+                    }
+                    None => {
+                        let _ = writeln!(out, "        }}\n        for (; row < last_row; row += {lanes}) {{");
+                        self.rows_in_lanes(out, 1, false)?;
+                    }
+                }
+                out.push_str("        }\n");
+            }
+        }
+        out.push_str("    }\n");
+        Ok(())
+    }
+
     /// Columns in the lanes with a static, short `k`: copies the right operand once into
     /// whole vectors (`packed[p][vector]`, zero past `n`), so the tile loads aligned vectors
     /// whatever `b`'s strides. Returns whether it did.
@@ -234,9 +258,8 @@ impl Tiles<'_> {
     fn finish(&self, out: &mut String, place: &str, value: &str, stride: &str) -> Result<()> {
         let pad = "            ";
         let _ = writeln!(out, "{pad}{{ {place} (void)count;");
-        let product = buffer(self.program, self.kernel.out);
         if self.stored {
-            let _ = writeln!(out, "{pad}    kiln_store({product} + i0 * {} + i1, {stride}, count, {value});", self.n);
+            let _ = writeln!(out, "{pad}    kiln_store(product + i0 * {} + i1, {stride}, count, {value});", self.n);
         }
         if let Some(epilogue) = &self.kernel.epilogue {
             self.epilogue(out, epilogue, value)?;

@@ -12,7 +12,8 @@
 //!   `KILN_LANES` iterations at a time (the tail is one partial vector through the same code,
 //!   so every element is computed by the same instructions whatever the split); a reduction
 //!   over the innermost loop keeps one accumulator per lane and folds them in lane order;
-//! - a matmul runs blocks of `CHUNK_ROWS` rows by `CHUNK_COLUMNS` columns: the tuned GEMM for
+//! - a matmul runs blocks of rows by columns (`MatMulKernel::chunks`; a static batch of
+//!   products of few rows, the parts of a split contraction, one product per block): the tuned GEMM for
 //!   big products (one call per block, as the JIT), else a tile of 4 rows by one vector of
 //!   columns summing over `k` in order; its epilogue runs on each finished block; a narrow
 //!   product (see `kernel::narrow_tile`) runs a tile that finishes its results in registers
@@ -49,14 +50,13 @@ pub(super) fn print(program: &Program, lanes: usize, gemm: Option<i64>) -> Resul
     out.push_str(include_str!("prelude.h"));
     out.push_str(crate::export::c_source::SCALAR_HELPERS);
     out.push_str(&tiles());
+    let narrow =
+        |k: &MatMulKernel| crate::kernel::narrow_tile(k, lanes, registers(lanes)).filter(|tile| narrow::fits(k, tile));
     let mut shapes = Vec::with_capacity(program.kernels.len());
     for (number, kernel) in program.kernels.iter().enumerate() {
         let (name, chunks, splittable) = match kernel {
             Kernel::Loop(k) => (&k.name, vec![(k.loops[0].clone(), 1)], k.reduce.is_none_or(|(_, from)| from > 0)),
-            Kernel::MatMul(k) => {
-                let chunks = vec![(k.batch.times(&k.m), gemm::CHUNK_ROWS), (k.n.clone(), gemm::CHUNK_COLUMNS)];
-                (&k.name, chunks, true)
-            }
+            Kernel::MatMul(k) => (&k.name, k.chunks(), true),
             Kernel::Scatter(k) => (&k.name, vec![(k.row_len.clone(), 1)], true),
         };
         let _ = writeln!(
@@ -67,8 +67,8 @@ pub(super) fn print(program: &Program, lanes: usize, gemm: Option<i64>) -> Resul
         );
         match kernel {
             Kernel::Loop(k) => loop_kernel(&mut out, program, k, ("start", "end"), None)?,
-            Kernel::MatMul(k) => match crate::kernel::narrow_tile(k, lanes, registers(lanes)) {
-                Some(tile) if narrow::fits(k, &tile) => {
+            Kernel::MatMul(k) => match narrow(k) {
+                Some(tile) => {
                     let stored = crate::kernel::product_is_stored(program, number);
                     narrow::narrow_matmul(&mut out, program, k, &tile, lanes, stored)?
                 }
@@ -307,7 +307,7 @@ fn matmul(out: &mut String, program: &Program, kernel: &MatMulKernel, gemm: Opti
     let _ = writeln!(
         out,
         "    const int64_t m = {m}, k = {k}, n = {n}, rows = {batch} * m;\n    \
-         const int64_t layout[10] = {{m, k, n, rows, {a0}, {a1}, {a2}, {b0}, {b1}, {b2}}};\n    \
+         const int64_t layout[11] = {{m, k, n, rows, {a0}, {a1}, {a2}, {b0}, {b1}, {b2}, {cr}}};\n    \
          const int64_t column_chunks = (n + {cc} - 1) / {cc};\n    const int big = {big};\n    \
          for (int64_t chunk = start; chunk < end; chunk++) {{\n        \
          const int64_t first_row = chunk / column_chunks * {cr}, first_column = chunk % column_chunks * {cc};\n        \
@@ -319,8 +319,8 @@ fn matmul(out: &mut String, program: &Program, kernel: &MatMulKernel, gemm: Opti
          for (; row + {tile_rows} <= last_row; row += {tile_rows}) kiln_tile{tile_rows}(layout, {a}, {b}, {o}, row, first_column, last_column);\n            \
          for (; row < last_row; row++) kiln_tile1(layout, {a}, {b}, {o}, row, first_column, last_column);\n        }}",
         batch = size(&kernel.batch),
-        cc = gemm::CHUNK_COLUMNS,
-        cr = gemm::CHUNK_ROWS,
+        cc = crate::kernel::CHUNK_COLUMNS,
+        cr = kernel.chunk_rows(),
     );
     if let Some(epilogue) = &kernel.epilogue {
         // The block is in cache: finish it (bias, activation, mask) before the next one.
