@@ -18,6 +18,7 @@ use kiln_compiler::{DType, Data, Dim, Error, Graph, Location, ParamStore, Result
 
 use crate::pool::{Call, Pool};
 use crate::reduce::{Exchange, Reducer};
+use crate::split::{Run, SplitChoices};
 
 /// On [`Tier::Auto`], the calls after which the native tier starts compiling in the background:
 /// a function called only a few times (a test, an evaluation) never runs the C compiler.
@@ -59,8 +60,11 @@ pub struct Function {
     /// with room for a copy taken before a checked call, so a refused call can put them back.
     in_place: Vec<(usize, Vec<u128>)>,
     pool: Pool,
-    /// Kernels touching at least this many elements split across the threads.
+    /// Kernels touching at least this many elements may split across the threads (`0`:
+    /// every kernel that can split does, unmeasured).
     split_threshold: i64,
+    /// Which kernels split, measured (see `split`).
+    split_choices: SplitChoices,
     /// Time spent in each kernel over all calls, when the settings' `profile` (`KILN_PROFILE`) is set.
     profile: Option<Vec<Duration>>,
     calls: u64,
@@ -98,7 +102,7 @@ impl std::fmt::Debug for Function {
 }
 
 /// Kernels touching fewer elements than this run on the calling thread unless
-/// [`Function::set_split_threshold`] says otherwise.
+/// [`Function::set_split_threshold`] says otherwise; the others split if measured faster so.
 pub const DEFAULT_SPLIT_THRESHOLD: i64 = 16_384;
 
 /// Compiles `outputs` of `graph` as a function of `inputs` (fed positionally on each call),
@@ -237,6 +241,7 @@ pub(crate) fn build_function<'g>(
     in_place.sort_unstable();
     in_place.dedup();
     let in_place = in_place.into_iter().map(|param| (param, Vec::new())).collect();
+    let kernels = program.kernels.len();
     let mut function = Function {
         in_place,
         memory: vec![Vec::new(); program.buffers.len()],
@@ -246,6 +251,7 @@ pub(crate) fn build_function<'g>(
         inputs: positional,
         pool: Pool::new(threads),
         split_threshold: DEFAULT_SPLIT_THRESHOLD,
+        split_choices: SplitChoices::new(kernels),
         profile,
         calls: 0,
         tier,
@@ -346,6 +352,7 @@ impl Function {
                 compiled.kernels.len()
             );
         }
+        self.split_choices = SplitChoices::new(compiled.kernels.len());
         self.compiled = compiled;
     }
 
@@ -365,7 +372,9 @@ impl Function {
     }
 
     /// Where the time went, when `KILN_PROFILE` was set at compilation: one line per kernel
-    /// with its mean time per call and share of the total, slowest first. `None` otherwise.
+    /// with its mean time per call and share of the total, slowest first, and whether it was
+    /// measured faster split or on one thread (see [`Function::set_split_threshold`]). `None`
+    /// otherwise.
     pub fn profile(&self) -> Option<String> {
         let profile = self.profile.as_ref()?;
         let total: Duration = profile.iter().sum();
@@ -381,7 +390,16 @@ impl Function {
         for k in order {
             let share = profile[k].as_secs_f64() / total.as_secs_f64().max(f64::MIN_POSITIVE);
             let mean = profile[k].as_secs_f64() * 1e6 / calls;
-            out.push_str(&format!("{mean:9.1} us {:5.1}%  {}\n", 100.0 * share, self.compiled.kernels[k].name));
+            let threads = match self.split_choices.chosen(k) {
+                Some(true) => " (split)",
+                Some(false) => " (one thread, measured faster)",
+                None => "",
+            };
+            out.push_str(&format!(
+                "{mean:9.1} us {:5.1}%  {}{threads}\n",
+                100.0 * share,
+                self.compiled.kernels[k].name
+            ));
         }
         Some(out)
     }
@@ -400,15 +418,16 @@ impl Function {
     /// Uses `threads` threads from now on.
     pub fn set_threads(&mut self, threads: usize) {
         self.pool = Pool::new(threads);
+        self.split_choices = SplitChoices::new(self.compiled.kernels.len());
     }
 
-    /// Splits every kernel that touches at least `elements` elements (a rough count: the
-    /// product of its loop extents) across the threads; smaller ones run on the calling thread.
-    /// The default, [`DEFAULT_SPLIT_THRESHOLD`], keeps small kernels off the pool, where
-    /// dispatch would cost more than it saves; scatter-adds always run on one thread (splitting
-    /// them was measured slower). `0` splits every kernel that can be split, scatter-adds
-    /// included, so that tests comparing thread counts on small graphs really run ranges on
-    /// several threads:
+    /// Lets kernels that touch at least `elements` elements (a rough count: the product of
+    /// their loop extents) split across the threads, each if measured faster so (its first
+    /// runs alternate between split and one thread; see [`Function::profile`]); smaller ones
+    /// run on the calling thread. The default, [`DEFAULT_SPLIT_THRESHOLD`], keeps tiny kernels
+    /// off the pool, where dispatch would cost more than it saves. `0` splits every kernel that
+    /// can be split, unmeasured, so that tests comparing thread counts on small graphs really
+    /// run ranges on several threads:
     ///
     /// ```
     /// use kiln_compiler::prelude::*;
@@ -657,17 +676,23 @@ impl Function {
             sums.finish(number, &pointers, &symbols)?;
             let started = self.profile.is_some().then(std::time::Instant::now);
             let extent = compiled.range(&symbols);
-            // Small kernels run on the calling thread: dispatch would cost more than it saves.
-            // So do scatter-adds unless splitting is forced: split by columns, every thread
-            // writes every touched row, and the cache lines the halves of a row share (buffers
-            // are 16-byte aligned) moved between cores: W5's embedding gradient took 274 µs on
-            // two threads against 81 µs on one.
-            let scatter = matches!(kernel, Kernel::Scatter(_)) && self.split_threshold > 0;
-            let split = compiled.splittable && !scatter && work(kernel, &symbols) >= self.split_threshold;
+            // Tiny kernels run on the calling thread: dispatch would cost more than it saves.
+            // The others split if measured faster so (see `split`), or always when splitting
+            // is forced (a threshold of 0).
+            let work = work(kernel, &symbols);
+            let run = match compiled.splittable && self.pool.threads() > 1 && work >= self.split_threshold {
+                false => Run::Chosen(false),
+                true if self.split_threshold == 0 => Run::Chosen(true),
+                true => self.split_choices.run(number, work),
+            };
+            let trial = matches!(run, Run::Trial(_)).then(Instant::now);
             // SAFETY: every buffer was just sized from its declared shape under `symbols`
             // (inputs were checked against their shapes), `symbols` holds every symbol, and the
             // pool passes ranges within `0..extent`.
-            let status = unsafe { self.pool.run(compiled, call, extent, split) };
+            let status = unsafe { self.pool.run(compiled, call, extent, run.split()) };
+            if let Some(trial) = trial {
+                self.split_choices.record(number, run.split(), trial.elapsed());
+            }
             if let (Some(profile), Some(started)) = (&mut self.profile, started) {
                 profile[number] += started.elapsed();
             }

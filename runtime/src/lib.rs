@@ -32,6 +32,7 @@ pub mod plot;
 mod pool;
 pub mod reduce;
 mod sampler;
+mod split;
 pub mod text;
 mod trainer;
 
