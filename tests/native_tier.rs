@@ -124,7 +124,8 @@ fn a_program_built_once_loads_from_the_cache_unchanged() -> Result<()> {
     let y = (x.tanh()? * 2.0).sum_all()?;
     let program = kiln::compiler::compile::lower_to_kernels(&g, &[y], &[])?;
     let source = native::source(&program, &Options::default())?;
-    let library = native::build::library_path(compiler, &source, &Options::default().settings);
+    let flags = native::build::flags(Options::default().fma);
+    let library = native::build::library_path(compiler, &source, &flags, &Options::default().settings);
     native::compile(program.clone(), &Options::default())?;
     let built = std::fs::metadata(&library).and_then(|m| m.modified()).expect("the library is in the cache");
     assert!(library.with_extension("c").exists(), "the source is kept beside the library");
@@ -139,7 +140,8 @@ fn a_c_compiler_error_names_the_source_and_carries_the_message() {
     let Some(compiler) = native::c_compiler() else { return };
     let folder = std::env::temp_dir().join(format!("kiln-native-error-{}", std::process::id()));
     let library = folder.join("broken.so");
-    let error = native::build::build(compiler, "int broken = ;\n", &library).expect_err("the source is not C");
+    let error = native::build::build(compiler, "int broken = ;\n", &native::build::flags(true), &library)
+        .expect_err("the source is not C");
     let text = error.to_string();
     assert!(matches!(error, Error::Toolchain { .. }), "{error:?}");
     assert!(text.contains(&folder.join("broken.c").display().to_string()), "no source path in: {text}");

@@ -1,7 +1,7 @@
 //! The system C compiler and the cache of built kernel libraries.
 //!
 //! In: C source. Out: the path of a shared library built from it with `$CC` (or `cc`) and
-//! [`FLAGS`], kept in the cache folder (`KILN_CACHE`, else `$XDG_CACHE_HOME/kiln`, else
+//! [`flags`], kept in the cache folder (`KILN_CACHE`, else `$XDG_CACHE_HOME/kiln`, else
 //! `$HOME/.cache/kiln`) under a hash of the source, the compiler's version, the flags and
 //! kiln's version, so a program compiled before loads without running the compiler. The
 //! source is kept beside the library, so a C compiler error names a file the user can read.
@@ -13,11 +13,18 @@ use std::sync::OnceLock;
 use crate::error::{Error, Result};
 use crate::settings::Settings;
 
-/// The flags of every build: the host's widest vectors, a shared library, `a * b + c`
-/// contracted into FMA (as the JIT does on hosts with FMA), no `errno` from `sqrtf` (so it
-/// vectorises), and wrapping integer arithmetic (as kiln's integers wrap).
-pub const FLAGS: &[&str] =
-    &["-O3", "-march=native", "-shared", "-fPIC", "-std=gnu11", "-ffp-contract=fast", "-fno-math-errno", "-fwrapv"];
+/// The flags of every build: the host's widest vectors, a shared library, no `errno` from
+/// `sqrtf` (so it vectorises), and wrapping integer arithmetic (as kiln's integers wrap).
+pub const FLAGS: &[&str] = &["-O3", "-march=native", "-shared", "-fPIC", "-std=gnu11", "-fno-math-errno", "-fwrapv"];
+
+/// The flags of a build for `codegen::Options::fma`: [`FLAGS`], with `a * b + c` contracted
+/// into one fused multiply-add when `fma` (as the JIT does on hosts with FMA), else each
+/// product and sum rounded on its own (as the JIT without FMA and the kernel-IR evaluator).
+pub fn flags(fma: bool) -> Vec<&'static str> {
+    let mut flags = FLAGS.to_vec();
+    flags.push(if fma { "-ffp-contract=fast" } else { "-ffp-contract=off" });
+    flags
+}
 
 /// The C compiler found on this machine.
 #[derive(Debug)]
@@ -57,17 +64,18 @@ pub fn cache_dir(settings: &Settings) -> PathBuf {
     }
 }
 
-/// Where the library built from `source` lives, and whether it is already there.
-pub fn library_path(compiler: &CCompiler, source: &str, settings: &Settings) -> PathBuf {
-    let key = format!("{}\n{}\n{}\n{source}", env!("CARGO_PKG_VERSION"), compiler.version, FLAGS.join(" "));
+/// Where the library built from `source` with `flags` lives.
+pub fn library_path(compiler: &CCompiler, source: &str, flags: &[&str], settings: &Settings) -> PathBuf {
+    let key = format!("{}\n{}\n{}\n{source}", env!("CARGO_PKG_VERSION"), compiler.version, flags.join(" "));
     // Two FNV-1a hashes (of the text and of its reverse) make a 128-bit key.
     let forward = crate::random::hash_name(&key);
     let backward = crate::random::hash_name(&key.chars().rev().collect::<String>());
     cache_dir(settings).join(format!("kiln-{forward:016x}{backward:016x}.so"))
 }
 
-/// Builds `source` into the library at `library` (see [`library_path`]) unless it exists.
-pub fn build(compiler: &CCompiler, source: &str, library: &Path) -> Result<()> {
+/// Builds `source` with `flags` into the library at `library` (see [`library_path`]) unless
+/// it exists.
+pub fn build(compiler: &CCompiler, source: &str, flags: &[&str], library: &Path) -> Result<()> {
     if library.exists() {
         return Ok(());
     }
@@ -85,7 +93,7 @@ pub fn build(compiler: &CCompiler, source: &str, library: &Path) -> Result<()> {
         .map_err(|e| toolchain(format!("cannot write {}: {e}", source_path.display())))?;
     let temporary_library = library.with_extension(format!("{unique}.so"));
     let output = Command::new(&compiler.command)
-        .args(FLAGS)
+        .args(flags)
         .arg("-o")
         .arg(&temporary_library)
         .arg(&source_path)

@@ -13,7 +13,7 @@
 //! Results: each kernel computes every element with the same instructions whatever the range
 //! it is given, so a program gives the same bits on any number of threads. They differ from
 //! the JIT's within float rounding: the C compiler contracts `a * b + c` where the JIT
-//! rounds twice, reductions sum in `lanes()` lanes where the JIT sums in 4, and the
+//! rounds twice (unless `Options::fma` is off: then neither contracts), reductions sum in `lanes()` lanes where the JIT sums in 4, and the
 //! transcendentals are the JIT's polynomials with the contraction chosen by the compiler
 //! (a few ulp). While a native kernel runs, denormal operands read as zero and denormal
 //! results flush to zero (x86's DAZ and FTZ modes, as XLA runs its CPU kernels; the caller's
@@ -91,9 +91,10 @@ pub fn compile(program: Program, options: &Options) -> Result<CompiledProgram> {
         .ok_or_else(|| Error::Toolchain { tool: "cc".into(), detail: "no C compiler runs (set `CC`)".into() })?;
     let gemm = options.gemm.then(|| codegen::gemm::min_work(options));
     let (source, shapes) = print::print(&program, lanes(), gemm)?;
-    let path = build::library_path(compiler, &source, &options.settings);
+    let flags = build::flags(options.fma);
+    let path = build::library_path(compiler, &source, &flags, &options.settings);
     let cached = path.exists();
-    build::build(compiler, &source, &path)?;
+    build::build(compiler, &source, &flags, &path)?;
     if options.settings.dump.native {
         eprintln!("== native tier: {} {}", if cached { "loaded" } else { "built" }, path.display());
     }
