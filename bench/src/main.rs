@@ -23,7 +23,9 @@
 //!
 //! `matmul` calibrates the GEMM threshold: every matmul shape of the workloads, timed in the
 //! register tile and in the tuned GEMM. A contraction shorter than `GEMM_MIN_K` always runs
-//! in the tile, so for those shapes the GEMM column is `null` (there is no GEMM to time).
+//! in the tile, so for those shapes the GEMM column is `null` (there is no GEMM to time). It
+//! then times W4's forward products in the GEMM with the weight stored `[k, n]` and stored
+//! `[n, k]` as a linear layer stores it (`matmul-layout` lines).
 //!
 //! Prints one JSON line per workload and repeat:
 //! `{"workload":"w1","threads":1,"compile_ms":..,"steps":..,"seconds":..,"steps_per_s":..,"quality":..}`
@@ -226,6 +228,41 @@ fn matmul_paths(threads: usize) {
     }
     // SAFETY: as above.
     unsafe { std::env::remove_var("KILN_GEMM_MIN_WORK") };
+    // W4's forward products as a linear layer computes them (`x · Wᵀ`, W stored `[n, k]`: the
+    // right operand read down its columns) against the same product with W stored `[k, n]`,
+    // both in the GEMM: what the weights' layout costs. (Each call also copies its feed, the
+    // same for both.)
+    for (m, k, n) in [(128usize, 784usize, 256usize), (128, 256, 256)] {
+        let time = |transposed: bool| -> Result<f64> {
+            let mut options = kiln::compiler::codegen::Options::default();
+            options.settings.gemm_min_work = Some(0);
+            options.settings.threads = Some(threads);
+            let g = Graph::new();
+            let x = g.input("x", [m, k])?;
+            let stored = if transposed { [n, k] } else { [k, n] };
+            let w = g.input("w", stored)?;
+            let product = if transposed { x.matmul(w.t()?)? } else { x.matmul(w)? };
+            let mut f = kiln::function_on(Tier::Jit, &g, &[x, w], &[product], &[], &options)?;
+            let values = [Value::f32([m, k], normal_values(m * k, 1)), Value::f32(stored, normal_values(k * n, 2))];
+            f.call(&values)?;
+            let mut samples = Vec::new();
+            for _ in 0..31 {
+                let started = Instant::now();
+                for _ in 0..20 {
+                    f.call(&values)?;
+                }
+                samples.push(started.elapsed().as_secs_f64() * 1e6 / 20.0);
+            }
+            samples.sort_by(f64::total_cmp);
+            Ok(samples[samples.len() / 2])
+        };
+        match (time(false), time(true)) {
+            (Ok(rows), Ok(columns)) => println!(
+                r#"{{"workload":"matmul-layout","threads":{threads},"m":{m},"k":{k},"n":{n},"gemm_b_k_by_n_us":{rows:.2},"gemm_b_transposed_us":{columns:.2}}}"#
+            ),
+            (Err(e), _) | (_, Err(e)) => eprintln!("matmul layout {m}x{k}x{n} failed: {e}"),
+        }
+    }
 }
 
 /// Compile time of each workload's step on each tier: the JIT, the native tier cold (in an
