@@ -18,7 +18,7 @@ use crate::error::Result;
 use crate::export::c_source::{
     buffer, c_type, compare_symbol, expression, offset, power_by_squaring, report_index, size,
 };
-use crate::graph::{Binary, DType, Distribution, Unary};
+use crate::graph::{Binary, Compare, DType, Distribution, Unary};
 use crate::kernel::{Expr, Index, LoopKernel, Program};
 
 /// Which body expressions change along the vector level, or `None` if the body has no vector
@@ -203,8 +203,11 @@ impl Body<'_> {
                 }
             }
             Expr::Compare(op, a, b) => {
-                let compared = format!("({} {} {})", l(a), compare_symbol(*op), l(b));
-                if of(a) == DType::I64 { format!("kiln_narrow{compared}") } else { compared }
+                if of(a) == DType::I64 {
+                    format!("{}({}, {})", compare_i64(*op), l(a), l(b))
+                } else {
+                    format!("({} {} {})", l(a), compare_symbol(*op), l(b))
+                }
             }
             Expr::Select(m, a, b) => {
                 let function = match dtype {
@@ -240,27 +243,33 @@ impl Body<'_> {
             }
             Expr::CheckIndex { value, limit, position, check } => {
                 // Every live lane is checked; the cold branch finds the first bad one and
-                // reports it with its own position.
-                let stride = self.stride(position);
-                let report = report_index(
-                    &format!("v{value}[lane]"),
-                    &format!("{} + lane * {stride}", offset(position, &[])),
-                    *check,
-                );
+                // reports it with its own position (as `report_index` does).
                 let _ = writeln!(
                     out,
-                    "{pad}const vl bad{id} = (v{value} < 0) | (v{value} >= (int64_t)({}));\n\
-                     {pad}int64_t any{id} = 0;\n\
-                     {pad}for (int lane = 0; lane < KILN_LANES; lane++) any{id} |= bad{id}[lane] & -(int64_t)(lane < count);\n\
-                     {pad}if (__builtin_expect(any{id} != 0, 0)) {{\n\
-                     {pad}    for (int64_t lane = 0; lane < count; lane++) if (bad{id}[lane]) {{ {report} break; }}\n\
-                     {pad}}}",
-                    size(limit)
+                    "{pad}const vi bad{id} = kiln_lt_l(v{value}, kiln_splatl(0)) | kiln_ge_l(v{value}, kiln_splatl({}));\n\
+                     {pad}if (__builtin_expect(kiln_any_lane(bad{id}, count), 0)) \
+                     kiln_report_lane(status, &bad{id}, &v{value}, count, {}, {}, {});",
+                    size(limit),
+                    offset(position, &[]),
+                    self.stride(position),
+                    check + 1
                 );
                 format!("v{value}")
             }
         };
         let _ = writeln!(out, "{pad}const {} v{id} = {value};", vector_type(dtype));
+    }
+}
+
+/// The prelude's comparison of `int64_t` vectors for `op` (a `vi` mask).
+fn compare_i64(op: Compare) -> &'static str {
+    match op {
+        Compare::Lt => "kiln_lt_l",
+        Compare::Le => "kiln_le_l",
+        Compare::Gt => "kiln_gt_l",
+        Compare::Ge => "kiln_ge_l",
+        Compare::Eq => "kiln_eq_l",
+        Compare::Ne => "kiln_ne_l",
     }
 }
 
@@ -273,7 +282,7 @@ fn cast(x: &str, from: DType, to: DType) -> String {
         (DType::Bool, DType::I64) => format!("__builtin_convertvector(-{x}, vl)"),
         (DType::F32, DType::Bool) => format!("({x} != 0.0f)"),
         (DType::I32, DType::Bool) => format!("({x} != 0)"),
-        (DType::I64, DType::Bool) => format!("kiln_narrow({x} != 0)"),
+        (DType::I64, DType::Bool) => format!("kiln_ne_l({x}, kiln_splatl(0))"),
         (_, to) => format!("__builtin_convertvector({x}, {})", vector_type(to)),
     }
 }

@@ -19,13 +19,31 @@ typedef int64_t vl __attribute__((vector_size(KILN_LANES * 8)));
 
 static inline vf kiln_splat(float x) { return (vf){} + x; }
 static inline vi kiln_splati(int32_t x) { return (vi){} + x; }
+/* With 16 lanes a vector of `int64_t` is 128 bytes, two registers: built from two 64-byte
+   halves, so GCC keeps it in registers (a splat written as `(vl){} + x` went through the stack
+   as four 32-byte stores and a 64-byte reload, a store-forwarding stall on every random draw). */
+#if KILN_LANES == 16
+typedef int64_t kiln_vl8 __attribute__((vector_size(64)));
+static inline vl kiln_splatl(int64_t x) {
+    const kiln_vl8 half = (kiln_vl8){} + x;
+    return __builtin_shufflevector(half, half, 0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
+}
+#else
 static inline vl kiln_splatl(int64_t x) { return (vl){} + x; }
+#endif
 /* Lane masks are all ones (true) or zero, as vector comparisons give them. */
 static inline vi kiln_mask(int x) { return (vi){} - (x != 0); }
 static inline vf kiln_select(vi m, vf a, vf b) { return (vf)((m & (vi)a) | (~m & (vi)b)); }
 static inline vi kiln_selecti(vi m, vi a, vi b) { return (m & a) | (~m & b); }
 static inline vl kiln_selectl(vi m, vl a, vl b) { vl w = __builtin_convertvector(m, vl); return (w & a) | (~w & b); }
+#if KILN_LANES == 16
+static inline vl kiln_lanes(void) {
+    const kiln_vl8 low = {0, 1, 2, 3, 4, 5, 6, 7}, high = {8, 9, 10, 11, 12, 13, 14, 15};
+    return __builtin_shufflevector(low, high, 0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
+}
+#else
 static inline vl kiln_lanes(void) { vl v; for (int l = 0; l < KILN_LANES; l++) v[l] = l; return v; }
+#endif
 
 #if KILN_LANES == 16 && defined(__AVX512F__)
 /* AVX-512 reads and writes partial vectors under a lane mask (masked-off lanes touch no
@@ -134,6 +152,59 @@ static inline vi kiln_mini(vi a, vi b) { return kiln_selecti(a < b, a, b); }
 static inline vl kiln_maxl(vl a, vl b) { vl m = a > b; return (m & a) | (~m & b); }
 static inline vl kiln_minl(vl a, vl b) { vl m = a < b; return (m & a) | (~m & b); }
 static inline vi kiln_narrow(vl m) { return __builtin_convertvector(m, vi); }
+/* Comparisons of `int64_t` vectors as `vi` masks: `kiln_lt_l(a, b)` is `a < b`, and so on.
+   With 16 lanes they compare two 8-lane halves: GCC compares a 128-byte vector lane by lane
+   in scalar code (W1's label checks and one-hots ran 3x slower). */
+#if KILN_LANES == 16
+typedef int32_t kiln_vi8 __attribute__((vector_size(32)));
+#define KILN_COMPARE_L(name, op)                                                                        \
+    static inline vi name(vl a, vl b) {                                                                 \
+        const kiln_vl8 a0 = __builtin_shufflevector(a, a, 0, 1, 2, 3, 4, 5, 6, 7);                       \
+        const kiln_vl8 a1 = __builtin_shufflevector(a, a, 8, 9, 10, 11, 12, 13, 14, 15);                 \
+        const kiln_vl8 b0 = __builtin_shufflevector(b, b, 0, 1, 2, 3, 4, 5, 6, 7);                       \
+        const kiln_vl8 b1 = __builtin_shufflevector(b, b, 8, 9, 10, 11, 12, 13, 14, 15);                 \
+        const kiln_vi8 low = __builtin_convertvector(a0 op b0, kiln_vi8);                               \
+        const kiln_vi8 high = __builtin_convertvector(a1 op b1, kiln_vi8);                              \
+        return __builtin_shufflevector(low, high, 0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15); \
+    }
+#else
+#define KILN_COMPARE_L(name, op) \
+    static inline vi name(vl a, vl b) { return __builtin_convertvector(a op b, vi); }
+#endif
+KILN_COMPARE_L(kiln_lt_l, <)
+KILN_COMPARE_L(kiln_le_l, <=)
+KILN_COMPARE_L(kiln_gt_l, >)
+KILN_COMPARE_L(kiln_ge_l, >=)
+KILN_COMPARE_L(kiln_eq_l, ==)
+KILN_COMPARE_L(kiln_ne_l, !=)
+/* Reports the first of the first `count` lanes of `bad` set, with its index in `value`, at
+   `first + lane * stride` under check number `check` (only the first error of a call is
+   kept). Out of line and cold: a lane loop in the kernel itself made the compiler keep the
+   16-lane `int64_t` vectors in memory on every iteration. */
+__attribute__((noinline, cold)) static void kiln_report_lane(int64_t *status, const vi *bad, const vl *value,
+                                                             int64_t count, int64_t first, int64_t stride, int64_t check) {
+    for (int64_t lane = 0; lane < count; lane++) {
+        if ((*bad)[lane]) {
+            if (status[0] == 0) { status[0] = 1; status[1] = (*value)[lane]; status[2] = first + lane * stride; status[3] = check; }
+            return;
+        }
+    }
+}
+/* Whether any of the first `count` lanes of the mask `bad` is set: one test of a register (a
+   loop over the lanes of a 16-lane `int64_t` vector went through memory on every iteration). */
+static inline int kiln_any_lane(vi bad, int64_t count) {
+    const vi live = bad & kiln_lt_l(kiln_lanes(), kiln_splatl(count));
+#ifdef KILN_MASKED
+    __m512i x;
+    memcpy(&x, &live, sizeof x);
+    return _mm512_test_epi32_mask(x, x) != 0;
+#else
+    uint64_t words[KILN_LANES / 2], any = 0;
+    memcpy(words, &live, sizeof words);
+    for (int w = 0; w < KILN_LANES / 2; w++) any |= words[w];
+    return any != 0;
+#endif
+}
 static inline vf kiln_sqrtv(vf x) { vf r; for (int l = 0; l < KILN_LANES; l++) r[l] = sqrtf(x[l]); return r; }
 static inline vf kiln_absv(vf x) { return (vf)((vi)x & 0x7fffffff); }
 

@@ -224,7 +224,7 @@ fn loop_kernel(
                 // Lanes past the tail add the identity, so each lane's sum is fixed by the shapes.
                 let _ = writeln!(
                     out,
-                    "{p}const vf live = kiln_select(kiln_narrow(kiln_lanes() < count), {}, kiln_splat({}));\n\
+                    "{p}const vf live = kiln_select(kiln_lt_l(kiln_lanes(), kiln_splatl(count)), {}, kiln_splat({}));\n\
                      {p}accumulator = {};",
                     body.lanes(value),
                     identity(op),
