@@ -202,7 +202,10 @@ fn the_notebook_training_step_matches_the_interpreter_over_several_steps() -> Re
     let updates: Vec<(Tensor, Tensor)> =
         params.iter().zip(&grads).map(|(p, d)| Ok((*p, p.sub(d.mul(0.1)?)?))).collect::<Result<_>>()?;
     let mut f = function(&g, &[step], &[loss], &updates)?;
-    assert!(f.compile_time().as_millis() < 1000, "compiled in {:?}", f.compile_time());
+    // The JIT compiles in milliseconds; the native tier (KILN_TIER=native) runs the C compiler,
+    // within its own bound of 3 s cold.
+    let bound = if f.tier() == kiln::Tier::Native { 3000 } else { 1000 };
+    assert!(f.compile_time().as_millis() < bound, "compiled on {:?} in {:?}", f.tier(), f.compile_time());
 
     let mut reference = f.params();
     let interpreter = Interpreter::new(&g);
