@@ -342,6 +342,31 @@ fn split_contractions_match_the_interpreter_on_one_and_two_threads_on_both_tiers
     Ok(())
 }
 
+/// Sums and maxima over the 12 positions of `[B, 12, D]` (an embedding's features summed over
+/// positions): with `D` up to 64 the results stay in registers across the positions, in whole
+/// and partial vectors; 65 is past that and accumulates in place.
+#[test]
+fn reductions_over_positions_keep_short_rows_in_registers_and_match_the_interpreter() -> Result<()> {
+    if !has_compiler() {
+        return Ok(());
+    }
+    let g = Graph::new();
+    let (mut inputs, mut outputs, mut shapes) = (Vec::new(), Vec::new(), Vec::new());
+    for d in [1usize, 3, 16, 17, 33, 64, 65] {
+        let x = g.input(&format!("x{d}"), [Dim::sym("B"), 12.into(), d.into()])?;
+        inputs.push(x);
+        shapes.push(d);
+        outputs.push(x.sum(&[1], false)?);
+        outputs.push((x * 2.0).max(&[1], false)?);
+    }
+    for batch in [1usize, 5, 40] {
+        let values: Vec<Value> =
+            shapes.iter().enumerate().map(|(i, &d)| normal(&[batch, 12, d], 400 + i as u64)).collect();
+        check_native(&format!("reductions over positions, batch {batch}"), &g, &inputs, &values, &outputs)?;
+    }
+    Ok(())
+}
+
 /// An `f64` graph's constants reach the native tier's C as the doubles written (`1e-5`, `0.1`),
 /// and the JIT gives the same bits.
 #[test]

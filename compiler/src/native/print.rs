@@ -139,12 +139,16 @@ fn loop_kernel(
     };
     let in_place = reduce.is_some() && kernel.kept_inside > 0;
     let kept_from = levels - kernel.kept_inside;
-    // An in-place reduction whose one kept loop fits a vector on any host (a bias gradient of
-    // two classes) keeps its results in a register across the reduction loops instead of
-    // loading and storing them every iteration; each lane still combines in loop order.
+    // An in-place reduction whose one kept loop is short (a bias gradient of two classes, an
+    // embedding's 64 features summed over positions) keeps its results in registers across
+    // the reduction loops instead of loading and storing them every iteration, which chained
+    // every step through a store and a reload; each lane still combines in loop order.
     let kept_extent = kernel.loops.last().and_then(Size::as_fixed);
-    let in_register =
-        in_place && kernel.kept_inside == 1 && vector == Some(levels - 1) && kept_extent.is_some_and(|e| e <= 4);
+    let in_register = in_place
+        && kernel.kept_inside == 1
+        && vector == Some(levels - 1)
+        && kept_extent.is_some_and(|e| (1..=KEPT_IN_REGISTERS).contains(&e));
+    let kept_vectors = format!("(({}LL + KILN_LANES - 1) / KILN_LANES)", kept_extent.unwrap_or(0));
     let pad = |d: usize| "    ".repeat(d);
     let result_type = kernel.stores.first().map_or(DType::F32, |(v, _, _)| kernel.body[*v].1);
     let c_result = crate::export::c_source::c_type(result_type);
@@ -169,7 +173,12 @@ fn loop_kernel(
             && let Some(op) = reduce
         {
             if in_register {
-                let _ = writeln!(out, "{}{{ vf kept = kiln_splat({});", pad(d), identity(op));
+                let _ = writeln!(
+                    out,
+                    "{p}{{ vf kept[{kept_vectors}];\n{p}for (int64_t c = 0; c < {kept_vectors}; c++) kept[c] = kiln_splat({});",
+                    identity(op),
+                    p = pad(d)
+                );
             } else if in_place {
                 fill_with_identity(out, program, kernel, (first, kept_from), d, identity(op));
             } else if vector.is_some() {
@@ -202,8 +211,9 @@ fn loop_kernel(
     let lanes = vector.is_some();
     match reduce {
         Some(op) if in_register => {
-            let combined = combine(op, "kept", &body.lanes(kernel.stores[0].0), true);
-            let _ = writeln!(out, "{}kept = {combined};", pad(d));
+            let kept = format!("kept[i{} / KILN_LANES]", levels - 1);
+            let combined = combine(op, &kept, &body.lanes(kernel.stores[0].0), true);
+            let _ = writeln!(out, "{}{kept} = {combined};", pad(d));
         }
         Some(op) if in_place => {
             let (value, target, index) = &kernel.stores[0];
@@ -266,7 +276,14 @@ fn loop_kernel(
             let all: Vec<usize> = (first..levels).collect();
             let place = format!("{} + {}", buffer(program, *target), crate::export::c_source::offset(index, &all));
             let stride = size(&index.strides[levels - 1]);
-            let _ = writeln!(out, "{}kiln_store({place}, {stride}, {}, kept); }}", pad(d), kept_extent.unwrap_or(0));
+            let _ = writeln!(
+                out,
+                "{p}for (int64_t c = 0; c < {kept_vectors}; c++) {{\n{p}    \
+                 const int64_t left = {}LL - c * KILN_LANES;\n{p}    \
+                 kiln_store({place} + c * KILN_LANES * {stride}, {stride}, left < KILN_LANES ? left : KILN_LANES, kept[c]);\n{p}}} }}",
+                kept_extent.unwrap_or(0),
+                p = pad(d)
+            );
         }
         if level == first && reduce.is_some() && !in_place {
             let (_, target, index) = &kernel.stores[0];
@@ -289,6 +306,9 @@ fn loop_kernel(
     let _ = writeln!(out, "    }}");
     Ok(())
 }
+
+/// The longest kept loop of an in-place reduction whose results stay in registers.
+const KEPT_IN_REGISTERS: i64 = 64;
 
 /// Rows per tile of the matmul (accumulators of one vector each).
 const TILE_ROWS: i64 = 4;
