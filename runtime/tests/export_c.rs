@@ -28,7 +28,10 @@ use kiln_compiler::codegen::Options;
 use kiln_compiler::prelude::*;
 use kiln_runtime::export::{CharacterTable, ExportOptions, Model, TextClassifier, c_compiler};
 use kiln_runtime::function_with;
-use support::{assert_close, compile, floats, harness, ids, mlp_logits as mlp, uniform};
+use support::{
+    assert_close, compile, embedding_model, floats, harness, ids, integer_model, interpreted, mlp_logits as mlp,
+    mlp_model, scatter_model, uniform, write_inputs,
+};
 
 mod support;
 
@@ -58,9 +61,7 @@ fn run_c(name: &str, build: Build, inputs: &[Value], flags: &[&str]) -> Run {
     artifact.write_c_source(&dir).unwrap();
     let batch = inputs[0].shape()[0];
     std::fs::write(dir.join("test.c"), harness(&artifact, batch)).unwrap();
-    for (i, value) in inputs.iter().enumerate() {
-        std::fs::write(dir.join(format!("input{i}.bin")), value.data().to_le_bytes()).unwrap();
-    }
+    write_inputs(&dir, inputs);
     compile(&dir, flags, &["test.c", &format!("{name}.c")]);
     let ran = Command::new(dir.join("test")).current_dir(&dir).output().unwrap();
     assert!(ran.status.success(), "{}: {}", ran.status, String::from_utf8_lossy(&ran.stderr));
@@ -70,12 +71,7 @@ fn run_c(name: &str, build: Build, inputs: &[Value], flags: &[&str]) -> Run {
     let mut f = function_with(&g, &ins, &outs, &[], &Options { gemm: false, fma, ..Options::default() }).unwrap();
     f.set_params(&params).unwrap();
     let jit: Vec<Vec<u8>> = f.call(inputs).unwrap().iter().map(|value| value.data().to_le_bytes()).collect();
-    let mut feeds = Feeds::new();
-    for (input, value) in ins.iter().zip(inputs) {
-        feeds.insert(&input.name().expect("inputs are named"), value.clone());
-    }
-    let interpreted = Interpreter::new(&g).run(&feeds, &params, &outs).unwrap();
-    let interpreter: Vec<Vec<u8>> = interpreted.iter().map(|value| value.data().to_le_bytes()).collect();
+    let interpreter = interpreted(&g, &ins, inputs, &params, &outs);
     // Every output present and of the interpreter's length in all three, before any element
     // is compared (a short output would otherwise pass a zip).
     let lengths = |outputs: &[Vec<u8>]| outputs.iter().map(Vec::len).collect::<Vec<_>>();
@@ -83,11 +79,6 @@ fn run_c(name: &str, build: Build, inputs: &[Value], flags: &[&str]) -> Run {
     assert_eq!(lengths(&jit), lengths(&interpreter), "{name}: JIT output bytes against the interpreter's");
     let _ = std::fs::remove_dir_all(&dir);
     Run { source: artifact.c_source().unwrap(), c, jit, interpreter, fma }
-}
-
-fn mlp_model(g: &Graph) -> Result<(Vec<Tensor<'_>>, Vec<Tensor<'_>>)> {
-    let x = g.input("x", [Dim::sym("B"), 2.into()])?;
-    Ok((vec![x], vec![mlp(g, x, 2)?]))
 }
 
 #[test]
@@ -127,14 +118,6 @@ fn the_c_source_of_a_softmax_over_12_classes_runs_its_reduction_loops() {
     }
 }
 
-fn embedding_model(g: &Graph) -> Result<(Vec<Tensor<'_>>, Vec<Tensor<'_>>)> {
-    let ids = g.typed_input("ids", [Dim::sym("B"), 5.into()], DType::I64)?;
-    let rows = layers::Embedding::new(g, "table", 10, 3)?.forward(ids)?;
-    // Each gathered row scaled (a load and a multiply, exact), and the sum over positions.
-    let scaled = rows * 2.0;
-    Ok((vec![ids], vec![scaled, scaled.sum(&[1], false)?]))
-}
-
 #[test]
 fn the_c_source_of_a_gather_matches_the_jit() {
     let run = run_c("embedding", embedding_model, &[Value::i64([300, 5], ids(1500, 3, 10))], &[]);
@@ -165,16 +148,6 @@ fn the_c_source_reports_an_id_outside_the_table() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
-fn integer_model(g: &Graph) -> Result<(Vec<Tensor<'_>>, Vec<Tensor<'_>>)> {
-    let a = g.typed_input("a", [Dim::sym("B"), 4.into()], DType::I64)?;
-    let b = g.typed_input("b", [Dim::sym("B"), 4.into()], DType::I32)?;
-    let wide = b.cast(DType::I64)?;
-    // Products, differences, a division that truncates toward zero, an elementwise maximum.
-    let mixed = ((a * wide - a) / wide).maximum(a - wide)?;
-    let narrow = (b * b - b).cast(DType::F32)? * 0.5;
-    Ok((vec![a, b], vec![mixed, narrow]))
-}
-
 #[test]
 fn the_c_source_of_integer_arithmetic_is_the_jit_bit_for_bit() {
     let a: Vec<i64> = ids(800, 11, 2001).iter().map(|v| v - 1000).collect();
@@ -186,15 +159,6 @@ fn the_c_source_of_integer_arithmetic_is_the_jit_bit_for_bit() {
     assert_eq!(run.c[1], run.jit[1], "i32 products cast to f32");
     assert_eq!(run.c[0], run.interpreter[0], "i64 outputs against the interpreter");
     assert_eq!(run.c[1], run.interpreter[1], "i32 products cast to f32 against the interpreter");
-}
-
-fn scatter_model(g: &Graph) -> Result<(Vec<Tensor<'_>>, Vec<Tensor<'_>>)> {
-    let ids = g.typed_input("ids", [Dim::sym("B"), 4.into()], DType::I64)?;
-    let rows = g.input("rows", [Dim::sym("B"), 4.into(), 3.into()])?;
-    let table = g.param("table", [6, 3], Init::Normal { mean: 0.0, std: 1.0 })?;
-    // The fed rows added into the table at their ids (the adjoint of a gather); with 200 ids
-    // over 6 rows, every row sums many updates, in order of position.
-    Ok((vec![ids, rows], vec![table.scatter_add(ids, rows)?]))
 }
 
 #[test]

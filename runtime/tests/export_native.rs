@@ -12,14 +12,16 @@
 //!   each gives its own outputs;
 //! - a vector width other than 4, 8 or 16 lanes is an error naming it.
 
-use std::path::Path;
 use std::process::Command;
 
 use kiln_compiler::codegen::Tier;
 use kiln_compiler::prelude::*;
 use kiln_runtime::export::{Artifact, ExportOptions, Model};
 use kiln_runtime::function_on;
-use support::{assert_close, compile, floats, harness, ids, mlp_logits as mlp, uniform};
+use support::{
+    assert_close, compile, embedding_model, floats, harness, ids, integer_model, interpreted, mlp_logits as mlp,
+    mlp_model, scatter_model, uniform, write_inputs,
+};
 
 mod support;
 
@@ -31,13 +33,6 @@ fn export<'g>(g: &'g Graph, build: Build, name: &str) -> (Artifact, Vec<Tensor<'
     let params = ParamStore::init(g, 5);
     let artifact = Model::with_ports(g, &ins, &outs).export(&params, &ExportOptions::new(name)).unwrap();
     (artifact, ins, outs, params)
-}
-
-/// Writes `inputs` as `input<i>.bin` in `dir`.
-fn write_inputs(dir: &Path, inputs: &[Value]) {
-    for (i, value) in inputs.iter().enumerate() {
-        std::fs::write(dir.join(format!("input{i}.bin")), value.data().to_le_bytes()).unwrap();
-    }
 }
 
 /// Runs `build`'s native artifact on `inputs` and checks each output against the native tier
@@ -57,12 +52,7 @@ fn check(name: &str, build: Build, inputs: &[Value], exact: &[bool]) {
     let mut native = function_on(Tier::Native, &g, &ins, &outs, &[], &Default::default()).unwrap();
     native.set_params(&params).unwrap();
     let native: Vec<Vec<u8>> = native.call(inputs).unwrap().iter().map(|v| v.data().to_le_bytes()).collect();
-    let mut feeds = Feeds::new();
-    for (input, value) in ins.iter().zip(inputs) {
-        feeds.insert(&input.name().expect("inputs are named"), value.clone());
-    }
-    let interpreter = Interpreter::new(&g).run(&feeds, &params, &outs).unwrap();
-    let interpreter: Vec<Vec<u8>> = interpreter.iter().map(|v| v.data().to_le_bytes()).collect();
+    let interpreter = interpreted(&g, &ins, inputs, &params, &outs);
     let lengths = |outputs: &[Vec<u8>]| outputs.iter().map(Vec::len).collect::<Vec<_>>();
     assert_eq!(lengths(&artifact_outputs), lengths(&interpreter), "{name}: output bytes against the interpreter's");
     assert_eq!(lengths(&native), lengths(&interpreter), "{name}: native tier output bytes");
@@ -79,37 +69,9 @@ fn check(name: &str, build: Build, inputs: &[Value], exact: &[bool]) {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
-fn mlp_model(g: &Graph) -> Result<(Vec<Tensor<'_>>, Vec<Tensor<'_>>)> {
-    let x = g.input("x", [Dim::sym("B"), 2.into()])?;
-    Ok((vec![x], vec![mlp(g, x, 2)?]))
-}
-
 fn softmax_model(g: &Graph) -> Result<(Vec<Tensor<'_>>, Vec<Tensor<'_>>)> {
     let x = g.input("x", [Dim::sym("B"), 2.into()])?;
     Ok((vec![x], vec![layers::softmax(mlp(g, x, 12)?, 1)?]))
-}
-
-fn embedding_model(g: &Graph) -> Result<(Vec<Tensor<'_>>, Vec<Tensor<'_>>)> {
-    let ids = g.typed_input("ids", [Dim::sym("B"), 5.into()], DType::I64)?;
-    let rows = layers::Embedding::new(g, "table", 10, 3)?.forward(ids)?;
-    let scaled = rows * 2.0;
-    Ok((vec![ids], vec![scaled, scaled.sum(&[1], false)?]))
-}
-
-fn integer_model(g: &Graph) -> Result<(Vec<Tensor<'_>>, Vec<Tensor<'_>>)> {
-    let a = g.typed_input("a", [Dim::sym("B"), 4.into()], DType::I64)?;
-    let b = g.typed_input("b", [Dim::sym("B"), 4.into()], DType::I32)?;
-    let wide = b.cast(DType::I64)?;
-    let mixed = ((a * wide - a) / wide).maximum(a - wide)?;
-    let narrow = (b * b - b).cast(DType::F32)? * 0.5;
-    Ok((vec![a, b], vec![mixed, narrow]))
-}
-
-fn scatter_model(g: &Graph) -> Result<(Vec<Tensor<'_>>, Vec<Tensor<'_>>)> {
-    let ids = g.typed_input("ids", [Dim::sym("B"), 4.into()], DType::I64)?;
-    let rows = g.input("rows", [Dim::sym("B"), 4.into(), 3.into()])?;
-    let table = g.param("table", [6, 3], Init::Normal { mean: 0.0, std: 1.0 })?;
-    Ok((vec![ids, rows], vec![table.scatter_add(ids, rows)?]))
 }
 
 #[test]

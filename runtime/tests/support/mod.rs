@@ -1,6 +1,6 @@
 //! What the export tests share: the notebook's MLP built from layers (2 → 20 → 20 → classes,
-//! ReLU between), a fresh temporary folder per test, the C harness that runs an artifact on
-//! inputs read from files, and value helpers. Each test file uses part of it.
+//! ReLU between), the models the C-side export tests export, a fresh temporary folder per
+//! test, the C harness that runs an artifact on inputs read from files, and value helpers. Each test file uses part of it.
 #![allow(dead_code)]
 
 use std::path::{Path, PathBuf};
@@ -120,4 +120,60 @@ pub fn compile(dir: &Path, flags: &[&str], sources: &[&str]) {
     let built = Command::new(&cc).current_dir(dir).args(&args).output();
     let built = built.unwrap_or_else(|e| panic!("cannot run `{cc}` ({e}): this test needs a C compiler on PATH"));
     assert!(built.status.success(), "{cc} {}: {}", args.join(" "), String::from_utf8_lossy(&built.stderr));
+}
+
+/// Writes `inputs` as `input<i>.bin` in `dir` (what [`harness`] reads).
+pub fn write_inputs(dir: &Path, inputs: &[Value]) {
+    for (i, value) in inputs.iter().enumerate() {
+        std::fs::write(dir.join(format!("input{i}.bin")), value.data().to_le_bytes()).unwrap();
+    }
+}
+
+/// The reference interpreter's values of `outputs` fed `inputs` (positionally, by the inputs'
+/// names), as little-endian bytes.
+pub fn interpreted(
+    g: &Graph,
+    inputs: &[Tensor],
+    values: &[Value],
+    params: &ParamStore,
+    outputs: &[Tensor],
+) -> Vec<Vec<u8>> {
+    let mut feeds = Feeds::new();
+    for (input, value) in inputs.iter().zip(values) {
+        feeds.insert(&input.name().expect("inputs are named"), value.clone());
+    }
+    let results = Interpreter::new(g).run(&feeds, params, outputs).unwrap();
+    results.iter().map(|value| value.data().to_le_bytes()).collect()
+}
+
+pub fn mlp_model(g: &Graph) -> Result<(Vec<Tensor<'_>>, Vec<Tensor<'_>>)> {
+    let x = g.input("x", [Dim::sym("B"), 2.into()])?;
+    Ok((vec![x], vec![mlp_logits(g, x, 2)?]))
+}
+
+pub fn embedding_model(g: &Graph) -> Result<(Vec<Tensor<'_>>, Vec<Tensor<'_>>)> {
+    let ids = g.typed_input("ids", [Dim::sym("B"), 5.into()], DType::I64)?;
+    let rows = layers::Embedding::new(g, "table", 10, 3)?.forward(ids)?;
+    // Each gathered row scaled (a load and a multiply, exact), and the sum over positions.
+    let scaled = rows * 2.0;
+    Ok((vec![ids], vec![scaled, scaled.sum(&[1], false)?]))
+}
+
+pub fn integer_model(g: &Graph) -> Result<(Vec<Tensor<'_>>, Vec<Tensor<'_>>)> {
+    let a = g.typed_input("a", [Dim::sym("B"), 4.into()], DType::I64)?;
+    let b = g.typed_input("b", [Dim::sym("B"), 4.into()], DType::I32)?;
+    let wide = b.cast(DType::I64)?;
+    // Products, differences, a division that truncates toward zero, an elementwise maximum.
+    let mixed = ((a * wide - a) / wide).maximum(a - wide)?;
+    let narrow = (b * b - b).cast(DType::F32)? * 0.5;
+    Ok((vec![a, b], vec![mixed, narrow]))
+}
+
+pub fn scatter_model(g: &Graph) -> Result<(Vec<Tensor<'_>>, Vec<Tensor<'_>>)> {
+    let ids = g.typed_input("ids", [Dim::sym("B"), 4.into()], DType::I64)?;
+    let rows = g.input("rows", [Dim::sym("B"), 4.into(), 3.into()])?;
+    let table = g.param("table", [6, 3], Init::Normal { mean: 0.0, std: 1.0 })?;
+    // The fed rows added into the table at their ids (the adjoint of a gather); with 200 ids
+    // over 6 rows, every row sums many updates, in order of position.
+    Ok((vec![ids, rows], vec![table.scatter_add(ids, rows)?]))
 }
