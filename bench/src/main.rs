@@ -170,6 +170,22 @@ fn word_tags(workload: &'static str, vocabulary: usize) -> Result<Run> {
     Ok(Run { workload, compile_ms, steps: 300, seconds, quality })
 }
 
+/// The median over `samples` of the time per call of `f` on `values` (µs), each sample
+/// `repeats` calls, after one call to warm up.
+fn median_call_us(f: &mut kiln::Function, values: &[Value], samples: usize, repeats: usize) -> Result<f64> {
+    f.call(values)?;
+    let mut times = Vec::with_capacity(samples);
+    for _ in 0..samples {
+        let started = Instant::now();
+        for _ in 0..repeats {
+            f.call(values)?;
+        }
+        times.push(started.elapsed().as_secs_f64() * 1e6 / repeats as f64);
+    }
+    times.sort_by(f64::total_cmp);
+    Ok(times[times.len() / 2])
+}
+
 /// Calibration of the GEMM threshold: each matmul shape of W1, W3 and W4 (and a few between)
 /// timed in the register tile and in the tuned GEMM, medians of 15 calls. Generated code sends
 /// a product with `k < GEMM_MIN_K` to the tile whatever `KILN_GEMM_MIN_WORK` says, so such a
@@ -201,18 +217,7 @@ fn matmul_paths(threads: usize) {
             let b = g.input("b", [k, n])?;
             let mut f = kiln::function_with(&g, &[a, b], &[a.matmul(b)?], &[], &options)?;
             let values = [Value::f32([m, k], normal_values(m * k, 1)), Value::f32([k, n], normal_values(k * n, 2))];
-            f.call(&values)?;
-            let mut samples = Vec::new();
-            for _ in 0..15 {
-                let repeats = (2_000_000 / (m * k * n)).clamp(1, 1000);
-                let started = Instant::now();
-                for _ in 0..repeats {
-                    f.call(&values)?;
-                }
-                samples.push(started.elapsed().as_secs_f64() * 1e6 / repeats as f64);
-            }
-            samples.sort_by(f64::total_cmp);
-            Ok(samples[samples.len() / 2])
+            median_call_us(&mut f, &values, 15, (2_000_000 / (m * k * n)).clamp(1, 1000))
         };
         let gemm = if k < min_k { Ok(None) } else { time(0).map(Some) };
         match (time(i64::MAX), gemm) {
@@ -244,17 +249,7 @@ fn matmul_paths(threads: usize) {
             let product = if transposed { x.matmul(w.t()?)? } else { x.matmul(w)? };
             let mut f = kiln::function_on(Tier::Jit, &g, &[x, w], &[product], &[], &options)?;
             let values = [Value::f32([m, k], normal_values(m * k, 1)), Value::f32(stored, normal_values(k * n, 2))];
-            f.call(&values)?;
-            let mut samples = Vec::new();
-            for _ in 0..31 {
-                let started = Instant::now();
-                for _ in 0..20 {
-                    f.call(&values)?;
-                }
-                samples.push(started.elapsed().as_secs_f64() * 1e6 / 20.0);
-            }
-            samples.sort_by(f64::total_cmp);
-            Ok(samples[samples.len() / 2])
+            median_call_us(&mut f, &values, 31, 20)
         };
         match (time(false), time(true)) {
             (Ok(rows), Ok(columns)) => println!(

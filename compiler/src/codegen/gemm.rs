@@ -16,6 +16,8 @@
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
 
+use crate::kernel::CHUNK_COLUMNS;
+
 /// The JIT symbol of [`kiln_sgemm`].
 pub(crate) const SYMBOL: &str = "kiln_sgemm";
 
@@ -39,8 +41,6 @@ pub const GEMM_MIN_K: i64 = 8;
 pub fn min_work(options: &super::Options) -> i64 {
     options.settings.gemm_min_work.unwrap_or(GEMM_MIN_WORK)
 }
-
-pub use crate::kernel::{CHUNK_COLUMNS, CHUNK_ROWS};
 
 /// The layout of one product, as generated code stores it in a stack slot for [`kiln_sgemm`].
 #[repr(C)]

@@ -17,7 +17,7 @@ use cranelift_frontend::{FunctionBuilder, Variable};
 
 use super::loops::{self, loop_begin, loop_end};
 use super::{KernelShape, STATUS_GEMM_FAILED, Target, gemm, read_only, trusted};
-use crate::kernel::{MatMulKernel, Program, Size};
+use crate::kernel::{CHUNK_COLUMNS, MatMulKernel, Program, Size};
 
 /// Rows per tile when rows share the right operand, by vectors per tile: at most ~16 live
 /// vector values (accumulators, the right operand's vectors and one broadcast).
@@ -91,8 +91,8 @@ pub(super) fn build(
         Tile { operands: &operands, fma: target.fma, widest, unit_columns, single_batch, epilogue: register_epilogue };
     // Each index of the range is one block of `chunk_rows` rows × CHUNK_COLUMNS columns.
     let chunk_rows = kernel.chunk_rows();
-    let column_chunks = builder.ins().iadd_imm_s(operands.n, gemm::CHUNK_COLUMNS - 1);
-    let column_chunks = builder.ins().sdiv_imm_s(column_chunks, gemm::CHUNK_COLUMNS);
+    let column_chunks = builder.ins().iadd_imm_s(operands.n, CHUNK_COLUMNS - 1);
+    let column_chunks = builder.ins().sdiv_imm_s(column_chunks, CHUNK_COLUMNS);
     let index = builder.declare_var(types::I64);
     builder.def_var(index, params.start);
     let (chunk, chunk_frame) = loop_begin(builder, index, params.end, 1);
@@ -101,8 +101,8 @@ pub(super) fn build(
     let first_row = builder.ins().imul_imm_s(row_chunk, chunk_rows);
     let last_row = builder.ins().iadd_imm_s(first_row, chunk_rows);
     let last_row = builder.ins().smin(last_row, total_rows);
-    let first_column = builder.ins().imul_imm_s(column_chunk, gemm::CHUNK_COLUMNS);
-    let last_column = builder.ins().iadd_imm_s(first_column, gemm::CHUNK_COLUMNS);
+    let first_column = builder.ins().imul_imm_s(column_chunk, CHUNK_COLUMNS);
+    let last_column = builder.ins().iadd_imm_s(first_column, CHUNK_COLUMNS);
     let columns = (first_column, builder.ins().smin(last_column, operands.n));
     let block_done = builder.create_block();
     if let (Some(shim), Some(big)) = (gemm_shim, big) {

@@ -443,9 +443,8 @@ fn scatter(out: &mut String, program: &Program, kernel: &ScatterKernel) -> Resul
     Ok(())
 }
 
-/// `<name>_infer` and the describing functions, following the plan as `export::entry` does.
-/// Prints the entry points of `plan` (see the module comment of `export`): the argument
-/// checks, the scratch layout, the buffer table, then each kernel in order through `call`
+/// Prints `<name>_infer` and the describing functions, following the plan as `export::entry`
+/// does (see the module comment of `export`): the argument checks, the scratch layout, the buffer table, then each kernel in order through `call`
 /// (the C statement running kernel `n` over its whole range), stopping at the first whose
 /// status is set. `printer` names the source in `<name>_version()`.
 pub(crate) fn entry_points(

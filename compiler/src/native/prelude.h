@@ -151,7 +151,6 @@ static inline vi kiln_maxi(vi a, vi b) { return kiln_selecti(a > b, a, b); }
 static inline vi kiln_mini(vi a, vi b) { return kiln_selecti(a < b, a, b); }
 static inline vl kiln_maxl(vl a, vl b) { vl m = a > b; return (m & a) | (~m & b); }
 static inline vl kiln_minl(vl a, vl b) { vl m = a < b; return (m & a) | (~m & b); }
-static inline vi kiln_narrow(vl m) { return __builtin_convertvector(m, vi); }
 /* Comparisons of `int64_t` vectors as `vi` masks: `kiln_lt_l(a, b)` is `a < b`, and so on.
    With 16 lanes they compare two 8-lane halves: GCC compares a 128-byte vector lane by lane
    in scalar code (W1's label checks and one-hots ran 3x slower). */

@@ -29,7 +29,7 @@ use crate::codegen::gemm;
 use crate::error::Result;
 use crate::export::c_source::{buffer, fill_with_identity, report_index, size};
 use crate::graph::DType;
-use crate::kernel::{Kernel, LoopKernel, MatMulKernel, Program, Reduce, ScatterKernel, Size};
+use crate::kernel::{CHUNK_COLUMNS, Kernel, LoopKernel, MatMulKernel, Program, Reduce, ScatterKernel, Size};
 
 /// How a printed kernel's range is laid out (as `codegen::CompiledKernel` describes it).
 pub(super) struct RangeShape {
@@ -339,7 +339,7 @@ fn matmul(out: &mut String, program: &Program, kernel: &MatMulKernel, gemm: Opti
          for (; row + {tile_rows} <= last_row; row += {tile_rows}) kiln_tile{tile_rows}(layout, {a}, {b}, {o}, row, first_column, last_column);\n            \
          for (; row < last_row; row++) kiln_tile1(layout, {a}, {b}, {o}, row, first_column, last_column);\n        }}",
         batch = size(&kernel.batch),
-        cc = crate::kernel::CHUNK_COLUMNS,
+        cc = CHUNK_COLUMNS,
         cr = kernel.chunk_rows(),
     );
     if let Some(epilogue) = &kernel.epilogue {
