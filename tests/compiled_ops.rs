@@ -337,6 +337,64 @@ fn reductions_small_and_large_over_every_axis() -> Result<()> {
     Ok(())
 }
 
+/// Softmax, log-softmax and cross-entropy with their gradients over class counts on both sides
+/// of the unrolled reductions (at most 8 classes) and batches that end inside a block: their
+/// row kernels run as one kernel, block by block (`kernel::group_rows`). Also a row kernel
+/// reading the last row of a group's result in every row, which must not join the group.
+#[test]
+fn row_wise_reductions_feed_their_consumers_in_one_kernel_over_any_number_of_classes() -> Result<()> {
+    for (classes, batches) in [(3usize, [1usize, 5]), (10, [128, 300]), (37, [56, 130]), (1000, [1, 7]), (5000, [3, 4])]
+    {
+        let g = Graph::new();
+        let x = g.input("x", [Dim::sym("B"), classes.into()])?;
+        let labels = g.typed_input("labels", [Dim::sym("B")], DType::I64)?;
+        let loss = layers::cross_entropy(x, labels)?;
+        let probabilities = layers::softmax(x, 1)?;
+        let log_probabilities = layers::log_softmax(x, 1)?;
+        let wanted = [loss, g.grad(loss, &[x])?[0], probabilities, log_probabilities];
+        let f = function(&g, &[x, labels], &wanted, &[])?;
+        assert!(f.listing().contains(" rows [i0 < B] in blocks of"), "{classes} classes:\n{}", f.listing());
+        for batch in batches {
+            let values = [normal(&[batch, classes], 31), indices(&[batch], classes as u32, 32)];
+            check(&format!("{classes} classes, batch {batch}"), &g, &[x, labels], &values, &wanted, APPROXIMATE);
+        }
+    }
+    let g = Graph::new();
+    let x = g.input("x", [130, 40])?;
+    let shifted = x.sub(x.max(&[1], true)?)?;
+    let y = x.mul(shifted.slice(0, 129, 130)?)?;
+    check(
+        "the last row of a group, read by every row",
+        &g,
+        &[x],
+        &[normal(&[130, 40], 33)],
+        &[y, shifted],
+        APPROXIMATE,
+    );
+    Ok(())
+}
+
+/// The first bad label in row order is the one reported, wherever the blocks of a row group
+/// end, on 1 and 2 threads.
+#[test]
+fn a_bad_label_in_a_row_group_is_reported_at_its_position() -> Result<()> {
+    let g = Graph::new();
+    let x = g.input("x", [Dim::sym("B"), 37.into()])?;
+    let labels = g.typed_input("labels", [Dim::sym("B")], DType::I64)?;
+    let loss = layers::cross_entropy(x, labels)?;
+    let mut f = function(&g, &[x, labels], &[loss], &[])?;
+    let mut bad = indices(&[200], 37, 35).to_f64_vec().into_iter().map(|v| v as i64).collect::<Vec<_>>();
+    (bad[150], bad[199]) = (37, -1);
+    let values = [normal(&[200, 37], 34), Value::i64([200], bad)];
+    for threads in [1, 2] {
+        f.set_threads(threads);
+        f.set_split_threshold(0);
+        let error = f.call(&values).expect_err("a label of 37 for 37 classes").to_string();
+        assert!(error.contains("index 37 at position 150 of `labels`"), "{threads} threads: {error}");
+    }
+    Ok(())
+}
+
 #[test]
 fn gather_scatter_and_one_hot() -> Result<()> {
     let g = Graph::new();

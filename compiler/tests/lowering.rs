@@ -30,18 +30,22 @@ fn the_notebook_training_step_lowers_to_few_kernels() -> Result<()> {
     for note in &notes {
         println!("{} {}: {}", note.node, note.op, note.decision);
     }
-    // Forward: 3 matmuls carrying their bias (and ReLU) as epilogues, then the loss in 5
-    // kernels. Backward: the softmax cross-entropy gradient in 5 kernels, 2 input-gradient
-    // matmuls carrying the ReLU masks, 3 weight-gradient matmuls, 3 bias gradients (two as
-    // column-sum matmuls). Then one update kernel per param: 6.
+    // Forward: 3 matmuls carrying their bias (and ReLU) as epilogues, then the loss in 3
+    // kernels: the rows' maximum, exponentials and sums as one row group, the mean over rows,
+    // its negation. Backward: the softmax cross-entropy gradient as one row group, 2
+    // input-gradient matmuls carrying the ReLU masks, 3 weight-gradient matmuls, 3 bias
+    // gradients (two as column-sum matmuls). Then one update kernel per param: 6.
     let matmuls = program.kernels.iter().filter(|k| matches!(k, kernel::Kernel::MatMul(_))).count();
     assert_eq!(matmuls, 10, "matmul kernels");
-    assert_eq!(program.kernels.len(), 27, "kernels in all");
-    // Every SGD update is written in place, and temporaries share few slots.
+    let groups = program.kernels.iter().filter(|k| matches!(k, kernel::Kernel::Rows(_))).count();
+    assert_eq!(groups, 2, "row groups");
+    assert_eq!(program.kernels.len(), 21, "kernels in all");
+    // Every SGD update is written in place, and temporaries share slots, two or more to a
+    // slot (a row group keeps every buffer it touches alive across the whole group).
     assert!(program.updates.is_empty(), "updates left to copy: {:?}", program.updates);
     let temporaries = program.slots.iter().flatten().count();
     let slots = program.slots.iter().flatten().max().map_or(0, |s| s + 1);
-    assert!(slots * 2 < temporaries, "{temporaries} temporaries in {slots} slots");
+    assert!(slots * 2 <= temporaries, "{temporaries} temporaries in {slots} slots");
     Ok(())
 }
 

@@ -934,6 +934,9 @@ fn work(kernel: &Kernel, symbols: &[i64]) -> i64 {
         Kernel::Loop(k) => product(&k.loops.iter().collect::<Vec<_>>()),
         Kernel::MatMul(k) => product(&[&k.batch, &k.m, &k.k, &k.n]),
         Kernel::Scatter(k) => product(&[&k.positions, &k.row_len]),
+        Kernel::Rows(k) => {
+            k.members.iter().fold(0i64, |sum, m| sum.saturating_add(product(&m.loops.iter().collect::<Vec<_>>())))
+        }
     }
 }
 

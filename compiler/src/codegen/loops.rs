@@ -21,7 +21,7 @@ use super::body::{Body, uniform_exprs};
 use super::emitter::{Emitter, LANES, byte_size, constant, scalar_type};
 use super::{KernelShape, Target};
 use crate::graph::{Binary, DType, Unary};
-use crate::kernel::{Expr, Index, LoopKernel, Program, Reduce, Size};
+use crate::kernel::{Expr, Index, LoopKernel, Program, Reduce, RowsKernel, Size};
 
 /// Builds the function of a loop kernel; returns the extent of its splittable range.
 pub(super) fn build(
@@ -41,6 +41,55 @@ pub(super) fn build(
     emitter.builder.ins().return_(&[]);
     let splittable = kernel.reduce.is_none_or(|(_, from)| from > 0);
     KernelShape { chunks: vec![(kernel.loops[0].clone(), 1)], splittable }
+}
+
+/// Builds the function of a row group: for each block of `group.block` rows of the range,
+/// every member's loop nest over those rows, in order.
+pub(super) fn build_rows(
+    builder: &mut FunctionBuilder,
+    group: &RowsKernel,
+    program: &Program,
+    target: Target,
+) -> KernelShape {
+    let params = super::entry(builder);
+    // A member reads what an earlier one stored: such loads are not read-only here, so none
+    // moves above the store.
+    let stored: Vec<usize> = group.members.iter().flat_map(LoopKernel::writes).map(|b| program.storage(b)).collect();
+    let written: Vec<usize> = (0..program.buffers.len()).filter(|&b| stored.contains(&program.storage(b))).collect();
+    let row = builder.declare_var(types::I64);
+    builder.def_var(row, params.start);
+    let (header, body, exit) = (builder.create_block(), builder.create_block(), builder.create_block());
+    builder.ins().jump(header, &[]);
+    builder.switch_to_block(header);
+    let first = builder.use_var(row);
+    let more = builder.ins().icmp(IntCC::SignedLessThan, first, params.end);
+    builder.ins().brif(more, body, &[], exit, &[]);
+    builder.switch_to_block(body);
+    let block = builder.ins().iconst(types::I64, group.block);
+    let next = builder.ins().iadd(first, block);
+    let last = builder.ins().smin(next, params.end);
+    for member in &group.members {
+        let mut emitter = Emitter::new(builder, params.sizes, params.buffers, program, target, Some(params.status));
+        emitter.written = written.clone();
+        emitter.prepare(member);
+        let vector_level = vector_level(member, program);
+        let extents: Vec<Value> = member.loops.iter().map(|s| emitter.size(s)).collect();
+        let mut nest = Nest {
+            kernel: member,
+            extents,
+            vector_level,
+            indices: vec![],
+            accumulators: None,
+            columns: None,
+            product: None,
+        };
+        nest.level(&mut emitter, 0, first, last, false);
+    }
+    builder.def_var(row, last);
+    builder.ins().jump(header, &[]);
+    builder.switch_to_block(exit);
+    builder.ins().return_(&[]);
+    KernelShape { chunks: vec![(group.rows.clone(), 1)], splittable: true }
 }
 
 /// A block of a matmul's result: rows `rows.0..rows.1`, columns `columns.0..columns.1`.

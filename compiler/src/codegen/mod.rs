@@ -263,6 +263,7 @@ pub(crate) fn define_kernels<M: Module>(
                 Kernel::Loop(k) => loops::build(&mut builder, k, program, target),
                 Kernel::MatMul(k) => matmul::build(&mut builder, k, program, gemm_shim, target),
                 Kernel::Scatter(k) => scatter::build(&mut builder, k, program, target),
+                Kernel::Rows(k) => loops::build_rows(&mut builder, k, program, target),
             };
             builder.seal_all_blocks();
             builder.finalize(frontend_config);
@@ -279,12 +280,7 @@ pub(crate) fn define_kernels<M: Module>(
 }
 
 fn kernel_name(kernel: &Kernel) -> String {
-    match kernel {
-        Kernel::Loop(k) => k.name.clone(),
-        Kernel::MatMul(k) => k.name.clone(),
-        Kernel::Scatter(k) => k.name.clone(),
-    }
-    .replace('%', "")
+    kernel.name().replace('%', "")
 }
 
 pub(crate) fn kernel_signature<M: Module>(module: &M) -> Signature {

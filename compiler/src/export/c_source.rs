@@ -48,6 +48,14 @@ pub fn print(program: &Program, plan: &ArtifactPlan) -> Result<String> {
             Kernel::Loop(k) => loop_kernel(&mut out, program, k, 1)?,
             Kernel::MatMul(k) => matmul(&mut out, program, k)?,
             Kernel::Scatter(k) => scatter(&mut out, program, k)?,
+            // One thread runs the whole range: each member over all rows, in order.
+            Kernel::Rows(k) => {
+                for member in &k.members {
+                    out.push_str("    {\n");
+                    loop_kernel(&mut out, program, member, 1)?;
+                    out.push_str("    }\n");
+                }
+            }
         }
         out.push_str("}\n\n");
     }

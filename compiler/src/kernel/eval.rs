@@ -119,6 +119,12 @@ impl<'p> Evaluator<'p> {
                 Kernel::Loop(k) => run.loop_kernel(k)?,
                 Kernel::MatMul(k) => run.matmul(k)?,
                 Kernel::Scatter(k) => run.scatter(k)?,
+                // The reference order: each member over all rows, one after another.
+                Kernel::Rows(k) => {
+                    for member in &k.members {
+                        run.loop_kernel(member)?;
+                    }
+                }
             }
         }
         let mut outputs = Vec::with_capacity(self.program.outputs.len());

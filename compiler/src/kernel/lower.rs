@@ -69,6 +69,7 @@ pub fn lower(
     super::fuse_epilogues(&mut program);
     super::collapse_loops(&mut program);
     super::split_contractions(&mut program);
+    super::group_rows(&mut program);
     super::plan_memory(&mut program);
     Ok((program, notes))
 }

@@ -15,7 +15,7 @@
 //! kernel reads never shares a slot with one it writes, so the invariant "a kernel never
 //! writes a buffer it reads" keeps holding for storage, not just for buffer numbers.
 
-use super::{Expr, Kernel, Program, Role};
+use super::{Expr, Kernel, LoopKernel, Program, Role};
 
 /// Plans in-place updates and scratch slots for `program` (see the module comment).
 pub fn plan_memory(program: &mut Program) {
@@ -64,6 +64,20 @@ fn update_in_place(program: &mut Program) {
                 Kernel::Loop(kernel) => kernel,
                 Kernel::MatMul(matmul) if ![matmul.a.0, matmul.b.0].iter().any(|&b| program.storage(b) == param) => {
                     matmul.epilogue.as_ref()?
+                }
+                // A member of a row group, as long as no other member touches the param (the
+                // group runs block by block: another member would see the new value).
+                Kernel::Rows(group) => {
+                    let writes = |member: &&LoopKernel| member.writes().contains(&value);
+                    let member = group.members.iter().find(writes)?;
+                    let touches = |other: &LoopKernel| {
+                        let (reads, writes) = (other.reads(), other.writes());
+                        reads.iter().chain(&writes).any(|&b| program.storage(b) == param)
+                    };
+                    if group.members.iter().any(|other| !std::ptr::eq(other, member) && touches(other)) {
+                        return None;
+                    }
+                    member
                 }
                 _ => return None,
             };

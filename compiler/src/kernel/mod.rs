@@ -21,6 +21,7 @@ mod lower;
 mod memory;
 mod merge;
 mod print;
+mod rows;
 mod split;
 mod tile;
 
@@ -30,6 +31,7 @@ pub use eval::Evaluator;
 pub use lower::{FusionNote, lower};
 pub use memory::plan_memory;
 pub use merge::merge_neighbours;
+pub use rows::{BLOCK_ELEMENTS, group_rows};
 pub use split::{PARTS, SPLIT_MAX_RESULT, SPLIT_MIN_K, split_contractions};
 pub use tile::{FEW_ROWS, LONG_K, Lanes, NARROW_COLUMNS, NarrowTile, narrow_tile, product_is_stored};
 
@@ -292,6 +294,26 @@ pub enum Kernel {
     MatMul(Box<MatMulKernel>),
     /// A scatter-add.
     Scatter(ScatterKernel),
+    /// Loop kernels over the same rows, run one block of rows at a time.
+    Rows(RowsKernel),
+}
+
+/// Loop kernels over the same outermost loop (the rows), each reading what the others write
+/// only within the row being computed (see `group_rows`), run as one kernel: for each block
+/// of [`RowsKernel::block`] rows, every member in order. A row's reduction (a softmax's
+/// maximum and sum) is thus read back by its consumer from L1 right after it is computed,
+/// and the group costs one dispatch instead of one per member. Running the members one after
+/// another over all rows gives the same results: that is the reference order.
+#[derive(Clone, Debug, PartialEq)]
+pub struct RowsKernel {
+    /// A short name for listings: the first and last members'.
+    pub name: String,
+    /// The rows: every member's outermost loop.
+    pub rows: Size,
+    /// Rows per block.
+    pub block: i64,
+    /// The loop kernels, in program order.
+    pub members: Vec<LoopKernel>,
 }
 
 /// What a buffer holds and who fills it.
@@ -391,6 +413,17 @@ impl Kernel {
             Kernel::Loop(k) => k.can_fail(),
             Kernel::MatMul(_) => false,
             Kernel::Scatter(_) => true,
+            Kernel::Rows(k) => k.members.iter().any(LoopKernel::can_fail),
+        }
+    }
+
+    /// The kernel's name, as listings and profiles show it.
+    pub fn name(&self) -> &str {
+        match self {
+            Kernel::Loop(k) => &k.name,
+            Kernel::MatMul(k) => &k.name,
+            Kernel::Scatter(k) => &k.name,
+            Kernel::Rows(k) => &k.name,
         }
     }
 
@@ -412,6 +445,10 @@ impl Kernel {
                 Some(producer) => ([vec![k.indices], producer.reads()].concat(), vec![k.out]),
                 None => (vec![k.indices, k.updates], vec![k.out]),
             },
+            Kernel::Rows(k) => (
+                k.members.iter().flat_map(LoopKernel::reads).collect(),
+                k.members.iter().flat_map(LoopKernel::writes).collect(),
+            ),
         }
     }
 }

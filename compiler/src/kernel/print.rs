@@ -129,6 +129,21 @@ impl Program {
                     }
                 }
             }
+            Kernel::Rows(k) => {
+                let _ = writeln!(
+                    out,
+                    "kernel {} rows [i0 < {}] in blocks of {} rows, {} kernels each:",
+                    k.name,
+                    self.size(&k.rows),
+                    k.block,
+                    k.members.len()
+                );
+                for member in &k.members {
+                    for line in self.kernel_listing(&Kernel::Loop(member.clone())).lines() {
+                        let _ = writeln!(out, "  {line}");
+                    }
+                }
+            }
         }
         out
     }

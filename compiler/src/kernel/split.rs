@@ -125,6 +125,7 @@ mod tests {
                     format!("loop {} over {}", k.name.split('+').next_back().unwrap_or(""), k.loops[0].factor)
                 }
                 Kernel::Scatter(_) => "scatter".into(),
+                Kernel::Rows(k) => format!("rows {}", k.name),
             })
             .collect()
     }

@@ -29,7 +29,9 @@ use crate::codegen::gemm;
 use crate::error::Result;
 use crate::export::c_source::{buffer, fill_with_identity, report_index, size};
 use crate::graph::DType;
-use crate::kernel::{CHUNK_COLUMNS, Kernel, LoopKernel, MatMulKernel, Program, Reduce, ScatterKernel, Size};
+use crate::kernel::{
+    CHUNK_COLUMNS, Kernel, LoopKernel, MatMulKernel, Program, Reduce, RowsKernel, ScatterKernel, Size,
+};
 
 /// How a printed kernel's range is laid out (as `codegen::CompiledKernel` describes it).
 pub(super) struct RangeShape {
@@ -58,6 +60,7 @@ pub(super) fn print(program: &Program, lanes: usize, gemm: Option<i64>) -> Resul
             Kernel::Loop(k) => (&k.name, vec![(k.loops[0].clone(), 1)], k.reduce.is_none_or(|(_, from)| from > 0)),
             Kernel::MatMul(k) => (&k.name, k.chunks(), true),
             Kernel::Scatter(k) => (&k.name, vec![(k.row_len.clone(), 1)], true),
+            Kernel::Rows(k) => (&k.name, vec![(k.rows.clone(), 1)], true),
         };
         let _ = writeln!(
             out,
@@ -75,6 +78,7 @@ pub(super) fn print(program: &Program, lanes: usize, gemm: Option<i64>) -> Resul
                 _ => matmul(&mut out, program, k, gemm)?,
             },
             Kernel::Scatter(k) => scatter(&mut out, program, k)?,
+            Kernel::Rows(k) => rows(&mut out, program, k)?,
         }
         out.push_str("    kiln_restore_denormals(kiln_saved_csr);\n}\n");
         shapes.push(RangeShape { name: name.replace('%', ""), chunks, splittable });
@@ -119,6 +123,23 @@ fn vector_plan(kernel: &LoopKernel, level: usize) -> Option<(usize, Vec<bool>)> 
         }
     }
     Some((level, varies))
+}
+
+/// Prints a row group: for each block of rows of the range, every member over those rows.
+fn rows(out: &mut String, program: &Program, group: &RowsKernel) -> Result<()> {
+    let block = group.block;
+    let _ = writeln!(
+        out,
+        "    for (int64_t kiln_first = start; kiln_first < end; kiln_first += {block}) {{\n    \
+         const int64_t kiln_last = end - kiln_first < {block} ? end : kiln_first + {block};"
+    );
+    for member in &group.members {
+        out.push_str("    {\n");
+        loop_kernel(out, program, member, ("kiln_first", "kiln_last"), None)?;
+        out.push_str("    }\n");
+    }
+    out.push_str("    }\n");
+    Ok(())
 }
 
 /// Prints a loop kernel's nest: its outermost loop over `range`, and, for a matmul's
