@@ -395,6 +395,32 @@ fn a_bad_label_in_a_row_group_is_reported_at_its_position() -> Result<()> {
     Ok(())
 }
 
+/// Kernels read inputs where the caller holds them; an input the call returns, or copies into
+/// a param, is copied in instead. Each call sees its own feed, through reshapes too.
+#[test]
+fn inputs_read_in_place_and_inputs_returned_or_kept_as_params_see_each_call_s_values() -> Result<()> {
+    let g = Graph::new();
+    let x = g.input("x", [2, 3])?;
+    let ids = g.typed_input("ids", [Dim::sym("B")], DType::I64)?;
+    let p = g.param("p", [2, 3], Init::Normal { mean: 0.0, std: 1.0 })?;
+    let doubled = x.mul(2.0)?;
+    let flat = x.reshape([6])?.add(1.0)?;
+    let counted = ids.cast(DType::F32)?.sum(&[0], false)?;
+    let mut f = function(&g, &[x, ids], &[x, doubled, flat, counted], &[(p, x)])?;
+    for seed in [41, 42, 43] {
+        let values = [normal(&[2, 3], seed), indices(&[5], 9, seed)];
+        let out = f.call(&values)?;
+        let fed = values[0].to_f64_vec();
+        assert_eq!(out[0].to_f64_vec(), fed, "x returned");
+        assert_eq!(out[1].to_f64_vec(), fed.iter().map(|v| v * 2.0).collect::<Vec<_>>(), "2x");
+        let plus_one: Vec<f64> = fed.iter().map(|&v| f64::from(v as f32 + 1.0)).collect();
+        assert_eq!(out[2].to_f64_vec(), plus_one, "x reshaped, plus 1");
+        assert_eq!(out[3].item(), Some(values[1].to_f64_vec().iter().sum()), "ids summed");
+        assert_eq!(f.params().get("p").map(Value::to_f64_vec), Some(fed), "p <- x");
+    }
+    Ok(())
+}
+
 #[test]
 fn gather_scatter_and_one_hot() -> Result<()> {
     let g = Graph::new();

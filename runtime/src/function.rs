@@ -649,8 +649,22 @@ impl Function {
                 *memory = zeroed_words(words, || format!("scratch slot {slot}"))?;
             }
         }
+        // Kernels read an input where the caller holds it (no kernel writes an input), unless
+        // the call returns it or copies it into a param afterwards: those are copied in.
+        let kept: Vec<usize> = program
+            .outputs
+            .iter()
+            .chain(program.updates.iter().map(|(_, value)| value))
+            .map(|&b| program.storage(b))
+            .collect();
+        let mut in_place: Vec<(usize, *mut u8)> = Vec::new();
         for ((name, buffer), value) in self.inputs.iter().zip(inputs) {
-            write_memory(&mut self.memory[*buffer], value.data(), || format!("input `{name}`"))?;
+            let storage = program.storage(*buffer);
+            if value.numel() > 0 && !kept.contains(&storage) {
+                in_place.push((storage, data_address(value.data())));
+            } else {
+                write_memory(&mut self.memory[*buffer], value.data(), || format!("input `{name}`"))?;
+            }
         }
         let training = self.mode.call.unwrap_or_else(|| self.mode.shared.get()) == Mode::Train;
         if let Some(buffer) = self.mode.training {
@@ -661,7 +675,15 @@ impl Function {
             write_memory(&mut self.memory[buffer], &Data::I64(vec![step]), || MODE_STEP_INPUT.to_string())?;
         }
         let buffers = program.buffers.len();
-        let pointers: Vec<*mut u8> = (0..buffers).map(|b| self.storage_mut(b).as_mut_ptr().cast::<u8>()).collect();
+        let pointers: Vec<*mut u8> = (0..buffers)
+            .map(|b| {
+                let storage = self.compiled.program.storage(b);
+                match in_place.iter().find(|(input, _)| *input == storage) {
+                    Some(&(_, address)) => address,
+                    None => self.storage_mut(b).as_mut_ptr().cast::<u8>(),
+                }
+            })
+            .collect();
         let program = &self.compiled.program;
         let call = Call { buffers: pointers.as_ptr(), sizes: symbols.as_ptr() };
         self.calls += 1;
@@ -687,8 +709,9 @@ impl Function {
             };
             let trial = matches!(run, Run::Trial(_)).then(Instant::now);
             // SAFETY: every buffer was just sized from its declared shape under `symbols`
-            // (inputs were checked against their shapes), `symbols` holds every symbol, and the
-            // pool passes ranges within `0..extent`.
+            // (inputs were checked against their shapes; those read in place are the caller's
+            // values, borrowed for the whole call and only read), `symbols` holds every symbol,
+            // and the pool passes ranges within `0..extent`.
             let status = unsafe { self.pool.run(compiled, call, extent, run.split()) };
             if let Some(trial) = trial {
                 self.split_choices.record(number, run.split(), trial.elapsed());
@@ -997,6 +1020,18 @@ pub(crate) fn to_memory(data: &Data, what: impl FnOnce() -> String) -> Result<Ve
 }
 
 /// Writes typed data into `words`, reusing its allocation when it has the right size.
+/// The address of `data`'s first element, for kernels that only read it (typed as the pointer
+/// table's entries, which are `*mut` because other buffers are written).
+fn data_address(data: &Data) -> *mut u8 {
+    match data {
+        Data::F32(v) => v.as_ptr().cast::<u8>().cast_mut(),
+        Data::F64(v) => v.as_ptr().cast::<u8>().cast_mut(),
+        Data::I32(v) => v.as_ptr().cast::<u8>().cast_mut(),
+        Data::I64(v) => v.as_ptr().cast::<u8>().cast_mut(),
+        Data::Bool(v) => v.as_ptr().cast::<u8>().cast_mut(),
+    }
+}
+
 fn write_memory(words: &mut Vec<u128>, data: &Data, what: impl FnOnce() -> String) -> Result<()> {
     fn copy<T: Copy>(words: &mut Vec<u128>, values: &[T], what: impl FnOnce() -> String) -> Result<()> {
         let bytes = std::mem::size_of_val(values);
