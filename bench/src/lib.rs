@@ -23,8 +23,50 @@ pub struct Step<'g> {
     pub outputs: Vec<Tensor<'g>>,
     /// The optimizer's updates.
     pub updates: Vec<Update<'g>>,
-    /// The values fed at step `s` (0-based).
-    pub feed: Box<dyn Fn(usize) -> Vec<Value>>,
+    /// The values fed at each step.
+    pub feed: Feed,
+}
+
+/// What a workload is fed at step `s` (0-based): batch `s mod n` of its fixed batches, held in
+/// memory and handed to each call without a copy (as the anchors index a dataset on their
+/// device), followed by the values drawn for the step (its learning rate and count, or data
+/// made on the fly).
+pub struct Feed {
+    batches: Vec<Vec<Value>>,
+    /// Values per fixed batch.
+    width: usize,
+    step_values: Box<dyn Fn(usize) -> Vec<Value>>,
+}
+
+impl Feed {
+    /// Fixed `batches` (each of the same number of values), then `step_values(s)`.
+    pub fn new(batches: Vec<Vec<Value>>, step_values: impl Fn(usize) -> Vec<Value> + 'static) -> Feed {
+        let width = batches.first().map_or(0, Vec::len);
+        assert!(batches.iter().all(|b| b.len() == width), "every fixed batch has {width} values");
+        let batches = if batches.is_empty() { vec![Vec::new()] } else { batches };
+        Feed { batches, width, step_values: Box::new(step_values) }
+    }
+
+    /// Only `step_values(s)`: no fixed data.
+    pub fn drawn(step_values: impl Fn(usize) -> Vec<Value> + 'static) -> Feed {
+        Feed::new(Vec::new(), step_values)
+    }
+
+    /// The values of step `s`, owned (for the reference interpreter).
+    pub fn values(&self, s: usize) -> Vec<Value> {
+        let mut values = self.batches[s % self.batches.len()].clone();
+        values.extend((self.step_values)(s));
+        values
+    }
+
+    /// The values of step `s`, to call with: the fixed batch in place, the step's values after it.
+    pub fn at(&mut self, s: usize) -> &[Value] {
+        let count = self.batches.len();
+        let values = &mut self.batches[s % count];
+        values.truncate(self.width);
+        values.extend((self.step_values)(s));
+        values
+    }
 }
 
 impl<'g> Step<'g> {
@@ -126,7 +168,7 @@ pub fn seed_mlp_shard(
     let loss = layers::cross_entropy(mlp(g, points, &[2, 20, 20, 2])?, targets)?;
     let optimizer: &dyn Optimizer = if adam_optimizer { &Adam::new() } else { &Sgd::new() };
     let (schedule, updates, gradients) = train_sharded(g, loss, optimizer)?;
-    let feed = Box::new(move |s: usize| {
+    let feed = Feed::drawn(move |s: usize| {
         let [lr, t] = Schedule::values(0.01, s as u64 + 1);
         vec![Value::i64([], vec![(s * shard.ranks + shard.rank) as i64]), lr, t]
     });
@@ -139,7 +181,7 @@ pub fn seed_mlp_accuracy(g: &Graph) -> Result<Step<'_>> {
     let logits = mlp(g, x, &[2, 20, 20, 2])?;
     let predicted = logits.slice(1, 1, 2)?.gt(logits.slice(1, 0, 1)?)?.cast(DType::I64)?.reshape([Dim::sym("N")])?;
     let accuracy = layers::mean_all(predicted.eq(classify(x, "N")?)?)?;
-    let feed = Box::new(|_| vec![Value::f32([10_000, 2], normal_values(20_000, 99))]);
+    let feed = Feed::new(vec![vec![Value::f32([10_000, 2], normal_values(20_000, 99))]], |_| Vec::new());
     Ok(Step { inputs: vec![x], outputs: vec![accuracy], updates: vec![], feed })
 }
 
@@ -147,7 +189,7 @@ pub fn seed_mlp_accuracy(g: &Graph) -> Result<Step<'_>> {
 pub fn mlp_infer(g: &Graph, batch: usize) -> Result<Step<'_>> {
     let x = g.input("x", [Dim::sym("B"), 2.into()])?;
     let logits = mlp(g, x, &[2, 20, 20, 2])?;
-    let feed = Box::new(move |s: usize| vec![Value::f32([batch, 2], normal_values(2 * batch, 3 + s as u64))]);
+    let feed = Feed::drawn(move |s: usize| vec![Value::f32([batch, 2], normal_values(2 * batch, 3 + s as u64))]);
     Ok(Step { inputs: vec![x], outputs: vec![logits], updates: vec![], feed })
 }
 
@@ -165,18 +207,14 @@ pub fn wide_mlp_shard(g: &Graph, shard: Shard) -> Result<(Step<'_>, Vec<(String,
     let loss = layers::cross_entropy(mlp(g, x, &[784, 256, 256, 10])?, y)?;
     let (schedule, updates, gradients) = train_sharded(g, loss, &Sgd::momentum(0.9))?;
     let rows = shard.rank * local..(shard.rank + 1) * local;
-    let batches: Vec<[Value; 2]> = (0..8)
+    let batches: Vec<Vec<Value>> = (0..8)
         .map(|b| {
             let x = normal_values(128 * 784, 10 + b)[rows.start * 784..rows.end * 784].to_vec();
             let y = labels(128, 10, 20 + b)[rows.clone()].to_vec();
-            [Value::f32([local, 784], x), Value::i64([local], y)]
+            vec![Value::f32([local, 784], x), Value::i64([local], y)]
         })
         .collect();
-    let feed = Box::new(move |s: usize| {
-        let mut values = batches[s % 8].to_vec();
-        values.extend(Schedule::values(0.01, s as u64 + 1));
-        values
-    });
+    let feed = Feed::new(batches, |s| Schedule::values(0.01, s as u64 + 1).to_vec());
     Ok((Step { inputs: vec![x, y, schedule.lr, schedule.step], outputs: vec![loss], updates, feed }, gradients))
 }
 
@@ -200,16 +238,12 @@ pub fn char_title(g: &Graph) -> Result<Step<'_>> {
     let features = embedding.gather(ids)?.mul(positions)?.sum(&[1], false)?;
     let loss = layers::cross_entropy(mlp(g, features, &[WIDTH, 64, 8])?, y)?;
     let (schedule, updates) = train_with(g, loss, &Adam::new())?;
-    let batches: Vec<[Value; 2]> = (0..16)
+    let batches: Vec<Vec<Value>> = (0..16)
         .map(|b| {
             let ids = labels(BATCH * LENGTH, CHARS as u32, 40 + b);
-            [Value::i64([BATCH, LENGTH], ids), Value::i64([BATCH], labels(BATCH, 8, 60 + b))]
+            vec![Value::i64([BATCH, LENGTH], ids), Value::i64([BATCH], labels(BATCH, 8, 60 + b))]
         })
         .collect();
-    let feed = Box::new(move |s: usize| {
-        let [ids, y] = batches[s % 16].clone();
-        let [lr, t] = Schedule::values(1e-3, s as u64 + 1);
-        vec![ids, y, lr, t]
-    });
+    let feed = Feed::new(batches, |s| Schedule::values(1e-3, s as u64 + 1).to_vec());
     Ok(Step { inputs: vec![ids, y, schedule.lr, schedule.step], outputs: vec![loss], updates, feed })
 }

@@ -56,14 +56,14 @@ fn train(
     f: &mut Function,
     compile_started: Instant,
     steps: usize,
-    inputs: &dyn Fn(usize) -> Vec<Value>,
+    feed: &mut workloads::Feed,
 ) -> Result<(f64, f64, Vec<Value>)> {
-    f.call(&inputs(0))?;
+    f.call(feed.at(0))?;
     let compile_ms = compile_started.elapsed().as_secs_f64() * 1e3;
     let started = Instant::now();
     let mut last = Vec::new();
     for step in 1..=steps {
-        last = f.call(&inputs(step))?;
+        last = f.call(feed.at(step))?;
     }
     let seconds = started.elapsed().as_secs_f64();
     if let Some(profile) = f.profile() {
@@ -76,15 +76,15 @@ fn train(
 fn seed_mlp(adam_optimizer: bool) -> Result<Run> {
     let started = Instant::now();
     let g = Graph::new();
-    let step = workloads::seed_mlp(&g, 10_000, adam_optimizer)?;
+    let mut step = workloads::seed_mlp(&g, 10_000, adam_optimizer)?;
     let mut f = step.compile(&g)?;
-    let (compile_ms, seconds, _) = train(&mut f, started, 1024, &step.feed)?;
+    let (compile_ms, seconds, _) = train(&mut f, started, 1024, &mut step.feed)?;
     // Accuracy on 10000 held-out points drawn with another seed.
     let e = Graph::new();
-    let accuracy = workloads::seed_mlp_accuracy(&e)?;
+    let mut accuracy = workloads::seed_mlp_accuracy(&e)?;
     let mut evaluate = accuracy.compile(&e)?;
     evaluate.set_params(&f.params())?;
-    let quality = evaluate.call(&(accuracy.feed)(0))?[0].item().unwrap_or(f64::NAN);
+    let quality = evaluate.call(accuracy.feed.at(0))?[0].item().unwrap_or(f64::NAN);
     Ok(Run { workload: if adam_optimizer { "w2" } else { "w1" }, compile_ms, steps: 1024, seconds, quality })
 }
 
@@ -131,9 +131,9 @@ fn mlp_infer(threads: usize) {
 fn wide_mlp() -> Result<Run> {
     let started = Instant::now();
     let g = Graph::new();
-    let step = workloads::wide_mlp(&g)?;
+    let mut step = workloads::wide_mlp(&g)?;
     let mut f = step.compile(&g)?;
-    let (compile_ms, seconds, last) = train(&mut f, started, 300, &step.feed)?;
+    let (compile_ms, seconds, last) = train(&mut f, started, 300, &mut step.feed)?;
     let quality = last[0].item().unwrap_or(f64::NAN);
     Ok(Run { workload: "w4", compile_ms, steps: 300, seconds, quality })
 }
@@ -142,9 +142,9 @@ fn wide_mlp() -> Result<Run> {
 fn char_title() -> Result<Run> {
     let started = Instant::now();
     let g = Graph::new();
-    let step = workloads::char_title(&g)?;
+    let mut step = workloads::char_title(&g)?;
     let mut f = step.compile(&g)?;
-    let (compile_ms, seconds, last) = train(&mut f, started, 300, &step.feed)?;
+    let (compile_ms, seconds, last) = train(&mut f, started, 300, &mut step.feed)?;
     let quality = last[0].item().unwrap_or(f64::NAN);
     Ok(Run { workload: "w5", compile_ms, steps: 300, seconds, quality })
 }

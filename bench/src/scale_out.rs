@@ -43,7 +43,7 @@ pub fn run(workload: &str, threads: usize) -> Result<()> {
     let mut f = function_reducing(&g, &step.inputs, &step.outputs, &step.updates, &gradients, &Default::default())?;
     f.set_reducer(ranks.reducer());
     ranks.barrier("starting the timed steps")?;
-    let (compile_ms, seconds, last) = crate::train(&mut f, started, steps, &step.feed)?;
+    let (compile_ms, seconds, last) = crate::train(&mut f, started, steps, &mut step.feed)?;
     let mut loss = [last[0].item().unwrap_or(f64::NAN)];
     ranks.mean(&mut loss, "the mean of the final loss")?;
     if ranks.rank() == 0 {
@@ -65,7 +65,7 @@ fn held_out_accuracy(f: &Function) -> Result<f64> {
     let accuracy = workloads::seed_mlp_accuracy(&e)?;
     let mut evaluate = accuracy.compile(&e)?;
     evaluate.set_params(&f.params())?;
-    Ok(evaluate.call(&(accuracy.feed)(0))?[0].item().unwrap_or(f64::NAN))
+    Ok(evaluate.call(accuracy.feed.at(0))?[0].item().unwrap_or(f64::NAN))
 }
 
 /// Steps per second of the single-process workload on this rank.
@@ -73,6 +73,6 @@ fn single_rank(w1: bool, steps: usize) -> Result<f64> {
     let g = Graph::new();
     let step = if w1 { workloads::seed_mlp(&g, 10_000, false)? } else { workloads::wide_mlp(&g)? };
     let mut f = step.compile(&g)?;
-    let (_, seconds, _) = crate::train(&mut f, Instant::now(), steps, &step.feed)?;
+    let (_, seconds, _) = crate::train(&mut f, Instant::now(), steps, &mut step.feed)?;
     Ok(steps as f64 / seconds)
 }

@@ -12,7 +12,7 @@ use kiln::compiler::random;
 use kiln::optim::{Adam, Optimizer, Schedule, SparseAdam, SparseUpdates};
 use kiln::prelude::*;
 
-use crate::{Step, mlp};
+use crate::{Feed, Step, mlp};
 
 /// Width of an embedding.
 pub const WIDTH: usize = 64;
@@ -40,7 +40,7 @@ impl SparseStep<'_> {
     /// Runs step `s` (0-based) on `function` (compiled from `self.step`): the call, then the
     /// sparse updates. Returns the loss.
     pub fn run(&mut self, function: &mut Function, s: usize) -> Result<f64> {
-        let out = function.call(&(self.step.feed)(s))?;
+        let out = function.call(self.step.feed.at(s))?;
         self.sparse.apply_to_function(function, &out[1..], LR, s as u64 + 1)?;
         Ok(out[0].item().unwrap_or(f64::NAN))
     }
@@ -91,12 +91,8 @@ pub fn word_tags(g: &Graph, vocabulary: usize) -> Result<SparseStep<'_>> {
     let sparse = SparseUpdates::new(g, &rows, &SparseAdam::new())?;
     let mut outputs = vec![loss];
     outputs.extend(sparse.outputs(&rows));
-    let batches = batches(vocabulary);
-    let feed = Box::new(move |s: usize| {
-        let [ids, tags] = batches[s % BATCHES].clone();
-        let [lr, t] = Schedule::values(LR, s as u64 + 1);
-        vec![ids, tags, lr, t]
-    });
+    let batches = batches(vocabulary).into_iter().map(Vec::from).collect();
+    let feed = Feed::new(batches, |s| Schedule::values(LR, s as u64 + 1).to_vec());
     let step = Step { inputs: vec![ids, tags, schedule.lr, schedule.step], outputs, updates, feed };
     Ok(SparseStep { step, sparse })
 }

@@ -19,7 +19,7 @@ fn compare(what: &str, g: &Graph, step: &Step, steps: usize, tolerance: f64) -> 
     let interpreter = Interpreter::new(g);
     let close = |a: f64, b: f64| (a - b).abs() <= tolerance * b.abs().max(1.0);
     for s in 0..steps {
-        let values = (step.feed)(s);
+        let values = step.feed.values(s);
         let jit = compiled.call(&values)?;
         let mut feeds = Feeds::new();
         for (input, value) in step.inputs.iter().zip(&values) {

@@ -23,7 +23,7 @@ fn w6_word_tags_with_sparse_adam_against_the_interpreter() -> Result<()> {
     let close = |a: f64, b: f64, tolerance: f64| (a - b).abs() <= tolerance * b.abs().max(1.0);
     let mut touched = vec![false; 100_000];
     for s in 0..STEPS {
-        let values = (reference.step.feed)(s);
+        let values = reference.step.feed.values(s);
         let ids = &values[0];
         (0..ids.numel()).for_each(|i| touched[ids.data().get_i64(i) as usize] = true);
         let loss = compiled.run(&mut f, s)?;

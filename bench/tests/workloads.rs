@@ -13,7 +13,7 @@ fn compare(what: &str, g: &Graph, step: &Step, steps: usize, tolerance: f64) -> 
     let interpreter = Interpreter::new(g);
     let close = |a: f64, b: f64| (a - b).abs() <= tolerance * b.abs().max(1.0);
     for s in 0..steps {
-        let values = (step.feed)(s);
+        let values = step.feed.values(s);
         let compiled = f.call(&values)?;
         let mut feeds = Feeds::new();
         for (input, value) in step.inputs.iter().zip(&values) {
@@ -106,7 +106,7 @@ fn one_compilation_serves_every_batch_size() -> Result<()> {
         inputs: vec![x, schedule.lr, schedule.step],
         outputs: vec![loss],
         updates,
-        feed: Box::new(move |s| {
+        feed: kiln_bench::Feed::drawn(move |s| {
             let [lr, t] = Schedule::values(0.1, s as u64 + 1);
             vec![Value::f32([sizes[s], 2], kiln_bench::normal_values(2 * sizes[s], s as u64)), lr, t]
         }),
