@@ -374,6 +374,36 @@ fn row_wise_reductions_feed_their_consumers_in_one_kernel_over_any_number_of_cla
     Ok(())
 }
 
+/// A param updated by a member of a row group is written in place only if no other member
+/// reads it (the group runs block by block: a later block would see the new value); either
+/// way the update matches the interpreter.
+#[test]
+fn a_param_updated_in_a_row_group_is_written_in_place_only_if_no_other_member_reads_it() -> Result<()> {
+    for read_by_the_group in [false, true] {
+        let g = Graph::new();
+        let x = g.input("x", [300, 10])?;
+        let p = g.param("p", [300, 10], Init::Normal { mean: 0.0, std: 1.0 })?;
+        // With `read_by_the_group`, the rows' maximum (a member of its own) reads `p`.
+        let top = if read_by_the_group { x.add(p)?.max(&[1], true)? } else { x.max(&[1], true)? };
+        let exp = x.sub(top)?.exp()?;
+        let new_p = p.sub(exp.div(exp.sum(&[1], true)?)?.mul(0.5)?)?;
+        let mut f = function(&g, &[x], &[new_p.sum(&[0, 1], false)?], &[(p, new_p)])?;
+        let listing = f.listing();
+        assert!(listing.contains(" rows [i0 < 300]"), "{listing}");
+        assert_eq!(listing.contains("update: "), read_by_the_group, "{listing}");
+        let values = [normal(&[300, 10], 36)];
+        let mut feeds = Feeds::new();
+        feeds.insert("x", values[0].clone());
+        let expected = Interpreter::new(&g).run(&feeds, &f.params(), &[new_p])?[0].to_f64_vec();
+        f.call(&values)?;
+        let updated = f.params().get("p").map(Value::to_f64_vec).unwrap_or_default();
+        for (k, (a, b)) in updated.iter().zip(&expected).enumerate() {
+            assert!((a - b).abs() <= APPROXIMATE * b.abs().max(1.0), "element {k}: {a} against {b}");
+        }
+    }
+    Ok(())
+}
+
 /// The first bad label in row order is the one reported, wherever the blocks of a row group
 /// end, on 1 and 2 threads.
 #[test]

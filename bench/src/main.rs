@@ -235,8 +235,7 @@ fn matmul_paths(threads: usize) {
     unsafe { std::env::remove_var("KILN_GEMM_MIN_WORK") };
     // W4's forward products as a linear layer computes them (`x · Wᵀ`, W stored `[n, k]`: the
     // right operand read down its columns) against the same product with W stored `[k, n]`,
-    // both in the GEMM: what the weights' layout costs. (Each call also copies its feed, the
-    // same for both.)
+    // both in the GEMM: what the weights' layout costs.
     for (m, k, n) in [(128usize, 784usize, 256usize), (128, 256, 256)] {
         let time = |transposed: bool| -> Result<f64> {
             let mut options = kiln::compiler::codegen::Options::default();
