@@ -56,10 +56,18 @@ pub(crate) struct Layout {
     pub b: [i64; 3],
     /// Rows per block of the range (`MatMulKernel::chunk_rows`).
     pub chunk_rows: i64,
+    /// `MatMulKernel::accumulate`, as [`accumulate_word`] encodes it.
+    pub accumulate: i64,
 }
 
 /// Number of `i64` fields of [`Layout`].
-pub(crate) const LAYOUT_WORDS: usize = 11;
+pub(crate) const LAYOUT_WORDS: usize = 12;
+
+/// [`Layout::accumulate`] for `MatMulKernel::accumulate`: 0 to overwrite the result, or the
+/// `f32` bits of `c` with bit 32 set for `out = c·out + a·b`.
+pub(crate) fn accumulate_word(scale: Option<f64>) -> i64 {
+    scale.map_or(0, |c| (1 << 32) | i64::from((c as f32).to_bits()))
+}
 
 /// Computes blocks `start..end` of `out = a · b` (see `MatMulKernel::chunks`), one GEMM call per
 /// block. Returns 0, or 1 if the GEMM panicked.
@@ -78,7 +86,9 @@ pub(crate) unsafe extern "C" fn kiln_sgemm(
     let run = AssertUnwindSafe(|| {
         // SAFETY: the caller's contract.
         let layout = unsafe { &*layout };
-        let Layout { m, k, n, rows: total_rows, a: a_strides, b: b_strides, chunk_rows } = *layout;
+        let Layout { m, k, n, rows: total_rows, a: a_strides, b: b_strides, chunk_rows, accumulate } = *layout;
+        // `out = scale·out + a·b` when accumulating, else `out = a·b`.
+        let (read_out, scale) = (accumulate != 0, f32::from_bits(accumulate as u32));
         let column_chunks = (n + CHUNK_COLUMNS - 1) / CHUNK_COLUMNS;
         for block in start..end {
             let (first_row, first_column) = (block / column_chunks * chunk_rows, block % column_chunks * CHUNK_COLUMNS);
@@ -94,7 +104,14 @@ pub(crate) unsafe extern "C" fn kiln_sgemm(
                     let out = out.offset((row * n + first_column) as isize);
                     if k == 0 {
                         for r in 0..rows {
-                            std::ptr::write_bytes(out.offset((r * n) as isize), 0, columns as usize);
+                            let row = out.offset((r * n) as isize);
+                            if read_out {
+                                for c in 0..columns as usize {
+                                    *row.add(c) *= scale;
+                                }
+                            } else {
+                                std::ptr::write_bytes(row, 0, columns as usize);
+                            }
                         }
                     } else {
                         let a = a.offset((batch * a_strides[0] + i * a_strides[1]) as isize);
@@ -106,14 +123,14 @@ pub(crate) unsafe extern "C" fn kiln_sgemm(
                             out,
                             1,
                             n as isize,
-                            false,
+                            read_out,
                             a,
                             a_strides[2] as isize,
                             a_strides[1] as isize,
                             b,
                             b_strides[2] as isize,
                             b_strides[1] as isize,
-                            0.0,
+                            scale,
                             1.0,
                             false,
                             false,

@@ -66,6 +66,10 @@ pub(super) fn build(
     let total_rows = size(builder, &kernel.batch.times(&kernel.m));
     // Big enough for the GEMM? (Decided once per call: it depends on the sizes alone.)
     let big = gemm_shim.map(|_| {
+        if kernel.accumulate.is_some() {
+            // Only the GEMM computes `c·out + a·b`.
+            return builder.ins().iconst(types::I8, 1);
+        }
         let rows_k = builder.ins().imul(operands.m, operands.k);
         let work = builder.ins().imul(rows_k, operands.n);
         let much_work = builder.ins().icmp_imm_s(IntCC::SignedGreaterThanOrEqual, work, target.gemm_min_work);
@@ -112,7 +116,8 @@ pub(super) fn build(
         builder.switch_to_block(called);
         let next = builder.ins().iadd_imm_s(chunk, 1);
         let rows = (total_rows, builder.ins().iconst(types::I64, chunk_rows));
-        let status = call_gemm(builder, shim, &operands, rows, (chunk, next));
+        let accumulate = builder.ins().iconst(types::I64, gemm::accumulate_word(kernel.accumulate));
+        let status = call_gemm(builder, shim, &operands, (rows, accumulate), (chunk, next));
         let so_far = builder.use_var(failed);
         let status = builder.ins().bor(so_far, status);
         builder.def_var(failed, status);
@@ -157,12 +162,13 @@ pub(super) fn build(
 }
 
 /// Calls the GEMM shim for blocks `start..end`; returns its result (nonzero on failure).
-/// `rows`: the result's rows (batches flattened) and rows per block.
+/// `rows`: the result's rows (batches flattened) and rows per block; `accumulate`: the
+/// layout's word for `MatMulKernel::accumulate`.
 fn call_gemm(
     builder: &mut FunctionBuilder,
     shim: FuncRef,
     o: &Operands,
-    rows: (Value, Value),
+    (rows, accumulate): ((Value, Value), Value),
     blocks: (Value, Value),
 ) -> Value {
     let slot = builder.create_sized_stack_slot(StackSlotData::new(
@@ -183,6 +189,7 @@ fn call_gemm(
         o.b_strides[1],
         o.b_strides[2],
         rows.1,
+        accumulate,
     ];
     debug_assert_eq!(fields.len(), gemm::LAYOUT_WORDS);
     for (i, &field) in fields.iter().enumerate() {

@@ -190,8 +190,19 @@ pub fn compile(program: Program) -> Result<CompiledProgram> {
     compile_with(program, &Options::default())
 }
 
+/// `program` as both tiers compile it: with the GEMM on, momenta folded into the products of
+/// their gradients (`kernel::fold_accumulations`), which only the GEMM computes.
+pub(crate) fn prepare(mut program: Program, options: &Options) -> Program {
+    if options.gemm {
+        let takes = crate::kernel::GemmTakes { min_work: gemm::min_work(options), min_k: gemm::GEMM_MIN_K };
+        crate::kernel::fold_accumulations(&mut program, takes);
+    }
+    program
+}
+
 /// Compiles every kernel of `program` for the host, with `options`.
 pub fn compile_with(program: Program, options: &Options) -> Result<CompiledProgram> {
+    let program = prepare(program, options);
     let isa = host_isa()?;
     let target = Target {
         fma: options.fma && host_has_fma(),
@@ -249,6 +260,11 @@ pub(crate) fn define_kernels<M: Module>(
     let mut builder_context = FunctionBuilderContext::new();
     let mut declared = Vec::with_capacity(program.kernels.len());
     for (number, kernel) in program.kernels.iter().enumerate() {
+        if let (Kernel::MatMul(k), None) = (kernel, gemm)
+            && k.accumulate.is_some()
+        {
+            return Err(Error::Bug(format!("{}: a folded momentum needs the GEMM", k.name)));
+        }
         let signature = kernel_signature(module);
         let name = format!("{prefix}kernel{number}_{}", kernel_name(kernel))
             .replace(|c: char| !c.is_ascii_alphanumeric() && c != '_', "_");

@@ -406,6 +406,10 @@ pub(crate) fn power_by_squaring(x: &str, mut n: u32, one: &str) -> String {
 }
 
 fn matmul(out: &mut String, program: &Program, kernel: &MatMulKernel) -> Result<()> {
+    if kernel.accumulate.is_some() {
+        // Folded momenta come from training steps, which are not exported.
+        return Err(Error::Bug(format!("{}: a folded momentum in an artifact", kernel.name)));
+    }
     let (a, b, o) = (buffer(program, kernel.a.0), buffer(program, kernel.b.0), buffer(program, kernel.out));
     let [a0, a1, a2] = kernel.a.1.clone().map(|s| size(&s));
     let [b0, b1, b2] = kernel.b.1.clone().map(|s| size(&s));

@@ -96,6 +96,7 @@ mod tests {
             b: (1, [Size::fixed(0), Size::fixed(5), Size::fixed(1)]),
             out: 2,
             epilogue: None,
+            accumulate: None,
         }
     }
 

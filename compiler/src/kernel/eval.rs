@@ -381,7 +381,13 @@ impl Run<'_> {
                 let product = binary(Binary::Mul, left, right, dtype, &kernel.name)?.to(dtype);
                 sum = binary(Binary::Add, sum, product, dtype, &kernel.name)?.to(dtype);
             }
-            self.store(kernel.out, (batch_index * m + i) * n + j, sum, &kernel.name)?;
+            let at = (batch_index * m + i) * n + j;
+            if let Some(scale) = kernel.accumulate {
+                let old = self.load(kernel.out, at, &kernel.name)?;
+                let scaled = binary(Binary::Mul, Scalar::Float(scale).to(dtype), old, dtype, &kernel.name)?.to(dtype);
+                sum = binary(Binary::Add, scaled, sum, dtype, &kernel.name)?.to(dtype);
+            }
+            self.store(kernel.out, at, sum, &kernel.name)?;
         }
         if let Some(epilogue) = &kernel.epilogue {
             // The epilogue reads the product only at the element it computes, so running it

@@ -456,6 +456,7 @@ impl<'a> Lowering<'a> {
             b: (buffer, [zero, columns, Size::fixed(1)]),
             out,
             epilogue: None,
+            accumulate: None,
         };
         self.program.kernels.push(Kernel::MatMul(Box::new(kernel)));
         true
@@ -553,6 +554,7 @@ impl<'a> Lowering<'a> {
             b: (b_buffer.0, b_strides),
             out,
             epilogue: None,
+            accumulate: None,
         };
         self.program.kernels.push(Kernel::MatMul(Box::new(kernel)));
     }

@@ -91,7 +91,7 @@ fn append(first: &mut LoopKernel, second: &LoopKernel) {
 }
 
 /// `expr` with its operand ids translated through `map`.
-fn remap(expr: &Expr, map: &[ExprId]) -> Expr {
+pub(super) fn remap(expr: &Expr, map: &[ExprId]) -> Expr {
     match expr {
         Expr::Unary(op, x) => Expr::Unary(*op, map[*x]),
         Expr::Pow(p, x) => Expr::Pow(*p, map[*x]),

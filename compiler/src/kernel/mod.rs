@@ -14,6 +14,7 @@
 //! writes a buffer it reads; the outermost loop of a kernel marked `parallel` can be split
 //! into ranges that run independently.
 
+mod accumulate;
 mod collapse;
 mod epilogue;
 mod eval;
@@ -25,6 +26,7 @@ mod rows;
 mod split;
 mod tile;
 
+pub use accumulate::{GemmTakes, fold_accumulations};
 pub use collapse::collapse_loops;
 pub use epilogue::fuse_epilogues;
 pub use eval::Evaluator;
@@ -228,6 +230,9 @@ pub struct MatMulKernel {
     /// An elementwise kernel over `[m, n]` (bias, activation, mask) run on each block of the
     /// result right after the block is computed (see `fuse_epilogues`).
     pub epilogue: Option<LoopKernel>,
+    /// With `Some(c)`: `out = c·out + a·b`, `out` holding its old value on entry (a momentum
+    /// folded into the product of its gradient, see `fold_accumulations`).
+    pub accumulate: Option<f64>,
 }
 
 /// Rows per block: the range of a matmul kernel counts blocks of this many rows (see

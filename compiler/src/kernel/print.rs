@@ -90,13 +90,14 @@ impl Program {
                 let strides = |s: &[Size; 3]| s.iter().map(|x| self.size(x)).collect::<Vec<_>>().join(", ");
                 let _ = writeln!(
                     out,
-                    "kernel {} matmul batch={} m={} k={} n={}: b{} = b{} (strides {}) x b{} (strides {})",
+                    "kernel {} matmul batch={} m={} k={} n={}: b{} = {}b{} (strides {}) x b{} (strides {})",
                     k.name,
                     self.size(&k.batch),
                     self.size(&k.m),
                     self.size(&k.k),
                     self.size(&k.n),
                     k.out,
+                    k.accumulate.map(|c| format!("{c}·b{} + ", k.out)).unwrap_or_default(),
                     k.a.0,
                     strides(&k.a.1),
                     k.b.0,

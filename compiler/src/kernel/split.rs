@@ -80,6 +80,7 @@ fn split(program: &mut Program, matmul: &MatMulKernel, m: i64, k: i64, n: i64) -
         b: (matmul.b.0, [part.times(&bk), bk, bn]),
         out: partials,
         epilogue: None,
+        accumulate: None,
     };
     let element = |offset: i64| Index {
         base: if offset == 0 { Vec::new() } else { vec![Size::fixed(offset)] },

@@ -129,6 +129,7 @@ mod tests {
             b: (1, [Size::fixed(0), Size::fixed(n), Size::fixed(1)]),
             out: 2,
             epilogue: None,
+            accumulate: None,
         }
     }
 

@@ -87,6 +87,7 @@ pub fn say_no_compiler() {
 /// loads it. A C compiler error is an [`Error::Toolchain`] with the compiler's message and the
 /// source's path.
 pub fn compile(program: Program, options: &Options) -> Result<CompiledProgram> {
+    let program = codegen::prepare(program, options);
     let compiler = c_compiler()
         .ok_or_else(|| Error::Toolchain { tool: "cc".into(), detail: "no C compiler runs (set `CC`)".into() })?;
     let gemm = options.gemm.then(|| codegen::gemm::min_work(options));

@@ -26,7 +26,7 @@ use std::fmt::Write;
 use super::body::{Body, plan};
 use super::narrow;
 use crate::codegen::gemm;
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::export::c_source::{buffer, fill_with_identity, report_index, size};
 use crate::graph::DType;
 use crate::kernel::{
@@ -52,8 +52,10 @@ pub(super) fn print(program: &Program, lanes: usize, gemm: Option<i64>) -> Resul
     out.push_str(include_str!("prelude.h"));
     out.push_str(crate::export::c_source::SCALAR_HELPERS);
     out.push_str(&tiles());
-    let narrow =
-        |k: &MatMulKernel| crate::kernel::narrow_tile(k, lanes, registers(lanes)).filter(|tile| narrow::fits(k, tile));
+    let narrow = |k: &MatMulKernel| {
+        let tile = crate::kernel::narrow_tile(k, lanes, registers(lanes)).filter(|tile| narrow::fits(k, tile));
+        tile.filter(|_| k.accumulate.is_none())
+    };
     let mut shapes = Vec::with_capacity(program.kernels.len());
     for (number, kernel) in program.kernels.iter().enumerate() {
         let (name, chunks, splittable) = match kernel {
@@ -340,7 +342,12 @@ fn matmul(out: &mut String, program: &Program, kernel: &MatMulKernel, gemm: Opti
     let [b0, b1, b2] = kernel.b.1.clone().map(|s| size(&s));
     let (m, k, n) = (size(&kernel.m), size(&kernel.k), size(&kernel.n));
     let big = match gemm {
+        // Only the GEMM computes `c·out + a·b`.
+        Some(_) if kernel.accumulate.is_some() => "1".into(),
         Some(min_work) => format!("kiln_gemm && m * k * n >= {min_work}LL && k >= {}LL", gemm::GEMM_MIN_K),
+        None if kernel.accumulate.is_some() => {
+            return Err(Error::Bug(format!("{}: a folded momentum needs the GEMM", kernel.name)));
+        }
         None => "0".into(),
     };
     let shared_b = kernel.batch.as_fixed() == Some(1) || kernel.b.1[0].as_fixed() == Some(0);
@@ -348,7 +355,7 @@ fn matmul(out: &mut String, program: &Program, kernel: &MatMulKernel, gemm: Opti
     let _ = writeln!(
         out,
         "    const int64_t m = {m}, k = {k}, n = {n}, rows = {batch} * m;\n    \
-         const int64_t layout[11] = {{m, k, n, rows, {a0}, {a1}, {a2}, {b0}, {b1}, {b2}, {cr}}};\n    \
+         const int64_t layout[12] = {{m, k, n, rows, {a0}, {a1}, {a2}, {b0}, {b1}, {b2}, {cr}, {acc}LL}};\n    \
          const int64_t column_chunks = (n + {cc} - 1) / {cc};\n    const int big = {big};\n    \
          for (int64_t chunk = start; chunk < end; chunk++) {{\n        \
          const int64_t first_row = chunk / column_chunks * {cr}, first_column = chunk % column_chunks * {cc};\n        \
@@ -362,6 +369,7 @@ fn matmul(out: &mut String, program: &Program, kernel: &MatMulKernel, gemm: Opti
         batch = size(&kernel.batch),
         cc = CHUNK_COLUMNS,
         cr = kernel.chunk_rows(),
+        acc = gemm::accumulate_word(kernel.accumulate),
     );
     if let Some(epilogue) = &kernel.epilogue {
         // The block is in cache: finish it (bias, activation, mask) before the next one.
