@@ -38,7 +38,7 @@ pub fn run(workload: &str, threads: usize) -> Result<()> {
     };
     let started = Instant::now();
     let g = Graph::new();
-    let (step, gradients) =
+    let (mut step, gradients) =
         if w1 { workloads::seed_mlp_shard(&g, 10_000, false, shard)? } else { workloads::wide_mlp_shard(&g, shard)? };
     let mut f = function_reducing(&g, &step.inputs, &step.outputs, &step.updates, &gradients, &Default::default())?;
     f.set_reducer(ranks.reducer());
@@ -62,7 +62,7 @@ pub fn run(workload: &str, threads: usize) -> Result<()> {
 /// W1's held-out accuracy with `f`'s params.
 fn held_out_accuracy(f: &Function) -> Result<f64> {
     let e = Graph::new();
-    let accuracy = workloads::seed_mlp_accuracy(&e)?;
+    let mut accuracy = workloads::seed_mlp_accuracy(&e)?;
     let mut evaluate = accuracy.compile(&e)?;
     evaluate.set_params(&f.params())?;
     Ok(evaluate.call(accuracy.feed.at(0))?[0].item().unwrap_or(f64::NAN))
@@ -71,7 +71,7 @@ fn held_out_accuracy(f: &Function) -> Result<f64> {
 /// Steps per second of the single-process workload on this rank.
 fn single_rank(w1: bool, steps: usize) -> Result<f64> {
     let g = Graph::new();
-    let step = if w1 { workloads::seed_mlp(&g, 10_000, false)? } else { workloads::wide_mlp(&g)? };
+    let mut step = if w1 { workloads::seed_mlp(&g, 10_000, false)? } else { workloads::wide_mlp(&g)? };
     let mut f = step.compile(&g)?;
     let (_, seconds, _) = crate::train(&mut f, Instant::now(), steps, &mut step.feed)?;
     Ok(steps as f64 / seconds)
