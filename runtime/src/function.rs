@@ -51,6 +51,9 @@ pub struct Function {
     compile_time: Duration,
     /// For each positional input: its name and buffer.
     inputs: Vec<(String, usize)>,
+    /// For each positional input: kernels read it where the caller holds it (no kernel writes
+    /// an input), unless the call returns it or copies it into a param: then it is copied in.
+    read_in_place: Vec<bool>,
     /// Memory of every input, param and constant buffer (temporaries live in `scratch`,
     /// aliases in their target's memory).
     memory: Vec<Vec<u128>>,
@@ -204,6 +207,13 @@ pub(crate) fn build_function<'g>(
         let buffer = buffer.ok_or_else(|| Error::Bug(format!("input `{name}` has no buffer")))?;
         positional.push((name.clone(), buffer));
     }
+    let kept: Vec<usize> = program
+        .outputs
+        .iter()
+        .chain(program.updates.iter().map(|(_, value)| value))
+        .map(|&b| program.storage(b))
+        .collect();
+    let read_in_place = positional.iter().map(|(_, buffer)| !kept.contains(&program.storage(*buffer))).collect();
     // Inputs no kernel reads need no value: a forward compiled from a training graph leaves
     // out its labels and the optimizer's inputs.
     let mut read = vec![false; program.buffers.len()];
@@ -249,6 +259,7 @@ pub(crate) fn build_function<'g>(
         compiled,
         compile_time,
         inputs: positional,
+        read_in_place,
         pool: Pool::new(threads),
         split_threshold: DEFAULT_SPLIT_THRESHOLD,
         split_choices: SplitChoices::new(kernels),
@@ -649,19 +660,10 @@ impl Function {
                 *memory = zeroed_words(words, || format!("scratch slot {slot}"))?;
             }
         }
-        // Kernels read an input where the caller holds it (no kernel writes an input), unless
-        // the call returns it or copies it into a param afterwards: those are copied in.
-        let kept: Vec<usize> = program
-            .outputs
-            .iter()
-            .chain(program.updates.iter().map(|(_, value)| value))
-            .map(|&b| program.storage(b))
-            .collect();
         let mut in_place: Vec<(usize, *mut u8)> = Vec::new();
-        for ((name, buffer), value) in self.inputs.iter().zip(inputs) {
-            let storage = program.storage(*buffer);
-            if value.numel() > 0 && !kept.contains(&storage) {
-                in_place.push((storage, data_address(value.data())));
+        for (((name, buffer), value), &borrowed) in self.inputs.iter().zip(inputs).zip(&self.read_in_place) {
+            if borrowed && value.numel() > 0 {
+                in_place.push((program.storage(*buffer), data_address(value.data())));
             } else {
                 write_memory(&mut self.memory[*buffer], value.data(), || format!("input `{name}`"))?;
             }

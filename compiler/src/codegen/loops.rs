@@ -39,8 +39,7 @@ pub(super) fn build(
         Nest { kernel, extents, vector_level, indices: vec![], accumulators: None, columns: None, product: None };
     nest.level(&mut emitter, 0, params.start, params.end, false);
     emitter.builder.ins().return_(&[]);
-    let splittable = kernel.reduce.is_none_or(|(_, from)| from > 0);
-    KernelShape { chunks: vec![(kernel.loops[0].clone(), 1)], splittable }
+    KernelShape { chunks: vec![(kernel.loops[0].clone(), 1)], splittable: kernel.splittable() }
 }
 
 /// Builds the function of a row group: for each block of `group.block` rows of the range,

@@ -13,7 +13,7 @@
 //! then write `v` early only if nothing from it on reads the old `v` and no kernel from it on
 //! can stop the call (a failed call leaves the params as they were).
 
-use super::{Binary, Expr, ExprId, Index, Kernel, LoopKernel, MatMulKernel, NARROW_COLUMNS, Program, Role, Size};
+use super::{Binary, Expr, ExprId, Index, Kernel, LoopKernel, NARROW_COLUMNS, Program, Role, Size};
 
 /// The products the GEMM takes: at least `min_work` multiply-adds over a contraction of at
 /// least `min_k` (the code generator's thresholds).
@@ -34,9 +34,11 @@ pub fn fold_accumulations(program: &mut Program, gemm: GemmTakes) {
     }
 }
 
-/// What a fold changes: the param `v` (its storage), the constant `c`, and in the reader the
+/// What a fold changes: the product's buffer, the param `v` (its storage), the constant `c`, and in the reader the
 /// store of `v_new` and the expression computing it.
 struct Fold {
+    /// The product's buffer (storage).
+    product: usize,
     param: usize,
     scale: f64,
     store: usize,
@@ -96,6 +98,7 @@ fn momentum(program: &Program, update: &LoopKernel, product: usize, elements: i6
         Expr::Const(c) => Some(c),
         _ => None,
     };
+    let uses = uses(update);
     for (store, (value, buffer, index)) in update.stores.iter().enumerate() {
         let param = program.storage(*buffer);
         if !matches!(program.buffers[param].role, Role::Param(_)) || update.stores.len() < 2 {
@@ -112,7 +115,6 @@ fn momentum(program: &Program, update: &LoopKernel, product: usize, elements: i6
             }
             // The load of the gradient, the scaled old value and its load serve this sum only;
             // no other expression loads `v` (it would see the new value) or the product.
-            let uses = uses(update);
             let only_here = uses[gradient] == 1 && uses[scaled] == 1 && uses[old] == 1;
             let others = update.body.iter().enumerate().any(|(id, (expr, _))| {
                 id != gradient
@@ -121,7 +123,7 @@ fn momentum(program: &Program, update: &LoopKernel, product: usize, elements: i6
                         if [param, product].contains(&program.storage(*buffer)))
             });
             if only_here && !others {
-                return Some(Fold { param, scale, store, value: *value, index: index.clone() });
+                return Some(Fold { product, param, scale, store, value: *value, index: index.clone() });
             }
         }
     }
@@ -150,7 +152,7 @@ fn contiguous(kernel: &LoopKernel, elements: i64) -> bool {
 fn uses(kernel: &LoopKernel) -> Vec<usize> {
     let mut uses = vec![0; kernel.body.len()];
     for (expr, _) in &kernel.body {
-        for operand in operands(expr) {
+        for operand in expr.operands() {
             uses[operand] += 1;
         }
     }
@@ -160,24 +162,8 @@ fn uses(kernel: &LoopKernel) -> Vec<usize> {
     uses
 }
 
-/// The expressions `expr` reads.
-fn operands(expr: &Expr) -> Vec<ExprId> {
-    match *expr {
-        Expr::Unary(_, x) | Expr::Pow(_, x) | Expr::Cast(x) => vec![x],
-        Expr::Binary(_, x, y) | Expr::Compare(_, x, y) => vec![x, y],
-        Expr::Select(mask, x, y) => vec![mask, x, y],
-        Expr::Random { counter, .. } => vec![counter],
-        Expr::Gather { row, .. } => vec![row],
-        Expr::CheckIndex { value, .. } => vec![value],
-        Expr::Load { .. } | Expr::Const(_) | Expr::Size(_) | Expr::LoopIndex(_) => vec![],
-    }
-}
-
 fn apply(program: &mut Program, position: usize, reader: usize, fold: Fold) {
-    let Kernel::MatMul(matmul) = &program.kernels[position] else { return };
-    let product = program.storage(matmul.out);
     let Kernel::MatMul(matmul) = &mut program.kernels[position] else { return };
-    let matmul: &mut MatMulKernel = matmul;
     matmul.out = fold.param;
     matmul.accumulate = Some(fold.scale);
     matmul.name = format!("{}+momentum", matmul.name);
@@ -187,8 +173,8 @@ fn apply(program: &mut Program, position: usize, reader: usize, fold: Fold) {
     update.stores.remove(fold.store);
     drop_dead_expressions(update);
     // The product is never stored: no slot.
-    program.buffers[product].role = Role::Alias(fold.param);
-    program.slots[product] = None;
+    program.buffers[fold.product].role = Role::Alias(fold.param);
+    program.slots[fold.product] = None;
 }
 
 /// Removes the expressions no store depends on, keeping the order of the others.
@@ -199,7 +185,7 @@ fn drop_dead_expressions(kernel: &mut LoopKernel) {
     }
     for id in (0..kernel.body.len()).rev() {
         if live[id] {
-            for operand in operands(&kernel.body[id].0) {
+            for operand in kernel.body[id].0.operands() {
                 live[operand] = true;
             }
         }

@@ -380,6 +380,19 @@ pub struct Program {
 }
 
 impl Expr {
+    /// The expressions this one reads.
+    pub fn operands(&self) -> Vec<ExprId> {
+        match *self {
+            Expr::Unary(_, x) | Expr::Pow(_, x) | Expr::Cast(x) => vec![x],
+            Expr::Binary(_, x, y) | Expr::Compare(_, x, y) => vec![x, y],
+            Expr::Select(mask, x, y) => vec![mask, x, y],
+            Expr::Random { counter, .. } => vec![counter],
+            Expr::Gather { row, .. } => vec![row],
+            Expr::CheckIndex { value, .. } => vec![value],
+            Expr::Load { .. } | Expr::Const(_) | Expr::Size(_) | Expr::LoopIndex(_) => vec![],
+        }
+    }
+
     /// True if computing this expression (of `dtype`) can report a data-dependent error that
     /// stops the call: a gather's or a checked index out of range, an integer division by zero.
     pub fn can_fail(&self, dtype: DType) -> bool {
@@ -389,6 +402,12 @@ impl Expr {
 }
 
 impl LoopKernel {
+    /// True if the outermost loop can be split into ranges that run independently: it is not
+    /// reduced over (a reduction to a scalar runs whole).
+    pub fn splittable(&self) -> bool {
+        self.reduce.is_none_or(|(_, from)| from > 0)
+    }
+
     /// True if some expression of the body can fail ([`Expr::can_fail`]).
     pub fn can_fail(&self) -> bool {
         self.body.iter().any(|(expr, dtype)| expr.can_fail(*dtype))

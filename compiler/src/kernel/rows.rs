@@ -72,7 +72,7 @@ fn close(program: &mut Program, mut group: Vec<LoopKernel>) {
 /// member: its rows can be split (it does not reduce over them) and its inner loops are static.
 fn row_elements(kernel: &LoopKernel) -> Option<i64> {
     let (_, inner) = kernel.loops.split_first()?;
-    if kernel.reduce.is_some_and(|(_, from)| from == 0) {
+    if !kernel.splittable() {
         return None;
     }
     inner.iter().try_fold(1i64, |product, extent| product.checked_mul(extent.as_fixed()?))

@@ -59,7 +59,7 @@ pub(super) fn print(program: &Program, lanes: usize, gemm: Option<i64>) -> Resul
     let mut shapes = Vec::with_capacity(program.kernels.len());
     for (number, kernel) in program.kernels.iter().enumerate() {
         let (name, chunks, splittable) = match kernel {
-            Kernel::Loop(k) => (&k.name, vec![(k.loops[0].clone(), 1)], k.reduce.is_none_or(|(_, from)| from > 0)),
+            Kernel::Loop(k) => (&k.name, vec![(k.loops[0].clone(), 1)], k.splittable()),
             Kernel::MatMul(k) => (&k.name, k.chunks(), true),
             Kernel::Scatter(k) => (&k.name, vec![(k.row_len.clone(), 1)], true),
             Kernel::Rows(k) => (&k.name, vec![(k.rows.clone(), 1)], true),
